@@ -1,0 +1,1 @@
+"""Agents: the Tiny Recursive Model, its halting heads, continual strategies and baselines."""

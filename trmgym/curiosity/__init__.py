@@ -1,0 +1,1 @@
+"""Curiosity: intrinsic rewards (RND, count-based) as modules and Gymnasium wrappers."""

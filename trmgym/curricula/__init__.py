@@ -1,0 +1,1 @@
+"""Curricula: task sequences and schedulers that order the tasks of a continual run."""

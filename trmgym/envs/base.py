@@ -1,0 +1,148 @@
+"""The single-puzzle Gymnasium environment: one reasoning step per ``step``.
+
+Every trmgym env (Sudoku, Maze, ARC, ARCGen) is a :class:`PuzzleEnv` whose ``source_cls`` draws its
+puzzles. The env is the ``B = 1`` view of :class:`~trmgym.envs.core.PuzzleCore`, the same code the
+batched :class:`~trmgym.envs.vector.PuzzleVectorEnv` runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from trmgym.envs.core import PuzzleCore
+from trmgym.envs.render import ansi_panels, rgb_panels
+from trmgym.envs.source import PuzzleSource
+
+RENDER_MODES = ["ansi", "rgb_array"]
+
+
+class PuzzleEnv(gym.Env):
+    """A puzzle whose actions are an agent's reasoning steps.
+
+    ## Description
+    Each episode presents one puzzle. The observation holds the puzzle (``grid``), the agent's
+    current draft (``answer``, initialised to the puzzle) and the puzzle's ``task_id``. Each
+    step is one reasoning step: the agent proposes a whole answer (``grid`` mode) or writes one
+    token (``edit`` mode), and may halt. Halting ends the episode; the registered time limit
+    (``max_episode_steps``, 16 by default) truncates it.
+
+    ## Action Space
+    - ``action_mode="grid"``: ``Dict(answer=Box(0, V-1, (H, W), int64), halt=Discrete(2))``.
+    - ``action_mode="edit"``: ``Discrete(H*W*V + 1)``; action ``a < H*W*V`` writes token
+      ``a % V`` into flat cell ``a // V``; the last action halts. ``V`` is
+      :data:`trmgym.envs.tokens.VOCAB_SIZE`.
+
+    ## Observation Space
+    ``Dict(grid=Box(0, V-1, (H, W), int64), answer=Box(0, V-1, (H, W), int64),
+    task_id=Discrete(num_tasks))`` with ``(H, W)`` the ``canvas`` (default: the family's grid).
+
+    ## Rewards
+    ``Δ cell_accuracy − step_cost`` every step, ``+ solve_bonus`` when halting on a correct
+    answer. ``info``: ``cell_accuracy`` (0..1), ``solved``, ``steps``; ``target`` only with
+    ``expose_target=True``; ``demos`` for few-shot families; family metadata (e.g. the
+    augmentation applied).
+
+    ## Arguments
+    canvas, action_mode, expose_target, step_cost, solve_bonus, render_mode; every other keyword
+    goes to the family's source (see its class).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 4}
+    source_cls: ClassVar[type[PuzzleSource]]
+
+    def __init__(
+        self,
+        *,
+        canvas: tuple[int, int] | None = None,
+        action_mode: str = "grid",
+        expose_target: bool = False,
+        step_cost: float = 0.01,
+        solve_bonus: float = 1.0,
+        render_mode: str | None = None,
+        **source_kwargs: Any,
+    ) -> None:
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
+        if not isinstance(expose_target, bool):
+            raise TypeError(f"expose_target must be a bool, got {expose_target!r}")
+        if isinstance(canvas, list):
+            canvas = tuple(canvas)
+        self.source = self.source_cls(**source_kwargs)
+        self.core = PuzzleCore(
+            self.source,
+            1,
+            canvas=canvas,
+            action_mode=action_mode,
+            step_cost=step_cost,
+            solve_bonus=solve_bonus,
+        )
+        self.action_mode = action_mode
+        self.expose_target = expose_target
+        self.render_mode = render_mode
+        self.observation_space = self.core.observation_space()
+        self.action_space = self.core.action_space()
+        self._has_puzzle = False
+
+    @property
+    def num_tasks(self) -> int:
+        """Number of distinct tasks of this env (``task_id`` lies in ``0..num_tasks-1``)."""
+        return int(self.source.num_tasks)
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """``(H, W)`` of every observed grid."""
+        return self.core.canvas
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        self.core.reset(self.np_random, np.zeros(1, dtype=np.int64), options)
+        self._has_puzzle = True
+        return self.core.observation(0), self.core.info(0, self.expose_target)
+
+    def step(
+        self, action: Any
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if not self._has_puzzle:
+            raise RuntimeError("call reset() before step()")
+        if self.action_mode == "grid":
+            if not isinstance(action, dict):
+                raise TypeError(
+                    "action_mode='grid' expects a dict {'answer': HxW int array, 'halt': 0|1}, "
+                    f"got {type(action).__name__} (use action_mode='edit' for Discrete actions)"
+                )
+            missing = {"answer", "halt"} - set(action)
+            if missing:
+                raise ValueError(f"action is missing key(s) {sorted(missing)}; needs 'answer' and 'halt'")
+            answer = np.asarray(action["answer"])
+            answer, halt = self.core.check_grid_action(answer[None], np.asarray(action["halt"]))
+            reward, terminated = self.core.step(halt, answer)
+        else:
+            if isinstance(action, dict):
+                raise TypeError(
+                    f"action_mode='edit' expects an int in 0..{self.core.num_edit_actions - 1}, "
+                    "got a dict (use action_mode='grid' for answer/halt dicts)"
+                )
+            halt = self.core.apply_edit_action(action)
+            reward, terminated = self.core.step(halt)
+        obs = self.core.observation(0)
+        return obs, float(reward[0]), bool(terminated[0]), False, self.core.info(0, self.expose_target)
+
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
+            return None
+        if not self._has_puzzle:
+            raise RuntimeError("call reset() before render()")
+        panels = [("puzzle", self.core.grid[0]), ("answer", self.core.answer[0])]
+        if self.expose_target:
+            panels.append(("target", self.core.target[0]))
+        if self.render_mode == "ansi":
+            title = f"{self.source.name} task {int(self.core.task_id[0])} step {int(self.core.steps[0])}"
+            info = f"cell accuracy {self.core.cell_accuracy[0]:.2f}  solved {bool(self.core.solved[0])}"
+            return f"{title}\n{ansi_panels(panels)}{info}\n"
+        return rgb_panels(panels)

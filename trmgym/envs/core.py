@@ -1,0 +1,287 @@
+"""Batched puzzle state shared by the single and the vector environments.
+
+:class:`PuzzleCore` holds ``B`` puzzles (input grid, current draft answer, target, task id, step
+count) on one canvas and implements everything about them with numpy over the batch: drawing new
+puzzles from a :class:`~trmgym.envs.source.PuzzleSource`, checking actions, scoring and rewards.
+:class:`~trmgym.envs.base.PuzzleEnv` is its ``B = 1`` view and
+:class:`~trmgym.envs.vector.PuzzleVectorEnv` its batched one, so both run the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from trmgym.envs.source import PuzzleBatch, PuzzleSource
+from trmgym.envs.tokens import PAD, VOCAB_SIZE
+
+ACTION_MODES = ("grid", "edit")
+
+
+def check_canvas(canvas: Any, shape: tuple[int, int]) -> tuple[int, int]:
+    """Validate ``canvas`` against a source's native ``shape``; ``None`` means the native shape."""
+    if canvas is None:
+        return (int(shape[0]), int(shape[1]))
+    if (
+        not isinstance(canvas, (tuple, list))
+        or len(canvas) != 2
+        or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in canvas)
+    ):
+        raise TypeError(f"canvas must be None or a pair of ints (H, W), got {canvas!r}")
+    height, width = int(canvas[0]), int(canvas[1])
+    if height < shape[0] or width < shape[1]:
+        raise ValueError(
+            f"canvas={tuple(canvas)} is smaller than this puzzle's grid {tuple(shape)}; "
+            f"allowed: H >= {shape[0]} and W >= {shape[1]}"
+        )
+    if height > 64 or width > 64:
+        raise ValueError(f"canvas={tuple(canvas)} is too large; allowed: H, W <= 64")
+    return height, width
+
+
+def place(grids: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
+    """Place ``[n, h, w]`` grids at the top-left of a PAD-filled ``[n, H, W]`` canvas."""
+    n, h, w = grids.shape
+    if (h, w) == canvas:
+        return grids.astype(np.int64, copy=True)
+    out = np.full((n, *canvas), PAD, dtype=np.int64)
+    out[:, :h, :w] = grids
+    return out
+
+
+class PuzzleCore:
+    """``B`` puzzles of one source on one canvas, stepped together.
+
+    Args:
+        source: the puzzle family.
+        batch_size: ``B``.
+        canvas: ``(H, W)`` on which every grid is placed (``None``: the source's native shape).
+        action_mode: ``"grid"`` (a full answer + halt flag) or ``"edit"`` (write one token into
+            one cell, or halt).
+        step_cost: subtracted from the reward at every reasoning step (>= 0).
+        solve_bonus: added when the agent halts on a correct answer (>= 0).
+    """
+
+    def __init__(
+        self,
+        source: PuzzleSource,
+        batch_size: int,
+        *,
+        canvas: tuple[int, int] | None = None,
+        action_mode: str = "grid",
+        step_cost: float = 0.01,
+        solve_bonus: float = 1.0,
+    ) -> None:
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {list(ACTION_MODES)}, got {action_mode!r}")
+        for name, value in (("step_cost", step_cost), ("solve_bonus", solve_bonus)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        self.source = source
+        self.batch_size = int(batch_size)
+        self.canvas = check_canvas(canvas, source.shape)
+        self.action_mode = action_mode
+        self.step_cost = float(step_cost)
+        self.solve_bonus = float(solve_bonus)
+        self.native = (int(source.shape[0]), int(source.shape[1]))
+
+        shape = (self.batch_size, *self.canvas)
+        self.grid = np.zeros(shape, dtype=np.int64)
+        self.answer = np.zeros(shape, dtype=np.int64)
+        self.target = np.zeros(shape, dtype=np.int64)
+        self.task_id = np.zeros(self.batch_size, dtype=np.int64)
+        self.steps = np.zeros(self.batch_size, dtype=np.int64)
+        self.cell_accuracy = np.zeros(self.batch_size, dtype=np.float64)
+        self.solved = np.zeros(self.batch_size, dtype=bool)
+        self.demos: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
+        self.extra: dict[str, list[Any]] = {}
+
+    # ----------------------------------------------------------------------------------- spaces
+    def observation_space(self) -> spaces.Dict:
+        """The single-puzzle observation space."""
+        board = spaces.Box(0, VOCAB_SIZE - 1, shape=self.canvas, dtype=np.int64)
+        return spaces.Dict(
+            {
+                "grid": board,
+                "answer": spaces.Box(0, VOCAB_SIZE - 1, shape=self.canvas, dtype=np.int64),
+                "task_id": spaces.Discrete(max(int(self.source.num_tasks), 1)),
+            }
+        )
+
+    def action_space(self) -> spaces.Space:
+        """The single-puzzle action space of this core's ``action_mode``."""
+        if self.action_mode == "grid":
+            return spaces.Dict(
+                {
+                    "answer": spaces.Box(0, VOCAB_SIZE - 1, shape=self.canvas, dtype=np.int64),
+                    "halt": spaces.Discrete(2),
+                }
+            )
+        return spaces.Discrete(self.num_edit_actions)
+
+    @property
+    def num_edit_actions(self) -> int:
+        """``H * W * VOCAB_SIZE + 1``: write token ``a % V`` into cell ``a // V``; the last halts."""
+        return self.canvas[0] * self.canvas[1] * VOCAB_SIZE + 1
+
+    # ------------------------------------------------------------------------------------ reset
+    def reset(self, rng: np.random.Generator, index: np.ndarray, options: dict | None) -> None:
+        """Draw new puzzles for the rows in ``index`` (an int array) from ``rng``."""
+        options = self.source.check_options(options)
+        index = np.asarray(index, dtype=np.int64)
+        if index.size == 0:
+            return
+        batch = self.source.sample(rng, int(index.size), options)
+        self._check_batch(batch, int(index.size))
+        self.grid[index] = place(batch.grid, self.canvas)
+        self.target[index] = place(batch.target, self.canvas)
+        self.answer[index] = self.grid[index]
+        self.task_id[index] = batch.task_id
+        self.steps[index] = 0
+        self.cell_accuracy[index], self.solved[index] = self.score(index)
+        if batch.demos is not None:
+            if self.demos is None:
+                self.demos = [[] for _ in range(self.batch_size)]
+            for row, pairs in zip(index.tolist(), batch.demos):
+                self.demos[row] = [
+                    (place(i[None], self.canvas)[0], place(o[None], self.canvas)[0])
+                    for i, o in pairs
+                ]
+        for key, values in (batch.extra or {}).items():
+            column = self.extra.setdefault(key, [None] * self.batch_size)
+            for row, value in zip(index.tolist(), values):
+                column[row] = value
+
+    def _check_batch(self, batch: PuzzleBatch, n: int) -> None:
+        expected = (n, *self.native)
+        for name in ("grid", "target"):
+            array = getattr(batch, name)
+            if array.shape != expected:
+                raise RuntimeError(
+                    f"{type(self.source).__name__}.sample returned {name} of shape "
+                    f"{array.shape}, expected {expected}"
+                )
+
+    # ------------------------------------------------------------------------------------- step
+    def check_grid_action(self, answer: Any, halt: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Validate a batched grid action; returns ``(answer [B,H,W] int64, halt [B] bool)``."""
+        if self.action_mode != "grid":
+            raise TypeError(
+                "this env was made with action_mode='edit' and expects an int action in "
+                f"0..{self.num_edit_actions - 1}; got a grid answer (use action_mode='grid')"
+            )
+        answer = np.asarray(answer)
+        expected = (self.batch_size, *self.canvas)
+        if answer.shape != expected:
+            shown = expected[1:] if self.batch_size == 1 else expected
+            got = answer.shape[1:] if self.batch_size == 1 and answer.ndim == 3 else answer.shape
+            raise ValueError(f"action['answer'] must have shape {shown}, got {got}")
+        if not np.issubdtype(answer.dtype, np.integer):
+            raise TypeError(
+                f"action['answer'] must hold integer tokens, got dtype {answer.dtype}"
+            )
+        if answer.size and (answer.min() < 0 or answer.max() >= VOCAB_SIZE):
+            bad = answer[(answer < 0) | (answer >= VOCAB_SIZE)].flat[0]
+            raise ValueError(
+                f"action['answer'] holds token {int(bad)} outside the vocabulary; "
+                f"allowed tokens: 0..{VOCAB_SIZE - 1} (see trmgym.envs.tokens)"
+            )
+        halt = np.asarray(halt)
+        if halt.shape not in ((self.batch_size,), ()) or not (
+            np.issubdtype(halt.dtype, np.integer) or halt.dtype == bool
+        ):
+            raise TypeError(f"action['halt'] must be 0 or 1 (one per env), got {halt!r}")
+        if np.any((halt != 0) & (halt != 1)):
+            raise ValueError(f"action['halt'] must be 0 or 1, got {halt!r}")
+        return answer.astype(np.int64, copy=False), np.broadcast_to(halt, (self.batch_size,)) == 1
+
+    def apply_edit_action(self, action: Any) -> np.ndarray:
+        """Validate batched edit actions, write their tokens; returns the halt mask [B]."""
+        if self.action_mode != "edit":
+            raise TypeError(
+                "this env was made with action_mode='grid' and expects a dict "
+                "{'answer': HxW int array, 'halt': 0|1}; got "
+                f"{type(action).__name__} (use action_mode='edit' for Discrete actions)"
+            )
+        action = np.asarray(action)
+        if not np.issubdtype(action.dtype, np.integer) or action.shape not in (
+            (self.batch_size,),
+            (),
+        ):
+            raise TypeError(
+                f"edit actions must be ints in 0..{self.num_edit_actions - 1}, got {action!r}"
+            )
+        action = np.broadcast_to(action, (self.batch_size,)).astype(np.int64)
+        if np.any((action < 0) | (action >= self.num_edit_actions)):
+            raise ValueError(
+                f"edit action out of range: {action.tolist()}; "
+                f"allowed: 0..{self.num_edit_actions - 1} (the last one halts)"
+            )
+        halt = action == self.num_edit_actions - 1
+        rows = np.flatnonzero(~halt)
+        cell, token = np.divmod(action[rows], VOCAB_SIZE)
+        row_idx, col_idx = np.divmod(cell, self.canvas[1])
+        self.answer[rows, row_idx, col_idx] = token
+        return halt
+
+    def step(self, halt: np.ndarray, new_answer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Advance every row one reasoning step; returns ``(reward [B], terminated [B])``."""
+        if new_answer is not None:
+            self.answer[...] = new_answer
+        previous = self.cell_accuracy.copy()
+        everyone = np.arange(self.batch_size)
+        self.cell_accuracy[...], self.solved[...] = self.score(everyone)
+        self.steps += 1
+        reward = self.cell_accuracy - previous - self.step_cost
+        reward = reward + self.solve_bonus * (halt & self.solved)
+        return reward, halt.copy()
+
+    def score(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cell accuracy and solved flag for the rows in ``index``.
+
+        Cell accuracy is measured over the cells where the puzzle, the target or the answer is
+        not PAD, so writing outside the puzzle costs accuracy and 1.0 means an exact answer.
+        """
+        answer, target, grid = self.answer[index], self.target[index], self.grid[index]
+        region = (grid != PAD) | (target != PAD) | (answer != PAD)
+        correct = ((answer == target) & region).sum(axis=(1, 2))
+        accuracy = correct / np.maximum(region.sum(axis=(1, 2)), 1)
+        h, w = self.native
+        outside_clean = np.ones(len(index), dtype=bool)
+        if (h, w) != self.canvas:
+            outside = answer.copy()
+            outside[:, :h, :w] = PAD
+            outside_clean = ~np.any(outside != PAD, axis=(1, 2))
+        solved = outside_clean & self.source.is_solved(
+            answer[:, :h, :w], target[:, :h, :w], grid[:, :h, :w]
+        )
+        return accuracy, np.asarray(solved, dtype=bool)
+
+    # ---------------------------------------------------------------------------- observations
+    def observation(self, index: np.ndarray | int) -> dict[str, np.ndarray]:
+        """Observation dict for a row (int) or rows (array)."""
+        return {
+            "grid": self.grid[index].copy(),
+            "answer": self.answer[index].copy(),
+            "task_id": self.task_id[index].copy(),
+        }
+
+    def info(self, row: int, expose_target: bool) -> dict[str, Any]:
+        """Info dict of one row."""
+        info: dict[str, Any] = {
+            "cell_accuracy": float(self.cell_accuracy[row]),
+            "solved": bool(self.solved[row]),
+            "steps": int(self.steps[row]),
+        }
+        if expose_target:
+            info["target"] = self.target[row].copy()
+        if self.demos is not None:
+            info["demos"] = self.demos[row]
+        for key, column in self.extra.items():
+            info[key] = column[row]
+        return info

@@ -1,0 +1,205 @@
+"""The native batched environment: ``B`` puzzles stepped with numpy in one call.
+
+:class:`PuzzleVectorEnv` is a :class:`gymnasium.vector.VectorEnv` over
+:class:`~trmgym.envs.core.PuzzleCore`. It applies the time limit itself and autoresets finished
+puzzles (Gymnasium's ``NEXT_STEP`` mode by default; ``SAME_STEP`` puts the final observation in
+``info["final_obs"]``, which suits agents that refill a batch slot the moment a puzzle ends).
+``gymnasium.make_vec("trmgym/Sudoku-v0", num_envs=B)`` builds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from trmgym.envs.base import RENDER_MODES
+from trmgym.envs.core import PuzzleCore
+from trmgym.envs.render import ansi_panels, rgb_panels
+from trmgym.envs.source import PuzzleSource
+
+
+def _autoreset_mode(value: Any) -> AutoresetMode:
+    allowed = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP]
+    if isinstance(value, str):
+        for mode in allowed:
+            if value.lower().replace("_", "") in (mode.value.lower(), mode.name.lower().replace("_", "")):
+                return mode
+    elif value in allowed:
+        return value
+    raise ValueError(
+        f"autoreset_mode must be one of {[m.name.lower() for m in allowed]}, got {value!r}"
+    )
+
+
+class PuzzleVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` puzzles of one family, batched with numpy (see :class:`PuzzleEnv`).
+
+    Args:
+        num_envs: batch size ``B >= 1``.
+        max_episode_steps: reasoning steps before truncation (>= 1).
+        autoreset_mode: ``"next_step"`` (Gymnasium's default) or ``"same_step"``.
+        canvas, action_mode, expose_target, step_cost, solve_bonus, render_mode: as for
+            :class:`~trmgym.envs.base.PuzzleEnv`.
+        **source_kwargs: the family's arguments.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": RENDER_MODES,
+        "render_fps": 4,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
+    source_cls: ClassVar[type[PuzzleSource]]
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        max_episode_steps: int = 16,
+        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+        canvas: tuple[int, int] | None = None,
+        action_mode: str = "grid",
+        expose_target: bool = False,
+        step_cost: float = 0.01,
+        solve_bonus: float = 1.0,
+        render_mode: str | None = None,
+        **source_kwargs: Any,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        if (
+            isinstance(max_episode_steps, bool)
+            or not isinstance(max_episode_steps, (int, np.integer))
+            or max_episode_steps < 1
+        ):
+            raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
+        if not isinstance(expose_target, bool):
+            raise TypeError(f"expose_target must be a bool, got {expose_target!r}")
+        if isinstance(canvas, list):
+            canvas = tuple(canvas)
+        self.num_envs = int(num_envs)
+        self.max_episode_steps = int(max_episode_steps)
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        self.source = self.source_cls(**source_kwargs)
+        self.core = PuzzleCore(
+            self.source,
+            self.num_envs,
+            canvas=canvas,
+            action_mode=action_mode,
+            step_cost=step_cost,
+            solve_bonus=solve_bonus,
+        )
+        self.action_mode = action_mode
+        self.expose_target = expose_target
+        self.render_mode = render_mode
+        self.single_observation_space = self.core.observation_space()
+        self.single_action_space = self.core.action_space()
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        self._has_puzzles = False
+
+    @property
+    def num_tasks(self) -> int:
+        """Number of distinct tasks of this env's family."""
+        return int(self.source.num_tasks)
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if isinstance(seed, list):  # Gymnasium allows one seed per env; one stream serves all
+            seed = seed[0] if seed else None
+        super().reset(seed=seed)
+        self._options = options
+        self.core.reset(self.np_random, np.arange(self.num_envs), options)
+        self._needs_reset[:] = False
+        self._has_puzzles = True
+        return self.core.observation(slice(None)), self._infos()
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if not self._has_puzzles:
+            raise RuntimeError("call reset() before step()")
+        if self.action_mode == "grid":
+            if not isinstance(actions, dict) or {"answer", "halt"} - set(actions):
+                raise TypeError(
+                    "action_mode='grid' expects a dict {'answer': [B, H, W] ints, 'halt': [B] 0|1}"
+                    f", got {type(actions).__name__}"
+                )
+            answer, halt = self.core.check_grid_action(actions["answer"], actions["halt"])
+            reward, terminated = self.core.step(halt, answer)
+        else:
+            halt = self.core.apply_edit_action(actions)
+            reward, terminated = self.core.step(halt)
+        truncated = (self.core.steps >= self.max_episode_steps) & ~terminated
+
+        restarted = np.flatnonzero(self._needs_reset)
+        if restarted.size:  # NEXT_STEP: these rows ignore the action and start a new puzzle
+            self.core.reset(self.np_random, restarted, self._options)
+            reward[restarted] = 0.0
+            terminated[restarted] = False
+            truncated[restarted] = False
+
+        done = terminated | truncated
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._needs_reset = done
+            return self.core.observation(slice(None)), reward, terminated, truncated, self._infos()
+
+        infos = self._infos()
+        finished = np.flatnonzero(done)
+        if finished.size:
+            infos["final_obs"] = np.empty(self.num_envs, dtype=object)
+            infos["final_info"] = np.empty(self.num_envs, dtype=object)
+            for row in finished.tolist():
+                infos["final_obs"][row] = self.core.observation(row)
+                infos["final_info"][row] = self.core.info(row, self.expose_target)
+            infos["_final_obs"] = done.copy()
+            infos["_final_info"] = done.copy()
+            self.core.reset(self.np_random, finished, self._options)
+            fresh = self._infos()
+            for key in ("cell_accuracy", "solved", "steps", "target", "demos"):
+                if key in fresh:
+                    infos[key] = fresh[key]
+        return self.core.observation(slice(None)), reward, terminated, truncated, infos
+
+    def _infos(self) -> dict[str, Any]:
+        everyone = np.ones(self.num_envs, dtype=bool)
+        infos: dict[str, Any] = {
+            "cell_accuracy": self.core.cell_accuracy.copy(),
+            "solved": self.core.solved.copy(),
+            "steps": self.core.steps.copy(),
+        }
+        if self.expose_target:
+            infos["target"] = self.core.target.copy()
+        if self.core.demos is not None:
+            demos = np.empty(self.num_envs, dtype=object)
+            for row, pairs in enumerate(self.core.demos):
+                demos[row] = pairs
+            infos["demos"] = demos
+        for key, column in self.core.extra.items():
+            values = np.empty(self.num_envs, dtype=object)
+            for row, value in enumerate(column):
+                values[row] = value
+            infos[key] = values
+        for key in list(infos):
+            infos[f"_{key}"] = everyone
+        return infos
+
+    def render(self) -> tuple[Any, ...] | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode")
+            return None
+        frames = []
+        for row in range(self.num_envs):
+            panels = [("puzzle", self.core.grid[row]), ("answer", self.core.answer[row])]
+            if self.expose_target:
+                panels.append(("target", self.core.target[row]))
+            frames.append(ansi_panels(panels) if self.render_mode == "ansi" else rgb_panels(panels))
+        return tuple(frames)

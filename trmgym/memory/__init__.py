@@ -1,0 +1,1 @@
+"""Memory: replay buffers (ring, reservoir, per-task) and the associative memory bank."""
