@@ -1,0 +1,88 @@
+"""The `trmgym` command: Hydra config composition from a clone and from an installed wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+import trmgym
+from trmgym.cli import config_dir, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, python: str = sys.executable, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [python, "-m", "trmgym.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_config_dir_holds_the_root_config() -> None:
+    assert (config_dir() / "config.yaml").is_file()
+    assert (config_dir() / "env" / "sudoku.yaml").is_file()
+
+
+def test_cfg_job_prints_composed_config() -> None:
+    result = run_cli("run", "--cfg", "job", "env=maze", "seed=7")
+    assert result.returncode == 0, result.stderr
+    assert "id: trmgym/Maze-v0" in result.stdout
+    assert "seed: 7" in result.stdout
+
+
+def test_unknown_env_group_lists_choices() -> None:
+    result = run_cli("run", "--cfg", "job", "env=chess")
+    assert result.returncode != 0
+    assert "chess" in result.stderr and "sudoku" in result.stderr
+
+
+def test_unknown_command_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match=r"unknown command 'fly'; allowed: \['run', 'demo'\]"):
+        main(["fly"])
+
+
+@pytest.mark.slow
+def test_configs_found_from_an_installed_wheel(tmp_path: Path) -> None:
+    """Build the wheel, install it (without deps) into a fresh venv that borrows this venv's
+    dependencies, and compose a config from outside the source tree."""
+    dist = tmp_path / "dist"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert build.returncode == 0, build.stderr
+    wheel = next(dist.glob("trmgym-*.whl"))
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=False)
+    py = target / "bin" / "python"
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    # borrow dependencies (torch, hydra, ...) from the running interpreter's site-packages
+    (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", site, str(wheel)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert install.returncode == 0, install.stderr
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run(
+        [str(py), "-c", "import trmgym, trmgym.cli as c; print(trmgym.__file__); print(c.config_dir())"],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )
+    assert where.returncode == 0, where.stderr
+    package_file, configs = where.stdout.split()
+    assert package_file.startswith(site) and configs.startswith(site)
+    result = subprocess.run(
+        [str(py), "-m", "trmgym.cli", "run", "--cfg", "job", "env=arcgen"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "id: trmgym/ARCGen-v0" in result.stdout
+    assert trmgym.__version__ != "0.0.0+unknown"
