@@ -27,22 +27,85 @@ def config_dir() -> Path:
 
 
 def env_kwargs(env_cfg: Any) -> tuple[str, dict[str, Any]]:
-    """Split an ``env`` config node into its Gymnasium id and constructor keywords."""
-    from omegaconf import OmegaConf
+    """Split an ``env`` config node into its Gymnasium id and (training) constructor keywords."""
+    task = task_spec(env_cfg, "env")
+    return task.env_id, {**task.kwargs, **task.train_kwargs}
 
-    cfg = OmegaConf.to_container(env_cfg, resolve=True)
+
+def task_spec(node: Any, where: str) -> Any:
+    """A :class:`~trmgym.runner.TaskSpec` from an env-style config node (id, name, kwargs,
+    ``train:`` and ``eval:`` overrides); ``where`` names the node in error messages."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from trmgym.runner import TaskSpec
+
+    cfg = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     if not isinstance(cfg, dict) or "id" not in cfg:
-        raise ValueError("env config must be a mapping with an 'id' key (e.g. env=sudoku)")
+        raise ValueError(
+            f"{where} must be a mapping with an 'id' key (one of {list(trmgym.ENV_IDS)})"
+        )
     env_id = cfg.pop("id")
     if env_id not in trmgym.ENV_IDS:
-        raise ValueError(f"env.id must be one of {list(trmgym.ENV_IDS)}, got {env_id!r}")
-    cfg.pop("name", None)
-    if isinstance(cfg.get("canvas"), list):
-        cfg["canvas"] = tuple(cfg["canvas"])
-    return env_id, cfg
+        raise ValueError(f"{where}.id must be one of {list(trmgym.ENV_IDS)}, got {env_id!r}")
+    name = str(cfg.pop("name", env_id.split("/")[-1]))
+    train = cfg.pop("train", None) or {}
+    evaluation = cfg.pop("eval", None) or {}
+    kwargs = {k: v for k, v in cfg.items() if v is not None}
+    return TaskSpec(
+        name=name, env_id=env_id, kwargs=kwargs, train_kwargs=train, eval_kwargs=evaluation
+    )
 
 
-def scripted_step(answer: np.ndarray, target: np.ndarray, cells: int, rng: np.random.Generator) -> np.ndarray:
+def _dataclass_from(cls: type, node: Any, where: str) -> Any:
+    """Build a config dataclass, turning unknown or bad keys into errors that name them."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    values = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown key(s) {[f'{where}.{k}' for k in unknown]}; allowed: {allowed}")
+    return cls(**values)
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    """Build the run described by ``cfg`` (all checks first), then train and evaluate."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from trmgym.agents.trm_agent import TRMAgentConfig
+    from trmgym.experiment import ContinualRun, RunSettings
+
+    settings = _dataclass_from(RunSettings, cfg.run, "run")
+    agent = _dataclass_from(TRMAgentConfig, cfg.agent, "agent")
+    if cfg.sequence is None:
+        tasks = [task_spec(cfg.env, "env")]
+    else:
+        entries = cfg.sequence.tasks
+        if not entries:
+            raise ValueError("sequence.tasks is empty; list at least one task")
+        tasks = [task_spec(t, f"sequence.tasks[{k}]") for k, t in enumerate(entries)]
+    strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
+    run_dir = HydraConfig.get().runtime.output_dir
+    job = ContinualRun(
+        tasks,
+        agent,
+        strategy,
+        settings,
+        run_dir,
+        seed=int(cfg.seed),
+        device=str(cfg.device),
+        experiment=str(cfg.experiment_name),
+        console=bool(cfg.console),
+    )
+    return job.run()
+
+
+def scripted_step(
+    answer: np.ndarray, target: np.ndarray, cells: int, rng: np.random.Generator
+) -> np.ndarray:
     """Fix ``cells`` randomly chosen wrong cells of ``answer`` — a stand-in reasoner for the demo."""
     answer = answer.copy()
     wrong = np.argwhere(answer != target)
@@ -81,7 +144,9 @@ def demo(cfg: Any) -> dict[str, Any]:
             f"steps={info['steps']} solved={info['solved']} return={total:.3f} "
             f"({'halted' if terminated else 'truncated'})"
         )
-        summary["episodes"].append({"steps": info["steps"], "solved": info["solved"], "return": total})
+        summary["episodes"].append(
+            {"steps": info["steps"], "solved": info["solved"], "return": total}
+        )
     env.close()
     return summary
 
@@ -111,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, overrides = argv[0], argv[1:]
     sys.argv = [f"trmgym {command}", *overrides]
-    _hydra_app(demo if command in ("demo", "run") else demo)
+    _hydra_app(run if command == "run" else demo)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ class PuzzleEnv(gym.Env):
         **source_kwargs: Any,
     ) -> None:
         if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}"
+            )
         if not isinstance(expose_target, bool):
             raise TypeError(f"expose_target must be a bool, got {expose_target!r}")
         if isinstance(canvas, list):
@@ -104,9 +106,7 @@ class PuzzleEnv(gym.Env):
         self._has_puzzle = True
         return self.core.observation(0), self.core.info(0, self.expose_target)
 
-    def step(
-        self, action: Any
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if not self._has_puzzle:
             raise RuntimeError("call reset() before step()")
         if self.action_mode == "grid":
@@ -117,7 +117,9 @@ class PuzzleEnv(gym.Env):
                 )
             missing = {"answer", "halt"} - set(action)
             if missing:
-                raise ValueError(f"action is missing key(s) {sorted(missing)}; needs 'answer' and 'halt'")
+                raise ValueError(
+                    f"action is missing key(s) {sorted(missing)}; needs 'answer' and 'halt'"
+                )
             answer = np.asarray(action["answer"])
             answer, halt = self.core.check_grid_action(answer[None], np.asarray(action["halt"]))
             reward, terminated = self.core.step(halt, answer)
@@ -130,11 +132,19 @@ class PuzzleEnv(gym.Env):
             halt = self.core.apply_edit_action(action)
             reward, terminated = self.core.step(halt)
         obs = self.core.observation(0)
-        return obs, float(reward[0]), bool(terminated[0]), False, self.core.info(0, self.expose_target)
+        return (
+            obs,
+            float(reward[0]),
+            bool(terminated[0]),
+            False,
+            self.core.info(0, self.expose_target),
+        )
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
+            gym.logger.warn(
+                "render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'"
+            )
             return None
         if not self._has_puzzle:
             raise RuntimeError("call reset() before render()")

@@ -9,7 +9,6 @@ puzzles from a :class:`~trmgym.envs.source.PuzzleSource`, checking actions, scor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -76,7 +75,9 @@ class PuzzleCore:
         solve_bonus: float = 1.0,
     ) -> None:
         if action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {list(ACTION_MODES)}, got {action_mode!r}")
+            raise ValueError(
+                f"action_mode must be one of {list(ACTION_MODES)}, got {action_mode!r}"
+            )
         for name, value in (("step_cost", step_cost), ("solve_bonus", solve_bonus)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -182,9 +183,7 @@ class PuzzleCore:
             got = answer.shape[1:] if self.batch_size == 1 and answer.ndim == 3 else answer.shape
             raise ValueError(f"action['answer'] must have shape {shown}, got {got}")
         if not np.issubdtype(answer.dtype, np.integer):
-            raise TypeError(
-                f"action['answer'] must hold integer tokens, got dtype {answer.dtype}"
-            )
+            raise TypeError(f"action['answer'] must hold integer tokens, got dtype {answer.dtype}")
         if answer.size and (answer.min() < 0 or answer.max() >= VOCAB_SIZE):
             bad = answer[(answer < 0) | (answer >= VOCAB_SIZE)].flat[0]
             raise ValueError(
@@ -229,7 +228,9 @@ class PuzzleCore:
         self.answer[rows, row_idx, col_idx] = token
         return halt
 
-    def step(self, halt: np.ndarray, new_answer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def step(
+        self, halt: np.ndarray, new_answer: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Advance every row one reasoning step; returns ``(reward [B], terminated [B])``."""
         if new_answer is not None:
             self.answer[...] = new_answer

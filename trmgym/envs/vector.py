@@ -26,7 +26,10 @@ def _autoreset_mode(value: Any) -> AutoresetMode:
     allowed = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP]
     if isinstance(value, str):
         for mode in allowed:
-            if value.lower().replace("_", "") in (mode.value.lower(), mode.name.lower().replace("_", "")):
+            if value.lower().replace("_", "") in (
+                mode.value.lower(),
+                mode.name.lower().replace("_", ""),
+            ):
                 return mode
     elif value in allowed:
         return value
@@ -68,7 +71,11 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         render_mode: str | None = None,
         **source_kwargs: Any,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, (int, np.integer))
+            or num_envs < 1
+        ):
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         if (
             isinstance(max_episode_steps, bool)
@@ -77,7 +84,9 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         ):
             raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
         if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}"
+            )
         if not isinstance(expose_target, bool):
             raise TypeError(f"expose_target must be a bool, got {expose_target!r}")
         if isinstance(canvas, list):

@@ -31,7 +31,9 @@ class _FieldStore:
         self.capacity = _check_capacity(capacity)
         if not fields:
             raise ValueError("fields must name at least one field: {name: (shape, dtype)}")
-        self.fields = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in fields.items()}
+        self.fields = {
+            name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in fields.items()
+        }
         self.data = {
             name: np.zeros((self.capacity, *shape), dtype=dtype)
             for name, (shape, dtype) in self.fields.items()
@@ -117,7 +119,11 @@ class RingBuffer(_FieldStore):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["data"] = {name: array.copy() for name, array in self.data.items()} if self.full else state["data"]
+        state["data"] = (
+            {name: array.copy() for name, array in self.data.items()}
+            if self.full
+            else state["data"]
+        )
         state.update(pos=self.pos, full=self.full)
         return state
 
@@ -198,7 +204,7 @@ class ReservoirBuffer(_FieldStore):
                 rows = np.sort(rng.choice(rows, size=quota, replace=False))
             keep.append(rows)
         order = np.sort(np.concatenate(keep)) if keep else np.arange(0)
-        for name, array in self.data.items():
+        for array in self.data.values():
             array[: len(order)] = array[order]
         self.size = len(order)
 

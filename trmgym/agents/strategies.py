@@ -1,0 +1,306 @@
+"""Continual-learning strategies as small hook objects.
+
+A strategy sees the run through four hooks and returns values; it never reaches into the trainer:
+
+- ``before_task(i) -> TaskDirective``: e.g. ``fresh_agent=True`` (the ``scratch`` reference);
+- ``observe(grid, target, task)``: the puzzles the agent starts on while training (replay memory);
+- ``replay_batch() -> PuzzleMemory | None``: extra supervised puzzles mixed into each update;
+- ``penalty(model) -> Tensor | None``: a regulariser added to the loss (EWC);
+- ``after_task(i, agent, sample)``: consolidate (e.g. estimate the Fisher information).
+
+Strategies: ``naive`` (fine-tuning), ``replay`` (experience replay from a reservoir with per-task
+quotas; Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning"), ``ewc`` (online
+EWC; Kirkpatrick et al. 2017, Schwarz et al. 2018), ``multitask`` (joint training on fresh puzzles
+of every task seen so far — the upper reference) and ``scratch`` (a fresh agent per task — the
+reference for forward transfer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from trmgym.memory.replay import ReservoirBuffer
+
+STRATEGIES = ("naive", "replay", "ewc", "multitask", "scratch")
+
+
+class PuzzleMemory(NamedTuple):
+    """A batch of supervised puzzles: grids, targets ``[n, H, W]`` and task labels ``[n]``."""
+
+    grid: np.ndarray
+    target: np.ndarray
+    task: np.ndarray
+
+
+class TaskDirective(NamedTuple):
+    """What a strategy asks of the run when a task begins."""
+
+    fresh_agent: bool = False
+
+
+#: ``sample(task_index, n) -> PuzzleMemory``: fresh training puzzles of a task.
+Sampler = Callable[[int, int], PuzzleMemory]
+
+
+class Strategy:
+    """Naive fine-tuning: every hook is a no-op."""
+
+    name = "naive"
+
+    def __init__(self, *, seed: int = 0, sampler: Sampler | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.sampler = sampler
+        self.tasks_seen: list[int] = []
+
+    def before_task(self, task_index: int) -> TaskDirective:
+        if task_index not in self.tasks_seen:
+            self.tasks_seen.append(task_index)
+        return TaskDirective()
+
+    def observe(self, grid: np.ndarray, target: np.ndarray, task: np.ndarray) -> None:
+        """Puzzles the agent just started on (one row per puzzle)."""
+
+    def replay_batch(self) -> PuzzleMemory | None:
+        return None
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        return None
+
+    def after_task(
+        self, task_index: int, model: nn.Module, loss_fn: Callable[[PuzzleMemory], torch.Tensor]
+    ) -> None:
+        """Called once a task's training is over, with a per-batch loss function of the model."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "tasks_seen": list(self.tasks_seen)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.tasks_seen = [int(t) for t in state["tasks_seen"]]
+
+
+class Scratch(Strategy):
+    """A fresh, untrained agent for every task: the single-task reference."""
+
+    name = "scratch"
+
+    def before_task(self, task_index: int) -> TaskDirective:
+        super().before_task(task_index)
+        return TaskDirective(fresh_agent=task_index > 0)
+
+
+class Replay(Strategy):
+    """Experience replay: a reservoir of past puzzles, ``replay_batch_size`` of them per update.
+
+    Args:
+        memory_size: puzzles kept in the reservoir (split evenly among tasks when ``task_quota``).
+        replay_batch_size: replayed puzzles added on top of each full current-task batch.
+        task_quota: balance the memory across tasks.
+        only_past: replay only tasks before the current one (the current one is trained anyway).
+        grid_shape: ``(H, W)`` of stored grids.
+    """
+
+    name = "replay"
+
+    def __init__(
+        self,
+        *,
+        grid_shape: tuple[int, int],
+        memory_size: int = 2000,
+        replay_batch_size: int = 32,
+        task_quota: bool = True,
+        only_past: bool = True,
+        seed: int = 0,
+        sampler: Sampler | None = None,
+    ) -> None:
+        super().__init__(seed=seed, sampler=sampler)
+        if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 1:
+            raise ValueError(f"strategy.memory_size must be an int >= 1, got {memory_size!r}")
+        if (
+            isinstance(replay_batch_size, bool)
+            or not isinstance(replay_batch_size, int)
+            or replay_batch_size < 1
+        ):
+            raise ValueError(
+                f"strategy.replay_batch_size must be an int >= 1, got {replay_batch_size!r}"
+            )
+        self.replay_batch_size = replay_batch_size
+        self.only_past = only_past
+        self.current = -1
+        cells = tuple(int(d) for d in grid_shape)
+        self.memory = ReservoirBuffer(
+            memory_size,
+            {"grid": (cells, np.int8), "target": (cells, np.int8), "task": ((), np.int64)},
+            task_quota=task_quota,
+        )
+
+    def before_task(self, task_index: int) -> TaskDirective:
+        self.current = task_index
+        return super().before_task(task_index)
+
+    def observe(self, grid: np.ndarray, target: np.ndarray, task: np.ndarray) -> None:
+        self.memory.add(
+            self.rng, grid=grid.astype(np.int8), target=target.astype(np.int8), task=task
+        )
+
+    def replay_batch(self) -> PuzzleMemory | None:
+        size = len(self.memory)
+        if size == 0:
+            return None
+        tasks = self.memory.data["task"][:size]
+        rows = np.flatnonzero(tasks != self.current) if self.only_past else np.arange(size)
+        if rows.size == 0:
+            return None
+        pick = rows[self.rng.integers(0, rows.size, size=self.replay_batch_size)]
+        data = self.memory.data
+        return PuzzleMemory(
+            data["grid"][pick].astype(np.int64), data["target"][pick].astype(np.int64), tasks[pick]
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "memory": self.memory.state_dict(), "current": self.current}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.memory.load_state_dict(state["memory"])
+        self.current = int(state["current"])
+
+
+class Multitask(Strategy):
+    """Joint training: each update also sees fresh puzzles of every earlier task (upper bound).
+
+    Args:
+        replay_batch_size: puzzles of earlier tasks added to each update.
+    """
+
+    name = "multitask"
+
+    def __init__(
+        self, *, replay_batch_size: int = 64, seed: int = 0, sampler: Sampler | None = None
+    ) -> None:
+        super().__init__(seed=seed, sampler=sampler)
+        if sampler is None:
+            raise ValueError("multitask needs a sampler of fresh puzzles")
+        if (
+            isinstance(replay_batch_size, bool)
+            or not isinstance(replay_batch_size, int)
+            or replay_batch_size < 1
+        ):
+            raise ValueError(
+                f"strategy.replay_batch_size must be an int >= 1, got {replay_batch_size!r}"
+            )
+        self.replay_batch_size = replay_batch_size
+
+    def replay_batch(self) -> PuzzleMemory | None:
+        past = self.tasks_seen[:-1]
+        if not past:
+            return None
+        counts = np.bincount(
+            self.rng.integers(0, len(past), self.replay_batch_size), minlength=len(past)
+        )
+        parts = [self.sampler(past[k], int(n)) for k, n in enumerate(counts) if n > 0]
+        return PuzzleMemory(*(np.concatenate(field_) for field_ in zip(*parts)))
+
+
+class EWC(Strategy):
+    """Online elastic weight consolidation: ``λ/2 Σ F (θ − θ*)²`` with a running Fisher.
+
+    After each task the diagonal empirical Fisher is estimated from ``fisher_batches`` batches of
+    the task's puzzles and merged as ``F ← γ F + F_task`` (Schwarz et al. 2018); θ* is the weights
+    at that moment.
+
+    Args:
+        ewc_lambda: penalty strength λ.
+        gamma: decay of earlier tasks' Fisher (1 = plain sum over tasks).
+        fisher_batches: batches of fresh puzzles used to estimate the Fisher.
+        fisher_batch_size: puzzles per batch.
+    """
+
+    name = "ewc"
+
+    def __init__(
+        self,
+        *,
+        ewc_lambda: float = 100.0,
+        gamma: float = 1.0,
+        fisher_batches: int = 8,
+        fisher_batch_size: int = 64,
+        seed: int = 0,
+        sampler: Sampler | None = None,
+    ) -> None:
+        super().__init__(seed=seed, sampler=sampler)
+        if sampler is None:
+            raise ValueError("ewc needs a sampler of the task's puzzles")
+        if not ewc_lambda >= 0:
+            raise ValueError(f"strategy.ewc_lambda must be >= 0, got {ewc_lambda}")
+        if not 0 <= gamma <= 1:
+            raise ValueError(f"strategy.gamma must lie in [0, 1], got {gamma}")
+        if fisher_batches < 1 or fisher_batch_size < 1:
+            raise ValueError("strategy.fisher_batches and strategy.fisher_batch_size must be >= 1")
+        self.ewc_lambda, self.gamma = float(ewc_lambda), float(gamma)
+        self.fisher_batches, self.fisher_batch_size = fisher_batches, fisher_batch_size
+        self.fisher: dict[str, torch.Tensor] = {}
+        self.anchor: dict[str, torch.Tensor] = {}
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        if not self.fisher:
+            return None
+        total = None
+        for name, param in model.named_parameters():
+            if name in self.fisher:
+                term = (self.fisher[name] * (param - self.anchor[name]) ** 2).sum()
+                total = term if total is None else total + term
+        return None if total is None else 0.5 * self.ewc_lambda * total
+
+    def after_task(
+        self, task_index: int, model: nn.Module, loss_fn: Callable[[PuzzleMemory], torch.Tensor]
+    ) -> None:
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+        for _ in range(self.fisher_batches):
+            batch = self.sampler(task_index, self.fisher_batch_size)
+            model.zero_grad(set_to_none=True)
+            loss_fn(batch).backward()
+            for n, p in params.items():
+                if p.grad is not None:
+                    fisher[n] += p.grad.detach() ** 2 / self.fisher_batches
+        model.zero_grad(set_to_none=True)
+        for n, f in fisher.items():
+            self.fisher[n] = self.gamma * self.fisher[n] + f if n in self.fisher else f
+            self.anchor[n] = params[n].detach().clone()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "fisher": dict(self.fisher), "anchor": dict(self.anchor)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.fisher = {k: v.clone() for k, v in state["fisher"].items()}
+        self.anchor = {k: v.clone() for k, v in state["anchor"].items()}
+
+
+def make_strategy(
+    config: dict[str, Any], *, grid_shape: tuple[int, int], seed: int, sampler: Sampler
+) -> Strategy:
+    """Build a strategy from ``{"name": ..., **arguments}``; unknown names list the choices."""
+    config = dict(config)
+    name = config.pop("name", "naive")
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {name!r}")
+    common = {"seed": seed, "sampler": sampler}
+    try:
+        if name == "naive":
+            return Strategy(**config, **common)
+        if name == "scratch":
+            return Scratch(**config, **common)
+        if name == "replay":
+            return Replay(grid_shape=grid_shape, **config, **common)
+        if name == "multitask":
+            return Multitask(**config, **common)
+        return EWC(**config, **common)
+    except TypeError as error:  # an unknown argument: name it
+        raise ValueError(f"bad arguments for strategy {name!r}: {error}") from None

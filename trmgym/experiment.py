@@ -1,0 +1,349 @@
+"""One continual run from a composed config: tasks in turn, evaluation, checkpoints, results.
+
+:class:`ContinualRun` drives :mod:`trmgym.runner` over a task sequence and owns the run directory:
+``results.json`` (DESIGN.md's schema), TensorBoard events under ``tb/``, and checkpoints under
+``checkpoints/``. Training is cut into chunks of ``eval_every`` optimizer steps; each chunk starts
+from a training env reset with a seed derived from (run seed, task, chunk) and fresh carries, and
+ends with an evaluation of the current task (the learning curve) and a checkpoint. Because every
+chunk starts from state that is either derived from the config or saved in the checkpoint, a run
+killed at any point and started again on the same directory finishes with identical results.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import trmgym
+from trmgym import checkpoint, metrics
+from trmgym.agents.strategies import Strategy, make_strategy
+from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
+from trmgym.logging import RunLogger, matrix_table, metrics_table
+from trmgym.runner import Evaluation, PuzzleSampler, TaskSpec, TaskTrainer, common_canvas, evaluate
+
+
+@dataclass
+class RunSettings:
+    """Budgets and evaluation of a run (the ``run`` config node)."""
+
+    train_steps: int = 2000
+    """Optimizer steps (= env steps of the whole batch) per task."""
+    batch_size: int = 128
+    """Puzzles trained in parallel."""
+    max_reasoning_steps: int = 8
+    """Reasoning steps per puzzle before truncation (the env's step limit)."""
+    eval_episodes: int = 500
+    """Held-out puzzles per task and evaluation."""
+    eval_every: int = 250
+    """Optimizer steps per chunk: a current-task evaluation and a checkpoint after each."""
+    canvas: list[int] | None = None
+    """Common (H, W) for every task; None: the largest task grid."""
+    task_labels: bool = True
+    """Give the agent the task's index in the sequence (a learned task embedding)."""
+    difficulty_probe: list[dict[str, Any]] = field(default_factory=list)
+    """Extra final evaluations of the last task with reset options (e.g. [{blanks: 4}])."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "train_steps",
+            "batch_size",
+            "max_reasoning_steps",
+            "eval_episodes",
+            "eval_every",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"run.{name} must be an int >= 1, got {value!r}")
+        if self.canvas is not None and (len(self.canvas) != 2 or min(self.canvas) < 1):
+            raise ValueError(
+                f"run.canvas must be null or [H, W] with H, W >= 1, got {self.canvas!r}"
+            )
+
+
+def seed_for(*keys: int) -> int:
+    """A 31-bit seed derived from integers (run seed, task, chunk, purpose)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+EVAL_PURPOSE, TRAIN_PURPOSE, SAMPLER_PURPOSE, STRATEGY_PURPOSE = 1, 2, 3, 4
+
+
+class ContinualRun:
+    """Trains one agent on ``tasks`` in turn and measures forgetting and transfer.
+
+    Args:
+        tasks: the sequence.
+        agent_config: TRM agent hyper-parameters.
+        strategy_config: ``{"name": ..., **arguments}`` of the continual strategy.
+        settings: budgets and evaluation.
+        run_dir: where results, events and checkpoints go (resumes from its checkpoint).
+        seed: the run seed.
+        device: "auto", "cpu" or "cuda".
+        experiment: a name for results.json.
+        console: print progress and tables.
+    """
+
+    def __init__(
+        self,
+        tasks: list[TaskSpec],
+        agent_config: TRMAgentConfig,
+        strategy_config: dict[str, Any],
+        settings: RunSettings,
+        run_dir: str | Path,
+        *,
+        seed: int = 0,
+        device: str = "auto",
+        experiment: str = "run",
+        console: bool = True,
+    ) -> None:
+        if not tasks:
+            raise ValueError("the task sequence is empty; give at least one task")
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
+        self.tasks, self.settings, self.seed = tasks, settings, int(seed)
+        self.run_dir = Path(run_dir)
+        self.experiment, self.console = experiment, console
+        self.canvas = common_canvas(tasks, tuple(settings.canvas) if settings.canvas else None)
+        self.agent_config, self.device = agent_config, device
+        self.strategy_config = dict(strategy_config)
+        self.agent = self._new_agent()
+        self.sampler = PuzzleSampler(tasks, self.canvas, seed_for(self.seed, SAMPLER_PURPOSE))
+        self.strategy: Strategy = make_strategy(
+            self.strategy_config,
+            grid_shape=self.canvas,
+            seed=seed_for(self.seed, STRATEGY_PURPOSE),
+            sampler=self.sampler,
+        )
+
+    # --------------------------------------------------------------------------- building
+    def _new_agent(self) -> TRMAgent:
+        labels = len(self.tasks) if self.settings.task_labels else 0
+        return TRMAgent(
+            self.agent_config,
+            canvas=self.canvas,
+            max_steps=self.settings.max_reasoning_steps,
+            num_tasks=labels,
+            seed=self.seed,
+            device=self.device,
+        )
+
+    def label(self, task_index: int) -> int | None:
+        return task_index if self.settings.task_labels else None
+
+    def evaluate(self, agent: TRMAgent, task_index: int, options: dict | None = None) -> Evaluation:
+        s = self.settings
+        return evaluate(
+            agent,
+            self.tasks[task_index],
+            episodes=s.eval_episodes,
+            seed=seed_for(self.seed, task_index, EVAL_PURPOSE),
+            max_steps=s.max_reasoning_steps,
+            canvas=self.canvas,
+            task_label=self.label(task_index),
+            options=options,
+        )
+
+    # ------------------------------------------------------------------------------ state
+    def _fresh_state(self) -> dict[str, Any]:
+        T = len(self.tasks)
+        return {
+            "task": 0,
+            "chunk": 0,
+            "accuracy_matrix": [[None] * T for _ in range(T)],
+            "cell_accuracy_matrix": [[None] * T for _ in range(T)],
+            "steps_matrix": [[None] * T for _ in range(T)],
+            "random_init_accuracy": None,
+            "curves": [[] for _ in range(T)],
+            "env_steps": 0,
+            "wall_time_s": 0.0,
+            "done": False,
+        }
+
+    def _save(self, state: dict[str, Any]) -> None:
+        checkpoint.save_atomic(
+            {
+                "progress": json.dumps(state),
+                "agent": self.agent.state_dict(),
+                "strategy": self.strategy.state_dict(),
+                "torch_rng": torch.random.get_rng_state(),
+                "sampler_rng": self.sampler.rng.bit_generator.state,
+            },
+            self.run_dir / "checkpoints",
+        )
+
+    def _restore(self) -> dict[str, Any] | None:
+        saved = checkpoint.load_latest(self.run_dir / "checkpoints")
+        if saved is None:
+            return None
+        self.agent.load_state_dict(saved["agent"])
+        self.strategy.load_state_dict(saved["strategy"])
+        torch.random.set_rng_state(saved["torch_rng"])
+        self.sampler.rng.bit_generator.state = saved["sampler_rng"]
+        return json.loads(saved["progress"])
+
+    # -------------------------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        """Run (or resume) the sequence; returns the results dict also written to results.json."""
+        s, T = self.settings, len(self.tasks)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = self._restore() or self._fresh_state()
+        chunks = -(-s.train_steps // s.eval_every)
+        logger = RunLogger(self.run_dir, T * s.train_steps, enabled=self.console)
+        logger.set_completed(
+            min(state["task"] * s.train_steps + state["chunk"] * s.eval_every, T * s.train_steps)
+        )
+        started = time.perf_counter() - state["wall_time_s"]
+        try:
+            if state["random_init_accuracy"] is None:
+                initial = [self.evaluate(self.agent, j) for j in range(T)]
+                state["random_init_accuracy"] = [e.accuracy for e in initial]
+            while state["task"] < T:
+                i = state["task"]
+                if state["chunk"] == 0 and self.strategy.before_task(i).fresh_agent:
+                    self.agent = self._new_agent()
+                while state["chunk"] < chunks:
+                    c = state["chunk"]
+                    steps = min(s.eval_every, s.train_steps - c * s.eval_every)
+                    self._train_chunk(i, c, steps, state, logger)
+                    current = self.evaluate(self.agent, i)
+                    state["curves"][i].append(current.accuracy)
+                    global_step = i * s.train_steps + c * s.eval_every + steps
+                    logger.scalars(
+                        {
+                            "eval/accuracy": current.accuracy,
+                            "eval/cell_accuracy": current.cell_accuracy,
+                            "eval/reasoning_steps": current.reasoning_steps,
+                        },
+                        global_step,
+                    )
+                    state["chunk"] = c + 1
+                    state["wall_time_s"] = time.perf_counter() - started
+                    self._save(state)
+                self.strategy.after_task(i, self.agent.model, self._loss_fn(i))
+                for j in range(T):
+                    result = self.evaluate(self.agent, j)
+                    state["accuracy_matrix"][i][j] = result.accuracy
+                    state["cell_accuracy_matrix"][i][j] = result.cell_accuracy
+                    state["steps_matrix"][i][j] = result.reasoning_steps
+                logger.scalars(
+                    {
+                        f"cl/accuracy_on_{self.tasks[j].name}": state["accuracy_matrix"][i][j]
+                        for j in range(T)
+                    },
+                    (i + 1) * s.train_steps,
+                )
+                state["task"], state["chunk"] = i + 1, 0
+                state["wall_time_s"] = time.perf_counter() - started
+                self._save(state)
+            results = self._results(state, logger)
+        finally:
+            logger.close()
+        return results
+
+    def _loss_fn(self, task_index: int):  # noqa: ANN202
+        label = self.label(task_index)
+
+        def loss(batch: Any) -> torch.Tensor:
+            task = None if label is None else np.full(len(batch.grid), label)
+            return self.agent.supervised_loss(batch.grid, batch.target, task)
+
+        return loss
+
+    def _train_chunk(
+        self, i: int, c: int, steps: int, state: dict[str, Any], logger: RunLogger
+    ) -> None:
+        s = self.settings
+        trainer = TaskTrainer(
+            self.agent,
+            self.tasks[i],
+            batch_size=s.batch_size,
+            max_steps=s.max_reasoning_steps,
+            canvas=self.canvas,
+            seed=seed_for(self.seed, i, c, TRAIN_PURPOSE),
+            task_label=self.label(i),
+            task_index=i,
+            strategy=self.strategy,
+        )
+        self.agent.begin_chunk()
+        base = i * s.train_steps + c * s.eval_every
+        done_steps = 0
+
+        def on_step(step_metrics: dict[str, float]) -> None:
+            nonlocal done_steps
+            done_steps += 1
+            if done_steps % 25 == 0 or done_steps == steps:
+                logger.scalars(step_metrics, base + done_steps)
+                logger.advance(
+                    25 if done_steps % 25 == 0 else done_steps % 25,
+                    f"task {i + 1}/{len(self.tasks)} {self.tasks[i].name}",
+                    f"ce {step_metrics.get('train/ce', float('nan')):.3f} "
+                    f"exact {step_metrics.get('train/exact', float('nan')):.2f}",
+                )
+
+        trainer.train(steps, on_step)
+        logger.scalars(trainer.rollout_stats(), base + steps)
+        state["env_steps"] += trainer.env_steps
+        trainer.close()
+
+    def _results(self, state: dict[str, Any], logger: RunLogger) -> dict[str, Any]:
+        s, T = self.settings, len(self.tasks)
+        R = state["accuracy_matrix"]
+        summary = metrics.summarize(
+            R, state["random_init_accuracy"], reasoning_steps=state["steps_matrix"][T - 1]
+        )
+        probes = []
+        for options in s.difficulty_probe:
+            result = self.evaluate(self.agent, T - 1, options=dict(options))
+            probes.append({"options": dict(options), **asdict(result)})
+        results = {
+            "experiment": self.experiment,
+            "sequence": [t.name for t in self.tasks],
+            "tasks": [asdict(t) for t in self.tasks],
+            "strategy": self.strategy_config.get("name"),
+            "seed": self.seed,
+            "accuracy_matrix": R,
+            "cell_accuracy_matrix": state["cell_accuracy_matrix"],
+            "reasoning_steps_matrix": state["steps_matrix"],
+            "random_init_accuracy": state["random_init_accuracy"],
+            "curves": state["curves"],
+            "metrics": {
+                k: summary[k]
+                for k in ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps")
+            },
+            "forgetting": summary.get("forgetting"),
+            "max_reasoning_steps": s.max_reasoning_steps,
+            "difficulty_probe": probes,
+            "settings": asdict(s),
+            "agent": asdict(self.agent_config),
+            "env_steps": state["env_steps"],
+            "wall_time_s": state["wall_time_s"],
+            "device": str(self.agent.device),
+            "versions": {
+                "trmgym": trmgym.__version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+        }
+        path = self.run_dir / "results.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        tmp.replace(path)
+        names = [t.name for t in self.tasks]
+        logger.print(matrix_table(names, R, "accuracy matrix (exact solve)"))
+        logger.print(metrics_table(results["metrics"]))
+        for probe in probes:
+            logger.print(
+                f"probe {probe['options']}: accuracy {probe['accuracy']:.3f}, "
+                f"mean reasoning steps {probe['reasoning_steps']:.2f}"
+            )
+        logger.print(f"results: {path}")
+        return results

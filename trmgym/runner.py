@@ -1,0 +1,262 @@
+"""The continual loop: train on task i, evaluate on all tasks, record the accuracy matrix.
+
+A run is a sequence of tasks (one task for ``experiment=single_task``). For each task the agent
+trains on a batched env that exposes targets, one reasoning step per env step (deep supervision),
+refilling each batch slot as soon as its puzzle ends. After each task it is evaluated on fixed,
+seeded held-out puzzles of *every* task with the target hidden — row i of the accuracy matrix
+(exact solve) and of the cell-accuracy matrix — and the current task is also evaluated periodically
+during training (the curves behind forward-transfer AUC).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import trmgym  # noqa: F401 - registers the env ids
+
+
+@dataclass
+class TaskSpec:
+    """One task of a sequence: an env id, its arguments, and train/eval overrides."""
+
+    name: str
+    """Display name (unique within a sequence)."""
+    env_id: str
+    """A registered trmgym env id."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Env arguments shared by training and evaluation."""
+    train_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments only for training (e.g. ``augment: true``)."""
+    eval_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments only for evaluation (e.g. ``split: test``)."""
+
+    def __post_init__(self) -> None:
+        if self.env_id not in trmgym.ENV_IDS:
+            raise ValueError(
+                f"task {self.name!r}: env_id must be one of {list(trmgym.ENV_IDS)}, got {self.env_id!r}"
+            )
+
+    def make_vec(
+        self, num_envs: int, *, train: bool, max_steps: int, canvas: tuple[int, int] | None
+    ) -> gym.vector.VectorEnv:
+        """The task's native vector env (training: target exposed, same-step autoreset)."""
+        kwargs = {**self.kwargs, **(self.train_kwargs if train else self.eval_kwargs)}
+        if canvas is not None:
+            kwargs["canvas"] = tuple(canvas)
+        return gym.make_vec(
+            self.env_id,
+            num_envs=num_envs,
+            expose_target=train,
+            autoreset_mode="same_step" if train else "next_step",
+            max_episode_steps=max_steps,
+            **kwargs,
+        )
+
+    def native_shape(self) -> tuple[int, int]:
+        """The task's grid shape without a canvas."""
+        env = self.make_vec(1, train=False, max_steps=1, canvas=None)
+        shape = env.single_observation_space["grid"].shape
+        env.close()
+        return int(shape[0]), int(shape[1])
+
+
+@dataclass
+class Evaluation:
+    """Results of evaluating an agent on one task's held-out puzzles."""
+
+    accuracy: float
+    """Exact-solve rate at the end of each episode (halt or step limit)."""
+    cell_accuracy: float
+    """Mean final cell accuracy."""
+    reasoning_steps: float
+    """Mean reasoning steps taken."""
+    max_reasoning_steps: int
+    """Most reasoning steps taken by any episode."""
+
+
+@torch.no_grad()
+def evaluate(
+    agent: Any,
+    task: TaskSpec,
+    *,
+    episodes: int,
+    seed: int,
+    max_steps: int,
+    canvas: tuple[int, int] | None,
+    task_label: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> Evaluation:
+    """Greedy evaluation of ``agent`` on ``episodes`` seeded held-out puzzles of ``task``.
+
+    The env hides the target. Each batch slot plays exactly one puzzle; the EMA weights are used
+    when the agent has them. ``options`` go to ``reset`` (e.g. ``{"blanks": 4}``).
+    """
+    env = task.make_vec(episodes, train=False, max_steps=max_steps, canvas=canvas)
+    obs, _ = env.reset(seed=seed, options=options)
+    if task_label is not None:
+        obs["task_id"] = np.full(episodes, task_label)
+    carry = agent.initial_carry(episodes)
+    finished = np.zeros(episodes, dtype=bool)
+    solved = np.zeros(episodes, dtype=bool)
+    cells = np.zeros(episodes)
+    steps = np.zeros(episodes, dtype=np.int64)
+    with agent.eval_weights():
+        for _ in range(max_steps):
+            action, carry = agent.act(obs, carry)
+            obs, _, terminated, truncated, info = env.step(action)
+            if task_label is not None:
+                obs["task_id"] = np.full(episodes, task_label)
+            ended = (terminated | truncated) & ~finished
+            solved[ended] = info["solved"][ended]
+            cells[ended] = info["cell_accuracy"][ended]
+            steps[ended] = info["steps"][ended]
+            finished |= ended
+            if finished.all():
+                break
+    env.close()
+    return Evaluation(
+        float(solved.mean()), float(cells.mean()), float(steps.mean()), int(steps.max())
+    )
+
+
+class TaskTrainer:
+    """Trains an agent on one task's batched env, one reasoning step per optimizer step.
+
+    The env state (puzzles in flight, carries) persists across :meth:`train` calls, so training can
+    be split into chunks (for periodic evaluation and checkpoints).
+    """
+
+    def __init__(
+        self,
+        agent: Any,
+        task: TaskSpec,
+        *,
+        batch_size: int,
+        max_steps: int,
+        canvas: tuple[int, int] | None,
+        seed: int,
+        task_label: int | None = None,
+        task_index: int = 0,
+        strategy: Any = None,
+    ) -> None:
+        self.task_index = task_index
+        self.agent, self.task, self.task_label, self.strategy = agent, task, task_label, strategy
+        self.env = task.make_vec(batch_size, train=True, max_steps=max_steps, canvas=canvas)
+        self.obs, info = self.env.reset(seed=seed)
+        self.target = info["target"]
+        self.carry = agent.initial_carry(batch_size)
+        self.env_steps = 0
+        self.episodes = 0
+        self.solved = 0
+        self.episode_steps = 0
+
+    def _label(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.task_label is not None:
+            obs = {**obs, "task_id": np.full(len(obs["grid"]), self.task_label)}
+        return obs
+
+    def train(
+        self, steps: int, on_step: Callable[[dict[str, float]], None] | None = None
+    ) -> dict[str, float]:
+        """Run ``steps`` env/optimizer steps; returns the last step's metrics."""
+        metrics: dict[str, float] = {}
+        for _ in range(steps):
+            obs = self._label(self.obs)
+            fresh = (self.carry.steps == 0).cpu().numpy()
+            if self.strategy is not None and fresh.any():
+                tasks = np.full(int(fresh.sum()), self.task_index)
+                self.strategy.observe(obs["grid"][fresh], self.target[fresh], tasks)
+            action, self.carry = self.agent.act(obs, self.carry, explore=True, learn=True)
+            self.obs, reward, terminated, truncated, info = self.env.step(action)
+            done = terminated | truncated
+            if self.strategy is None:
+                metrics = self.agent.learn(self.target, reward, done)
+            else:
+                metrics = self.agent.learn(
+                    self.target,
+                    reward,
+                    done,
+                    replay=self.strategy.replay_batch(),
+                    penalty=self.strategy.penalty,
+                )
+            if done.any():
+                final = info["final_info"]
+                for row in np.flatnonzero(done):
+                    self.solved += bool(final[row]["solved"])
+                    self.episode_steps += int(final[row]["steps"])
+                self.episodes += int(done.sum())
+            self.carry = self.agent.reset_carry(self.carry, done)
+            self.target = info["target"]
+            self.env_steps += len(done)
+            if on_step is not None:
+                on_step(metrics)
+        return metrics
+
+    def rollout_stats(self) -> dict[str, float]:
+        """Solve rate and mean steps of training episodes since the last call."""
+        stats = {
+            "rollout/solve_rate": self.solved / max(self.episodes, 1),
+            "rollout/reasoning_steps": self.episode_steps / max(self.episodes, 1),
+            "rollout/episodes": float(self.episodes),
+        }
+        self.solved = self.episodes = self.episode_steps = 0
+        return stats
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class PuzzleSampler:
+    """Fresh training puzzles of any task of a sequence, placed on the common canvas.
+
+    Used by strategies (multitask batches, EWC's Fisher). Draws come from one seeded generator
+    whose state is checkpointed with the run.
+    """
+
+    def __init__(self, tasks: list[TaskSpec], canvas: tuple[int, int], seed: int) -> None:
+        self.tasks, self.canvas = tasks, canvas
+        self.rng = np.random.default_rng(seed)
+        self._sources: dict[int, Any] = {}
+
+    def __call__(self, task_index: int, n: int) -> Any:
+        from trmgym.agents.strategies import PuzzleMemory
+        from trmgym.envs.core import place
+
+        if task_index not in self._sources:
+            env = self.tasks[task_index].make_vec(1, train=True, max_steps=1, canvas=self.canvas)
+            self._sources[task_index] = env.unwrapped.source
+            env.close()
+        batch = self._sources[task_index].sample(self.rng, n)
+        return PuzzleMemory(
+            place(batch.grid, self.canvas), place(batch.target, self.canvas), np.full(n, task_index)
+        )
+
+
+def common_canvas(tasks: list[TaskSpec], canvas: tuple[int, int] | None) -> tuple[int, int]:
+    """The canvas every task is placed on: ``canvas`` if given (checked), else the largest grid."""
+    shapes = [task.native_shape() for task in tasks]
+    needed = (max(s[0] for s in shapes), max(s[1] for s in shapes))
+    if canvas is None:
+        return needed
+    canvas = (int(canvas[0]), int(canvas[1]))
+    for task, shape in zip(tasks, shapes):
+        if shape[0] > canvas[0] or shape[1] > canvas[1]:
+            raise ValueError(
+                f"canvas={canvas} is smaller than task {task.name!r}'s grid {shape}; "
+                f"allowed: canvas >= {needed}"
+            )
+    return canvas
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``(fn(), seconds)``."""
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
