@@ -50,9 +50,11 @@ def task_spec(node: Any, where: str) -> Any:
     name = str(cfg.pop("name", env_id.split("/")[-1]))
     train = cfg.pop("train", None) or {}
     evaluation = cfg.pop("eval", None) or {}
+    options = cfg.pop("options", None) or {}
     kwargs = {k: v for k, v in cfg.items() if v is not None}
     return TaskSpec(
-        name=name, env_id=env_id, kwargs=kwargs, train_kwargs=train, eval_kwargs=evaluation
+        name=name, env_id=env_id, kwargs=kwargs, train_kwargs=train, eval_kwargs=evaluation,
+        options=options,
     )
 
 
@@ -80,7 +82,7 @@ def run(cfg: Any) -> dict[str, Any]:
 
     settings = _dataclass_from(RunSettings, cfg.run, "run")
     agent = _dataclass_from(TRMAgentConfig, cfg.agent, "agent")
-    if cfg.sequence is None:
+    if cfg.get("sequence") is None:
         tasks = [task_spec(cfg.env, "env")]
     else:
         entries = cfg.sequence.tasks

@@ -36,6 +36,8 @@ class TaskSpec:
     """Arguments only for training (e.g. ``augment: true``)."""
     eval_kwargs: dict[str, Any] = field(default_factory=dict)
     """Arguments only for evaluation (e.g. ``split: test``)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """``reset`` options of every episode (e.g. ``task_id: 3`` picks one ARCGen program)."""
 
     def __post_init__(self) -> None:
         if self.env_id not in trmgym.ENV_IDS:
@@ -99,7 +101,7 @@ def evaluate(
     when the agent has them. ``options`` go to ``reset`` (e.g. ``{"blanks": 4}``).
     """
     env = task.make_vec(episodes, train=False, max_steps=max_steps, canvas=canvas)
-    obs, _ = env.reset(seed=seed, options=options)
+    obs, _ = env.reset(seed=seed, options={**task.options, **(options or {})} or None)
     if task_label is not None:
         obs["task_id"] = np.full(episodes, task_label)
     carry = agent.initial_carry(episodes)
@@ -149,7 +151,7 @@ class TaskTrainer:
         self.task_index = task_index
         self.agent, self.task, self.task_label, self.strategy = agent, task, task_label, strategy
         self.env = task.make_vec(batch_size, train=True, max_steps=max_steps, canvas=canvas)
-        self.obs, info = self.env.reset(seed=seed)
+        self.obs, info = self.env.reset(seed=seed, options=task.options or None)
         self.target = info["target"]
         self.carry = agent.initial_carry(batch_size)
         self.env_steps = 0
@@ -233,7 +235,8 @@ class PuzzleSampler:
             env = self.tasks[task_index].make_vec(1, train=True, max_steps=1, canvas=self.canvas)
             self._sources[task_index] = env.unwrapped.source
             env.close()
-        batch = self._sources[task_index].sample(self.rng, n)
+        source = self._sources[task_index]
+        batch = source.sample(self.rng, n, source.check_options(self.tasks[task_index].options))
         return PuzzleMemory(
             place(batch.grid, self.canvas), place(batch.target, self.canvas), np.full(n, task_index)
         )

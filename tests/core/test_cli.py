@@ -17,7 +17,9 @@ from trmgym.cli import config_dir, main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, python: str = sys.executable, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, python: str = sys.executable, cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [python, "-m", "trmgym.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
     )
@@ -52,8 +54,21 @@ def test_configs_found_from_an_installed_wheel(tmp_path: Path) -> None:
     dependencies, and compose a config from outside the source tree."""
     dist = tmp_path / "dist"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert build.returncode == 0, build.stderr
     wheel = next(dist.glob("trmgym-*.whl"))
@@ -62,26 +77,41 @@ def test_configs_found_from_an_installed_wheel(tmp_path: Path) -> None:
     py = target / "bin" / "python"
     site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     # borrow dependencies (torch, hydra, ...) from the running interpreter's site-packages
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", site, str(wheel)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert install.returncode == 0, install.stderr
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run(
-        [str(py), "-c", "import trmgym, trmgym.cli as c; print(trmgym.__file__); print(c.config_dir())"],
-        capture_output=True, text=True, cwd=tmp_path, env=env,
+        [
+            str(py),
+            "-c",
+            "import trmgym, trmgym.cli as c; print(trmgym.__file__); print(c.config_dir())",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
     )
     assert where.returncode == 0, where.stderr
     package_file, configs = where.stdout.split()
     assert package_file.startswith(site) and configs.startswith(site)
     result = subprocess.run(
         [str(py), "-m", "trmgym.cli", "run", "--cfg", "job", "env=arcgen"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "id: trmgym/ARCGen-v0" in result.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 import trmgym  # noqa: F401  (registers the env ids)
 from trmgym.envs.arc import ARCSource, load_arc_tasks
@@ -104,6 +105,8 @@ def test_task_ids_keep_their_order_and_unknown_ids_fail() -> None:
         ({"dataset": "arc-agi-3"}, r"dataset must be one of \['arc-agi-1', 'arc-agi-2'\]"),
         ({"split": "test"}, r"split must be one of \['training', 'evaluation'\]"),
         ({"augment": 1}, "augment must be a bool"),
+        ({"pairs": "train"}, r"pairs must be one of \['test', 'demos'\], got 'train'"),
+        ({"pairs": None}, r"pairs must be one of \['test', 'demos'\]"),
     ],
 )
 def test_bad_arguments_name_the_allowed_values(kwargs: dict, match: str) -> None:
@@ -156,6 +159,115 @@ def test_sampling_is_deterministic_given_the_generator() -> None:
             np.testing.assert_array_equal(a_in, b_in)
             np.testing.assert_array_equal(a_out, b_out)
     assert first.extra != other.extra
+
+
+# ------------------------------------------------------------------------- pairs="demos" (no leak)
+def assert_not_a_test_pair(grid: np.ndarray, target: np.ndarray, task) -> None:
+    for test_in, test_out in task.test:
+        same_in = np.array_equal(grid, placed(test_in))
+        assert not (same_in and np.array_equal(target, placed(test_out)))
+
+
+def test_demos_mode_poses_demonstrations_never_test_pairs() -> None:
+    source = ARCSource(pairs="demos")
+    tasks = source.tasks
+    batch = source.sample(np.random.default_rng(0), 400, {"task_id": np.arange(400)})
+    assert "test_index" not in batch.extra
+    drawn = batch.extra["demo_index"]
+    assert len(set(drawn)) > 3  # not always the first pair
+    for row, task in enumerate(tasks):
+        pair_in, pair_out = task.train[drawn[row]]
+        np.testing.assert_array_equal(batch.grid[row], placed(pair_in))
+        np.testing.assert_array_equal(batch.target[row], placed(pair_out))
+        assert_not_a_test_pair(batch.grid[row], batch.target[row], task)
+
+
+def test_demos_mode_leaves_the_posed_pair_out_of_the_demos() -> None:
+    source = ARCSource(task_ids=[KNOWN_ID, MULTI_TEST_ID, "0520fde7"], pairs="demos")
+    batch = source.sample(np.random.default_rng(1), 60)
+    seen = set()
+    for row, pairs in enumerate(batch.demos):
+        task = source.tasks[batch.task_id[row]]
+        left_out = batch.extra["demo_index"][row]
+        seen.add((task.task_id, left_out))
+        assert len(pairs) == len(task.train) - 1
+        expected = [pair for index, pair in enumerate(task.train) if index != left_out]
+        for (demo_in, demo_out), (want_in, want_out) in zip(pairs, expected):
+            np.testing.assert_array_equal(demo_in, placed(want_in))
+            np.testing.assert_array_equal(demo_out, placed(want_out))
+        # the posed pair itself, and every test pair, are absent from the demos
+        for demo_in, demo_out in pairs:
+            assert not (
+                np.array_equal(demo_in, batch.grid[row])
+                and np.array_equal(demo_out, batch.target[row])
+            )
+            assert_not_a_test_pair(demo_in, demo_out, task)
+    # every demonstration of the 5-demo task gets posed over 60 draws
+    assert {index for task_id, index in seen if task_id == KNOWN_ID} == set(range(5))
+
+
+def test_demos_mode_with_augmentation_inverts_to_the_demonstration() -> None:
+    source = ARCSource(task_ids=[KNOWN_ID, "0520fde7"], pairs="demos", augment=True)
+    batch = source.sample(np.random.default_rng(2), 12)
+    assert len({a.transform for a in batch.extra["augmentation"]}) > 1
+    for row, aug in enumerate(batch.extra["augmentation"]):
+        task = source.tasks[batch.task_id[row]]
+        left_out = batch.extra["demo_index"][row]
+        pair_in, pair_out = task.train[left_out]
+        np.testing.assert_array_equal(unaugment_answer(batch.grid[row], aug), placed(pair_in))
+        np.testing.assert_array_equal(unaugment_answer(batch.target[row], aug), placed(pair_out))
+        expected = [pair for index, pair in enumerate(task.train) if index != left_out]
+        assert len(batch.demos[row]) == len(expected)
+        for (demo_in, demo_out), (want_in, want_out) in zip(batch.demos[row], expected):
+            np.testing.assert_array_equal(unaugment_grids(demo_in, aug), placed(want_in))
+            np.testing.assert_array_equal(unaugment_grids(demo_out, aug), placed(want_out))
+    solved = source.is_solved(batch.target, batch.target, batch.grid, batch.extra["augmentation"])
+    assert solved.all()
+
+
+def test_demos_mode_is_deterministic_given_the_generator() -> None:
+    source = ARCSource(pairs="demos", augment=True)
+    first = source.sample(np.random.default_rng(7), 6)
+    again = source.sample(np.random.default_rng(7), 6)
+    other = source.sample(np.random.default_rng(8), 6)
+    np.testing.assert_array_equal(first.grid, again.grid)
+    np.testing.assert_array_equal(first.target, again.target)
+    assert first.extra == again.extra
+    for pairs, pairs_again in zip(first.demos, again.demos):
+        assert len(pairs) == len(pairs_again)
+        for (a_in, a_out), (b_in, b_out) in zip(pairs, pairs_again):
+            np.testing.assert_array_equal(a_in, b_in)
+            np.testing.assert_array_equal(a_out, b_out)
+    assert first.extra != other.extra
+
+
+def test_demos_mode_needs_two_demonstrations(tmp_path: Path) -> None:
+    write_task(tmp_path, "two_demos", GOOD_TASK)
+    write_task(tmp_path, "one_demo", _with(train=GOOD_TASK["train"][:1]))
+    with pytest.raises(ValueError, match=r"pairs='demos' needs at least 2.*\['one_demo'\]"):
+        ARCSource(tasks_path=tmp_path, pairs="demos")
+    assert ARCSource(tasks_path=tmp_path, pairs="test").num_tasks == 2
+    source = ARCSource(tasks_path=tmp_path, task_ids=["two_demos"], pairs="demos")
+    batch = source.sample(np.random.default_rng(0), 8)
+    for row, left_out in enumerate(batch.extra["demo_index"]):
+        assert len(batch.demos[row]) == 1  # the other of the two demonstrations
+        other_input = np.array(GOOD_TASK["train"][1 - left_out]["input"])
+        np.testing.assert_array_equal(batch.demos[row][0][0], placed(other_input))
+
+
+def test_config_trains_on_demos_and_evaluates_on_test_pairs() -> None:
+    cfg = OmegaConf.load(Path(__file__).parents[2] / "configs" / "env" / "arc.yaml")
+    assert cfg.train == {"pairs": "demos", "augment": True}
+    assert cfg.eval == {"pairs": "test", "augment": False}
+    base = {"dataset": cfg.dataset, "split": cfg.split, "task_ids": [KNOWN_ID]}
+    train = ARCSource(**base, **cfg.train)
+    evaluation = ARCSource(**base, **cfg.eval)
+    assert (train.pairs, train.augment, evaluation.pairs) == ("demos", True, "test")
+    (task,) = evaluation.tasks
+    for row in range(4):
+        batch = train.sample(np.random.default_rng(row), 1)
+        back = unaugment_answer(batch.target[0], batch.extra["augmentation"][0])
+        assert not any(np.array_equal(back, placed(out)) for _, out in task.test)
 
 
 # -------------------------------------------------------------------------------- augmentation
@@ -281,6 +393,15 @@ def test_env_episode_with_augmentation_solves_on_the_target() -> None:
     assert terminated and info["solved"] and reward > 1.0
     with pytest.raises(ValueError, match=r"task_id must lie in 0\.\.399"):
         env.reset(options={"task_id": -1})
+
+
+def test_env_in_demos_mode_exposes_only_a_demonstration_target() -> None:
+    env = gym.make("trmgym/ARC-v0", task_ids=[KNOWN_ID], pairs="demos", expose_target=True)
+    _, info = env.reset(seed=4)
+    (task,) = env.unwrapped.source.tasks
+    assert len(info["demos"]) == len(task.train) - 1
+    np.testing.assert_array_equal(info["target"], placed(task.train[info["demo_index"]][1]))
+    assert not any(np.array_equal(info["target"], placed(out)) for _, out in task.test)
 
 
 def test_vector_env_batches_episodes_with_per_env_tasks() -> None:

@@ -126,7 +126,9 @@ def test_options_are_checked_and_used() -> None:
     env = ToyEnv()
     obs, _ = env.reset(seed=0, options={"task_id": 1})
     assert obs["task_id"] == 1
-    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['blanks'\].*allowed keys: \['task_id'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown reset option\(s\) \['blanks'\].*allowed keys: \['task_id'\]"
+    ):
         env.reset(options={"blanks": 3})
 
 

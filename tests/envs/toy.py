@@ -25,18 +25,27 @@ class ToySource(PuzzleSource):
         self.shape = (height, width)
         self.num_tasks = num_tasks
 
-    def sample(self, rng: np.random.Generator, n: int, options: dict[str, Any] | None = None) -> PuzzleBatch:
+    def sample(
+        self, rng: np.random.Generator, n: int, options: dict[str, Any] | None = None
+    ) -> PuzzleBatch:
         options = options or {}
         h, w = self.shape
         colours = rng.integers(0, 8, size=(n, h, w))
         task = (
-            np.full(n, options["task_id"]) if "task_id" in options else rng.integers(0, self.num_tasks, n)
+            np.full(n, options["task_id"])
+            if "task_id" in options
+            else rng.integers(0, self.num_tasks, n)
         )
         grid = colours + COLOR_OFFSET
         target = (colours + 1 + task[:, None, None]) % 10 + COLOR_OFFSET
         grid[:, :, -1] = PAD
         target[:, :, -1] = PAD
-        return PuzzleBatch(grid=grid, target=target, task_id=task.astype(np.int64), extra={"shift": (task + 1).tolist()})
+        return PuzzleBatch(
+            grid=grid,
+            target=target,
+            task_id=task.astype(np.int64),
+            extra={"shift": (task + 1).tolist()},
+        )
 
 
 class ToyEnv(PuzzleEnv):

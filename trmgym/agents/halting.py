@@ -34,6 +34,7 @@ from trmgym.memory.replay import RingBuffer
 HALTING_MODES = ("bce", "dqn")
 Q_HEADS = ("mlp", "gru", "attention")
 CONTINUE, HALT = 0, 1
+ANSWER_STATS = 3  # columns of answer_statistics
 
 
 def answer_statistics(logits: torch.Tensor, previous_answer: torch.Tensor | None) -> torch.Tensor:
@@ -94,6 +95,8 @@ class DQNHaltingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.q_head == "attention" and self.hidden % 4:
+            raise ValueError(f"hidden must be divisible by 4 for q_head='attention', got {self.hidden}")
         if self.learning_starts < 0:
             raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
         for name in ("gamma", "tau", "eps_start", "eps_end"):
@@ -115,9 +118,13 @@ class QNetwork(nn.Module):
         if kind == "gru":
             self.cell = nn.GRUCell(hidden, hidden)
         elif kind == "attention":
-            self.tokens = nn.Linear(
-                feature_dim // 2 if feature_dim % 2 == 0 else feature_dim, hidden
-            )
+            # features = (pooled y [D], pooled z [D], answer statistics [3]): y and z are tokens
+            width = (feature_dim - ANSWER_STATS) // 2
+            if width < 1 or 2 * width + ANSWER_STATS != feature_dim:
+                raise ValueError(
+                    f"q_head='attention' needs feature_dim = 2 * D + {ANSWER_STATS}, got {feature_dim}"
+                )
+            self.tokens = nn.Linear(width, hidden)
             self.attention = nn.TransformerEncoderLayer(
                 hidden, nhead=4, dim_feedforward=2 * hidden, batch_first=True, dropout=0.0
             )
@@ -250,8 +257,8 @@ class DQNHalting:
             for online, slow in zip(self.q.parameters(), self.q_target.parameters()):
                 slow.lerp_(online, c.tau)
         return {
-            "halt/td_loss": float(loss),
-            "halt/q_mean": float(q_taken.mean()),
+            "halt/td_loss": float(loss.detach()),
+            "halt/q_mean": float(q_taken.detach().mean()),
             "halt/epsilon": self.epsilon,
         }
 

@@ -107,8 +107,7 @@ class TokenMixingMLP(nn.Module):
     """SwiGLU MLP across the sequence dimension of ``[batch, seq, hidden]`` tensors.
 
     Used instead of self-attention by the paper's TRM-MLP variant: every output position is a
-    learned gated mixture of all input positions, the same mixing for every hidden channel. The
-    weights multiply from the left (``W @ h``), so no transposed copy of the activations is made.
+    learned gated mixture of all input positions, the same mixing for every hidden channel.
 
     Args:
         seq_len: Fixed sequence length (including any prefix positions).
@@ -123,8 +122,10 @@ class TokenMixingMLP(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Mix ``h`` of shape ``[batch, seq_len, hidden]`` along its sequence dimension."""
-        gate, up = torch.matmul(self.gate_up, h).chunk(2, dim=-2)
-        return torch.matmul(self.down, F.silu(gate) * up)
+        # One GEMM over the (batch, channel) rows of the transposed view; measured faster on
+        # CPU than broadcasting the weight from the left (W @ h) as a batched matmul.
+        gate, up = F.linear(h.transpose(1, 2), self.gate_up).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, self.down).transpose(1, 2)
 
 
 class RotaryEmbedding(nn.Module):

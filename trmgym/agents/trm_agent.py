@@ -201,7 +201,9 @@ class TRMAgent:
 
     def reset_carry(self, carry: AgentCarry, mask: np.ndarray | torch.Tensor) -> AgentCarry:
         """Reset the rows where ``mask`` is true (puzzles that just ended)."""
-        mask = torch.as_tensor(np.asarray(mask), dtype=torch.bool, device=self.device)
+        mask = torch.as_tensor(
+            mask if isinstance(mask, torch.Tensor) else np.asarray(mask), dtype=torch.bool, device=self.device
+        )
         if not bool(mask.any()):
             return carry
         rows = mask.view(-1, 1)
@@ -338,7 +340,7 @@ class TRMAgent:
         if self.dqn is None:
             halt_loss = self.bce.loss(pending.q_halt, correct)
             loss = loss + c.halt_loss_weight * halt_loss
-            metrics["halt/bce_loss"] = float(halt_loss)
+            metrics["halt/bce_loss"] = float(halt_loss.detach())
         lr = c.lr * min(1.0, (self.updates + 1) / max(c.warmup_steps, 1))
         for group in self.optimizer.param_groups:
             group["lr"] = lr

@@ -1,0 +1,152 @@
+"""Continual runs end to end: results.json schema, metrics consistency, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trmgym import metrics
+from trmgym.agents.trm_agent import TRMAgentConfig
+from trmgym.experiment import ContinualRun, RunSettings
+from trmgym.runner import TaskSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKS = [
+    TaskSpec("recolour", "trmgym/ARCGen-v0", {"families": ["colour_map"], "tasks_per_family": 2,
+             "min_size": 3, "max_size": 3}, options={"task_id": 0}),
+    TaskSpec("recolour-b", "trmgym/ARCGen-v0", {"families": ["colour_map"], "tasks_per_family": 2,
+             "min_size": 3, "max_size": 3}, options={"task_id": 1}),
+]
+AGENT = TRMAgentConfig(size="tiny", model={"hidden_size": 32, "num_heads": 2, "h_cycles": 1, "l_cycles": 1},
+                       dqn={"learning_starts": 16, "batch_size": 32, "buffer_size": 512})
+SETTINGS = RunSettings(train_steps=6, batch_size=8, max_reasoning_steps=3, eval_episodes=8, eval_every=3)
+
+
+def make_run(run_dir: Path, strategy: str = "replay") -> ContinualRun:
+    return ContinualRun(TASKS, AGENT, {"name": strategy}, SETTINGS, run_dir, seed=3, device="cpu", console=False)
+
+
+def test_results_schema_and_metrics(tmp_path: Path) -> None:
+    results = make_run(tmp_path).run()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["metrics"] == results["metrics"]
+    for key in ("sequence", "strategy", "seed", "accuracy_matrix", "cell_accuracy_matrix",
+                "random_init_accuracy", "metrics", "env_steps", "wall_time_s", "device", "versions"):
+        assert key in saved
+    assert saved["sequence"] == ["recolour", "recolour-b"] and saved["strategy"] == "replay"
+    R = saved["accuracy_matrix"]
+    assert len(R) == 2 and all(len(row) == 2 for row in R)
+    recomputed = metrics.summarize(R, saved["random_init_accuracy"], saved["reasoning_steps_matrix"][-1])
+    for key, value in saved["metrics"].items():
+        assert value == pytest.approx(recomputed[key])
+    assert saved["env_steps"] == 2 * 6 * 8
+    assert len(saved["curves"][0]) == 2  # one evaluation per chunk
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+def test_resume_after_interruption_is_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = make_run(tmp_path / "whole").run()
+
+    calls = {"n": 0}
+    original = ContinualRun._save
+
+    def save_then_die(self, state):  # interrupt right after the third checkpoint
+        original(self, state)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ContinualRun, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        make_run(tmp_path / "split").run()
+    monkeypatch.setattr(ContinualRun, "_save", original)
+    resumed = make_run(tmp_path / "split").run()
+    assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
+    assert resumed["cell_accuracy_matrix"] == reference["cell_accuracy_matrix"]
+    assert resumed["metrics"] == reference["metrics"]
+    assert resumed["curves"] == reference["curves"]
+    assert resumed["env_steps"] == reference["env_steps"]
+
+
+def test_corrupt_last_checkpoint_falls_back_to_previous(tmp_path: Path) -> None:
+    make_run(tmp_path).run()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable"):
+        results = make_run(tmp_path).run()
+    assert len(results["accuracy_matrix"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"train_steps": 0}, "run.train_steps must be an int >= 1"),
+        ({"batch_size": -1}, "run.batch_size"),
+        ({"canvas": [2]}, "run.canvas"),
+    ],
+)
+def test_bad_run_settings(settings: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RunSettings(**settings)
+
+
+def test_canvas_smaller_than_a_task_is_rejected_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"canvas=\(2, 2\) is smaller than task 'recolour'"):
+        ContinualRun(TASKS, AGENT, {"name": "naive"}, RunSettings(canvas=[2, 2]), tmp_path, device="cpu")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "match"),
+    [
+        ({"name": "forgetful"}, r"strategy must be one of \['naive', 'replay', 'ewc', 'multitask', 'scratch'\]"),
+        ({"name": "replay", "memory_size": 0}, "strategy.memory_size must be an int >= 1"),
+        ({"name": "replay", "mix": 0.5}, "bad arguments for strategy 'replay'"),
+    ],
+)
+def test_bad_strategy(tmp_path: Path, strategy: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ContinualRun(TASKS, AGENT, strategy, SETTINGS, tmp_path, device="cpu")
+
+
+def cli(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "trmgym.cli", "run", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    args = ["experiment=smoke", "strategy=replay", "device=cpu", "console=false", "run.train_steps=60"]
+    whole = cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
+    assert whole.wait(timeout=600) == 0, whole.stdout.read()
+    reference = json.loads((tmp_path / "whole" / "results.json").read_text())
+
+    # 2 tasks x 3 chunks -> 6 checkpoints; kill after the 3rd or 4th (~55% of the run)
+    victim = cli(*args, f"hydra.run.dir={tmp_path / 'split'}", cwd=tmp_path)
+    ckpt = tmp_path / "split" / "checkpoints"
+    deadline = time.time() + 600
+    seen = set()
+    while time.time() < deadline and victim.poll() is None:
+        if (ckpt / "last.pt").exists():
+            seen.add((ckpt / "last.pt").stat().st_mtime_ns)
+        if len(seen) >= 3:
+            os.kill(victim.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    victim.wait(timeout=60)
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "split" / "results.json").exists()
+
+    again = cli(*args, f"hydra.run.dir={tmp_path / 'split'}", cwd=tmp_path)
+    assert again.wait(timeout=600) == 0, again.stdout.read()
+    resumed = json.loads((tmp_path / "split" / "results.json").read_text())
+    assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
+    assert resumed["cell_accuracy_matrix"] == reference["cell_accuracy_matrix"]
+    assert resumed["metrics"] == reference["metrics"]

@@ -1,0 +1,324 @@
+"""Run reports: plots, the self-contained HTML report, metric cross-checks, seed aggregates, CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from trmgym.report import (
+    aggregate,
+    aggregate_groups,
+    aggregate_table,
+    check_metrics,
+    find_runs,
+    load_results,
+    main,
+    plot_accuracy_matrix,
+    plot_curves,
+    summary_stats,
+    t_critical,
+    write_plots,
+    write_report,
+)
+
+NAMES = ["sudoku-easy", "maze", "<script>alert(1)</script>"]
+R3 = [[0.9, 0.1, 0.2], [0.6, 0.8, 0.3], [0.5, 0.7, 0.95]]
+B3 = [0.1, 0.05, 0.1]
+# By hand: avg_accuracy (0.5+0.7+0.95)/3; forgetting [0.9-0.5, 0.8-0.7]; bwt mean(-0.4, -0.1);
+# fwt mean(0.1-0.05, 0.3-0.1); reasoning steps mean of the last row [2, 3, 4].
+METRICS = {
+    "avg_accuracy": 2.15 / 3,
+    "avg_forgetting": 0.25,
+    "bwt": -0.25,
+    "fwt": 0.125,
+    "avg_reasoning_steps": 3.0,
+}
+
+
+def make_results(**changes: object) -> dict:
+    results = {
+        "experiment": "demo",
+        "sequence": NAMES,
+        "tasks": [
+            {
+                "name": NAMES[0],
+                "env_id": "trmgym/Sudoku-v0",
+                "kwargs": {"blanks": 4},
+                "train_kwargs": {},
+                "eval_kwargs": {},
+            },
+            {
+                "name": NAMES[1],
+                "env_id": "trmgym/Maze-v0",
+                "kwargs": {"size": 7},
+                "train_kwargs": {},
+                "eval_kwargs": {},
+            },
+            {
+                "name": NAMES[2],
+                "env_id": "trmgym/ARCGen-v0",
+                "kwargs": {"family": "flip"},
+                "train_kwargs": {"augment": True},
+                "eval_kwargs": {},
+            },
+        ],  # fmt: skip
+        "strategy": "naive",
+        "seed": 7,
+        "accuracy_matrix": R3,
+        "cell_accuracy_matrix": [[0.95, 0.5, 0.6], [0.8, 0.9, 0.62], [0.75, 0.85, 0.99]],
+        "reasoning_steps_matrix": [[2.0, 5.0, 5.0], [3.0, 2.5, 4.0], [2.0, 3.0, 4.0]],
+        "random_init_accuracy": B3,
+        "curves": [[0.3, 0.7, 0.9], [0.2, 0.5, 0.8], [0.4, 0.9, 0.95]],
+        "metrics": dict(METRICS),
+        "forgetting": [0.4, 0.1],
+        "max_reasoning_steps": 8,
+        "difficulty_probe": [
+            {
+                "options": {"blanks": 12},
+                "accuracy": 0.125,
+                "cell_accuracy": 0.5,
+                "reasoning_steps": 6.5,
+                "max_reasoning_steps": 8,
+            },
+        ],  # fmt: skip
+        "settings": {"train_steps": 30, "eval_every": 10, "batch_size": 4},
+        "agent": {"hidden_size": 32, "halting": "dqn"},
+        "env_steps": 360,
+        "wall_time_s": 12.5,
+        "device": "cpu",
+        "versions": {"trmgym": "0.1.0", "numpy": np.__version__},
+    }
+    results.update(changes)
+    return results
+
+
+def write_run(folder: Path, **changes: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(make_results(**changes)))
+    return folder
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    return height, width
+
+
+# ------------------------------------------------------------------------------------- plots
+def test_write_plots_makes_pngs_matching_the_returned_pixels(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    paths = write_plots(run)
+    assert set(paths) == {"accuracy_matrix", "curves"}
+    assert paths["accuracy_matrix"] == run / "plots" / "accuracy_matrix.png"
+    for path in paths.values():
+        assert path.stat().st_size > 1000
+        png_size(path)  # checks the PNG signature
+    pixels = plot_accuracy_matrix(make_results(), tmp_path / "again.png")
+    assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3
+    assert pixels.shape[:2] == png_size(tmp_path / "again.png")
+    assert pixels.std() > 10  # a heatmap, not a blank canvas
+    curves = plot_curves(run)  # from a run directory, nothing written
+    assert curves.dtype == np.uint8 and curves.shape[2] == 3
+    assert not (run / "plots" / "None").exists()
+
+
+def test_plots_accept_missing_cells_and_mathtext_like_names(tmp_path: Path) -> None:
+    upper_missing = [[0.9, None, None], [0.6, 0.8, None], [0.5, 0.7, 0.95]]
+    results = make_results(
+        sequence=["a$b", "c$d", "e"], accuracy_matrix=upper_missing, curves=[[0.5], [], [0.1, 0.2]]
+    )
+    assert plot_accuracy_matrix(results, tmp_path / "m.png").shape[2] == 3
+    assert plot_curves(results, tmp_path / "c.png").shape[2] == 3
+    assert (tmp_path / "m.png").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------------ report
+def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    path = write_report(run)
+    assert path == run / "report.html"
+    text = path.read_text(encoding="utf-8")
+    assert "demo · naive · seed 7" in text
+    for name in ("sudoku-easy", "maze", "trmgym/Sudoku-v0", "trmgym/ARCGen-v0"):
+        assert name in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<script" not in text.lower()
+    for value in ("0.7167", "0.2500", "-0.2500", "0.1250", "3.0000"):
+        assert value in text
+    assert "0.950" in text and "0.990" in text  # accuracy and cell-accuracy matrices
+    assert "<td>0.1250</td><td>0.5000</td><td>6.5000</td><td>8</td>" in text  # difficulty probe
+    assert text.count("data:image/png;base64,") == 2
+    # Strip the base64 payloads, whose alphabet could spell "http" by chance.
+    markup = re.sub(r"base64,[A-Za-z0-9+/=]+", "base64,", text)
+    assert "http" not in markup
+    assert re.findall(r'src="([^"]*)"', markup) == ["data:image/png;base64,"] * 2
+    assert not re.search(r"<(link|script|iframe)\b", text)
+    assert "&quot;hidden_size&quot;: 32" in text  # config as escaped JSON
+    assert "MISMATCH" not in text
+    assert (run / "plots" / "curves.png").is_file()
+
+
+def test_tampered_metric_is_flagged(tmp_path: Path) -> None:
+    metrics = {**METRICS, "bwt": -0.25 + 1e-6}
+    run = write_run(tmp_path / "run", metrics=metrics)
+    text = write_report(run).read_text(encoding="utf-8")
+    flagged = [row for row in re.findall(r"<tr>(.*?)</tr>", text) if "MISMATCH" in row]
+    assert len(flagged) == 1
+    assert "<td>bwt</td>" in flagged[0] and "1.00e-06" in flagged[0]
+    assert '<span class="bad">-0.2500</span>' in flagged[0] and ".bad{color:#c00" in text
+    assert "differ from those recomputed" in text
+
+
+def test_check_metrics_tolerance_forgetting_and_unrecomputable(tmp_path: Path) -> None:
+    rows, reason = check_metrics(make_results(metrics={**METRICS, "bwt": -0.25 + 1e-12}))
+    assert reason is None and not any(r["mismatch"] for r in rows)
+    assert [r["metric"] for r in rows][-2:] == ["forgetting[sudoku-easy]", "forgetting[maze]"]
+    rows, _ = check_metrics(make_results(forgetting=[0.4, 0.2], metrics={**METRICS, "fwt": None}))
+    assert {r["metric"] for r in rows if r["mismatch"]} == {"fwt", "forgetting[maze]"}
+    steps = [[2.0, 5.0, 5.0], [3.0, 2.5, 4.0], [2.0, None, 4.0]]
+    rows, reason = check_metrics(make_results(reasoning_steps_matrix=steps))
+    assert "reasoning_steps" in reason and not any(r["mismatch"] for r in rows)
+    text = write_report(write_run(tmp_path / "r", reasoning_steps_matrix=steps)).read_text()
+    assert "Could not recompute" in text
+
+
+# ------------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        (json.dumps({k: v for k, v in make_results().items() if k != "metrics"}), "metrics"),
+        (json.dumps(make_results(accuracy_matrix=[[0.1, 0.2], [0.3, 0.4]])), "square"),
+        (json.dumps(make_results(accuracy_matrix=[[0.1, 0.2, 0.3]] * 2 + [[0.1]])), "square"),
+        (json.dumps(make_results(cell_accuracy_matrix=[[0.1] * 3] * 2)), "cell_accuracy_matrix"),
+        (json.dumps(make_results(accuracy_matrix=[["a", 0.2, 0.3]] * 3)), "numbers or null"),
+        (json.dumps(make_results(curves=[[0.1]])), "curves"),
+    ],
+)
+def test_malformed_results_raise_naming_the_file(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "bad" / "results.json"
+    path.parent.mkdir()
+    path.write_text(content)
+    with pytest.raises(ValueError, match=re.escape(str(path))) as error:
+        load_results(path.parent)
+    assert message in str(error.value)
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        write_report(path.parent)
+
+
+def test_missing_results_raise_naming_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "results.json"))):
+        load_results(tmp_path)
+    with pytest.raises(ValueError, match="at least one run"):
+        aggregate([])
+
+
+# -------------------------------------------------------------------------------- aggregate
+def test_t_critical_table() -> None:
+    assert t_critical(1) == 12.706 and t_critical(2) == 4.303 and t_critical(30) == 2.042
+    assert t_critical(31) == 1.96 and t_critical(1000) == 1.96
+    with pytest.raises(ValueError, match="df must be an int >= 1"):
+        t_critical(0)
+
+
+def test_summary_stats_small_samples() -> None:
+    assert summary_stats([]) == {"n": 0, "mean": None, "std": None, "ci95": None,
+                                 "ci95_low": None, "ci95_high": None}  # fmt: skip
+    one = summary_stats([0.4])
+    assert one["n"] == 1 and one["mean"] == 0.4 and one["std"] is None and one["ci95"] is None
+
+
+def test_aggregate_mean_std_ci_by_hand(tmp_path: Path) -> None:
+    runs = [
+        write_run(tmp_path / str(k), seed=k, metrics={**METRICS, "avg_accuracy": acc, "fwt": None})
+        for k, acc in enumerate([0.1, 0.2, 0.3])
+    ]
+    result = aggregate(runs)
+    assert result["n"] == 3 and result["seeds"] == [0, 1, 2] and result["strategy"] == "naive"
+    stats = result["metrics"]["avg_accuracy"]
+    half = 4.303 * 0.1 / math.sqrt(3)
+    assert stats["n"] == 3 and stats["values"] == [0.1, 0.2, 0.3]
+    assert stats["mean"] == pytest.approx(0.2, abs=1e-12)
+    assert stats["std"] == pytest.approx(0.1, abs=1e-12)
+    assert stats["ci95"] == pytest.approx(half, abs=1e-12)
+    assert stats["ci95_low"] == pytest.approx(0.2 - half) and stats["ci95_high"] == pytest.approx(
+        0.2 + half
+    )
+    assert result["metrics"]["bwt"]["std"] == pytest.approx(0.0)
+    assert result["metrics"]["fwt"] == {"n": 0, "mean": None, "std": None, "ci95": None,
+                                        "ci95_low": None, "ci95_high": None, "values": []}  # fmt: skip
+    json.dumps(result)  # JSON-ready
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print(aggregate_table(result))
+    table = buffer.getvalue()
+    assert "avg_accuracy" in table and "0.2000" in table and f"±{half:.4f}" in table
+    assert "n/a" in table  # fwt has no values
+
+
+def test_aggregate_rejects_non_numeric_metric(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "0", metrics={**METRICS, "bwt": "high"})
+    with pytest.raises(ValueError, match=re.escape(str(run / "results.json")) + ".*metrics.bwt"):
+        aggregate([run])
+
+
+def test_groups_split_by_hydra_overrides_and_runs_sort_numerically(tmp_path: Path) -> None:
+    for k in range(12):
+        strategy = "naive" if k % 2 else "ewc"
+        run = write_run(tmp_path / "multi" / str(k), seed=k, strategy=strategy)
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "overrides.yaml").write_text(f"- strategy={strategy}\n- seed={k}\n")
+    runs = find_runs(tmp_path / "multi")
+    assert [r.name for r in runs] == [str(k) for k in range(12)]
+    groups = aggregate_groups(runs)
+    assert [(g["label"], g["n"]) for g in groups] == [("strategy=ewc", 6), ("strategy=naive", 6)]
+    assert groups[0]["seeds"] == [0, 2, 4, 6, 8, 10]
+
+
+# ------------------------------------------------------------------------------------- CLI
+def test_main_on_a_run_dir_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = write_run(tmp_path / "run", metrics={**METRICS, "avg_accuracy": 0.5})
+    assert main([str(run)]) == 0
+    assert (run / "report.html").is_file() and (run / "plots" / "accuracy_matrix.png").is_file()
+    out = capsys.readouterr().out
+    assert "avg_accuracy" in out and "0.7167" not in out.split("mismatch")[0].split("metrics")[0]
+    assert "mismatch: avg_accuracy" in out and "report.html" in out
+
+
+def test_main_on_a_multirun_dir_writes_aggregate_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # configs/config.yaml's sweep layout: runs/<experiment>/multirun/<timestamp>/<job number>
+    multirun = tmp_path / "multirun" / "2024-01-01_12-00-00"
+    for k, acc in enumerate([0.1, 0.2, 0.3]):
+        write_run(multirun / str(k), seed=k, metrics={**METRICS, "avg_accuracy": acc})
+    assert main([str(tmp_path / "multirun")]) == 0  # runs two levels below
+    saved = json.loads((tmp_path / "multirun" / "aggregate.json").read_text())
+    [group] = saved["groups"]
+    assert group["n"] == 3 and group["metrics"]["avg_accuracy"]["mean"] == pytest.approx(0.2)
+    assert "0.2000" in capsys.readouterr().out
+    assert not (multirun / "0" / "report.html").exists()
+
+
+def test_main_errors_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=re.escape(str(tmp_path / "nowhere"))):
+        main([str(tmp_path / "nowhere")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no results.json in it"):
+        main([str(tmp_path / "empty")])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.json").write_text("{")
+    with pytest.raises(SystemExit, match=re.escape(str(bad / "results.json")) + ".*not valid JSON"):
+        main([str(bad)])

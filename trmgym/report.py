@@ -1,0 +1,646 @@
+"""Run reports: accuracy-matrix heatmap, learning curves, a self-contained HTML report, seed aggregates.
+
+``trmgym report RUN_DIR`` reads a run's ``results.json`` (DESIGN.md's schema, written by
+:mod:`trmgym.experiment`), writes ``plots/accuracy_matrix.png`` and ``plots/curves.png`` and a
+single-file ``report.html`` (images embedded as data URIs, inline CSS, no scripts, nothing fetched),
+and prints the metrics. ``trmgym report MULTIRUN_DIR`` (or several run directories) groups the runs
+found one or two levels below by configuration — everything but the seed — and prints, per group,
+the mean, sample standard deviation and a 95% Student-t confidence interval of each metric,
+written to ``aggregate.json`` as ``{"groups": [aggregate(...), ...]}``.
+
+The report recomputes the metrics from the saved accuracy matrix with
+:func:`trmgym.metrics.summarize` and flags any stored value that differs by more than ``1e-9``,
+so a hand-edited or stale ``results.json`` shows itself. Plots are drawn on matplotlib's Agg
+canvas directly (no pyplot, no display, no global backend switch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import math
+import numbers
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from trmgym import metrics
+from trmgym.logging import matrix_table, metrics_table
+
+__all__ = [
+    "aggregate",
+    "aggregate_groups",
+    "aggregate_table",
+    "check_metrics",
+    "find_runs",
+    "load_results",
+    "main",
+    "plot_accuracy_matrix",
+    "plot_curves",
+    "summary_stats",
+    "t_critical",
+    "write_plots",
+    "write_report",
+]
+
+RESULTS_FILE = "results.json"
+REQUIRED_KEYS = ("sequence", "strategy", "seed", "accuracy_matrix", "metrics")
+METRIC_NAMES = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps")
+MISMATCH_TOLERANCE = 1e-9
+# Two-sided 95% Student-t critical values t_{0.975, df} for df = 1..30; 1.96 (normal) beyond.
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+          2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+_DPI = 100
+
+
+# --------------------------------------------------------------------------------- loading
+def results_path(run: str | Path) -> Path:
+    """``run`` itself when it is a file, else ``run/results.json``."""
+    path = Path(run)
+    return path if path.is_file() else path / RESULTS_FILE
+
+
+def _matrix(value: Any, key: str, size: int, source: str) -> np.ndarray:
+    """A ``size x size`` float array from nested lists (``None`` -> NaN), or ValueError naming ``source``."""
+    rows = value if isinstance(value, list) else [None]
+    if len(rows) != size or not all(isinstance(row, list) and len(row) == size for row in rows):
+        raise ValueError(
+            f"{source}: {key} must be a square T x T matrix with T = {size} (one row and column "
+            f"per task in 'sequence'), got {json.dumps(value)[:80]}"
+        )
+    for entry in (entry for row in rows for entry in row):
+        if entry is not None and (isinstance(entry, bool) or not isinstance(entry, numbers.Real)):
+            raise ValueError(f"{source}: {key} must hold numbers or null, got {entry!r}")
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in value])
+
+
+def _validate(results: Any, source: str) -> dict[str, Any]:
+    """Check the keys and shapes the report reads; return ``results`` unchanged."""
+    if not isinstance(results, Mapping):
+        raise ValueError(f"{source}: results must be a JSON object, got {type(results).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in results]
+    if missing:
+        raise ValueError(
+            f"{source}: missing key(s) {missing}; a results.json needs {list(REQUIRED_KEYS)}"
+        )
+    names = results["sequence"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{source}: 'sequence' must be a non-empty list of task names")
+    if not isinstance(results["metrics"], Mapping):
+        raise ValueError(f"{source}: 'metrics' must be an object of metric name -> value")
+    size = len(names)
+    for key in ("accuracy_matrix", "cell_accuracy_matrix", "reasoning_steps_matrix"):
+        if key == "accuracy_matrix" or results.get(key) is not None:
+            _matrix(results[key], key, size, source)
+    curves = results.get("curves")
+    if curves is not None and (
+        not isinstance(curves, list)
+        or len(curves) != size
+        or not all(isinstance(c, list) for c in curves)
+    ):
+        raise ValueError(f"{source}: 'curves' must be a list of {size} per-task lists")
+    return dict(results)
+
+
+def load_results(run: str | Path) -> dict[str, Any]:
+    """Read and validate ``results.json`` of a run directory (or the file itself).
+
+    Raises:
+        ValueError: naming the path, if the file is missing, not JSON, lacks a required key
+            (``sequence``, ``strategy``, ``seed``, ``accuracy_matrix``, ``metrics``) or holds a
+            matrix that is not ``T x T``.
+    """
+    path = results_path(run)
+    if not path.is_file():
+        raise ValueError(
+            f"{path}: no such results file (expected a run directory or its {RESULTS_FILE})"
+        )
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    return _validate(results, str(path))
+
+
+def _coerce(results: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    if isinstance(results, str | os.PathLike):
+        return load_results(results)
+    return _validate(results, "results")
+
+
+# ----------------------------------------------------------------------------------- plots
+def _finish(figure: Figure, path: str | Path | None) -> np.ndarray:
+    """Save ``figure`` as PNG (when ``path``) and return its pixels as ``[H, W, 3]`` uint8."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _title(results: Mapping[str, Any]) -> str:
+    return f"{results.get('experiment', 'run')} · {results['strategy']} · seed {results['seed']}"
+
+
+def plot_accuracy_matrix(
+    results: Mapping[str, Any] | str | Path, path: str | Path | None = None
+) -> np.ndarray:
+    """Heatmap of the accuracy matrix (rows: after training task i; columns: evaluated on task j).
+
+    Args:
+        results: a results dict, or a run directory / results.json path.
+        path: where to write the PNG (parents created); ``None`` only returns the pixels.
+
+    Returns:
+        The figure as an ``[H, W, 3]`` uint8 RGB array (for TensorBoard images).
+    """
+    results = _coerce(results)
+    names = results["sequence"]
+    size = len(names)
+    matrix = _matrix(results["accuracy_matrix"], "accuracy_matrix", size, "results")
+    side = min(4.0 + 0.7 * size, 16.0)
+    figure = Figure(figsize=(side + 1.2, side), dpi=_DPI, layout="constrained")
+    axes = figure.add_subplot()
+    cmap = colormaps["viridis"].with_extremes(bad="#d9d9d9")  # grey: not measured
+    image = axes.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap=cmap)
+    figure.colorbar(image, ax=axes, label="exact-solve accuracy")
+    ticks = np.arange(size)
+    # parse_math=False: a task name with '$' must show as typed, not as mathtext (or crash).
+    axes.set_xticks(ticks, names, rotation=45, ha="right", parse_math=False)
+    axes.set_yticks(ticks, names, parse_math=False)
+    axes.set_xlabel("evaluated on task j")
+    axes.set_ylabel("after training task i")
+    axes.set_title(_title(results), parse_math=False)
+    text = {"ha": "center", "va": "center", "fontsize": 10 if size <= 8 else 7}
+    for (i, j), value in np.ndenumerate(matrix if size <= 25 else np.empty((0, 0))):
+        if not np.isnan(value):  # viridis is dark below ~0.6: white text there, black above
+            axes.text(j, i, f"{value:.2f}", color="white" if value < 0.6 else "black", **text)
+    return _finish(figure, path)
+
+
+def plot_curves(
+    results: Mapping[str, Any] | str | Path, path: str | Path | None = None
+) -> np.ndarray:
+    """Per-task learning curves over normalised training time, plus the final-row accuracies.
+
+    Task ``j``'s curve is its accuracy after each training chunk, at ``x = (k + 1) / n`` for chunk
+    ``k`` of ``n``; a star at ``x = "final"`` marks ``R[T-1][j]``, the accuracy after the whole
+    sequence, so the drop from a curve's end to its star is that task's forgetting.
+
+    Args:
+        results: a results dict, or a run directory / results.json path.
+        path: where to write the PNG (parents created); ``None`` only returns the pixels.
+
+    Returns:
+        The figure as an ``[H, W, 3]`` uint8 RGB array.
+    """
+    results = _coerce(results)
+    names = results["sequence"]
+    size = len(names)
+    matrix = _matrix(results["accuracy_matrix"], "accuracy_matrix", size, "results")
+    curves = results.get("curves") or [[] for _ in names]
+    figure = Figure(figsize=(7.5, 4.8), dpi=_DPI, layout="constrained")
+    axes = figure.add_subplot()
+    palette = colormaps["tab10" if size <= 10 else "tab20"]
+    final_x, star = 1.08, {"marker": "*", "s": 160, "edgecolors": "black", "linewidths": 0.6}
+    for j, (name, curve) in enumerate(zip(names, curves)):
+        colour = palette(j % palette.N)
+        values = np.array([np.nan if v is None else float(v) for v in curve])
+        x = np.arange(1, values.size + 1) / max(values.size, 1)
+        marker = "o" if values.size <= 20 else None
+        axes.plot(x, values, color=colour, marker=marker, markersize=4, label=name)
+        if not np.isnan(matrix[-1, j]):
+            axes.scatter([final_x], [matrix[-1, j]], color=colour, zorder=3, **star)
+    axes.scatter([], [], color="white", label="after all tasks", **star)
+    axes.axvline(1.04, color="grey", linewidth=0.5, linestyle=":")
+    axes.set_xlim(0.0, final_x + 0.04)
+    axes.set_ylim(-0.03, 1.03)
+    axes.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0, final_x], ["0", ".25", ".5", ".75", "1", "final"])
+    axes.set_xlabel("fraction of the task's training (chunk / chunks)")
+    axes.set_ylabel("exact-solve accuracy on the task")
+    axes.set_title(_title(results) + " — learning curves", parse_math=False)
+    legend = axes.legend(fontsize=8, loc="best", ncols=1 if size <= 8 else 2)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+    return _finish(figure, path)
+
+
+def write_plots(run_dir: str | Path) -> dict[str, Path]:
+    """Write ``plots/accuracy_matrix.png`` and ``plots/curves.png`` for a run directory.
+
+    Returns:
+        ``{"accuracy_matrix": path, "curves": path}``.
+    """
+    results = load_results(run_dir)
+    plots = results_path(run_dir).parent / "plots"
+    paths = {"accuracy_matrix": plots / "accuracy_matrix.png", "curves": plots / "curves.png"}
+    plot_accuracy_matrix(results, paths["accuracy_matrix"])
+    plot_curves(results, paths["curves"])
+    return paths
+
+
+# ---------------------------------------------------------------------------------- report
+def check_metrics(results: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """Compare the stored metrics with :func:`trmgym.metrics.summarize` of the saved matrix.
+
+    Returns:
+        ``(rows, error)``: one row per metric (and per-task forgetting) with ``metric``,
+        ``stored``, ``recomputed`` and ``mismatch`` (differ by more than 1e-9, or only one is
+        missing); ``error`` is the reason the metrics could not be recomputed, else ``None``.
+    """
+    stored = dict(results["metrics"])
+    steps = results.get("reasoning_steps_matrix")
+    try:
+        fresh = metrics.summarize(
+            results["accuracy_matrix"],
+            results.get("random_init_accuracy"),
+            reasoning_steps=steps[-1] if steps else None,
+        )
+    except (TypeError, ValueError) as error:
+        fresh, reason = {}, str(error)
+    else:
+        reason = None
+    pairs = [(name, stored.get(name), fresh.get(name), True) for name in METRIC_NAMES]
+    # Metrics summarize does not compute (e.g. a forward-transfer AUC) are shown, not checked.
+    pairs += [(name, stored[name], None, False) for name in sorted(set(stored) - set(METRIC_NAMES))]
+    if reason is None and isinstance(results.get("forgetting"), list):
+        saved = results["forgetting"]
+        for j, value in enumerate(fresh["forgetting"]):
+            label = f"forgetting[{results['sequence'][j]}]"
+            pairs.append((label, saved[j] if j < len(saved) else None, value, True))
+    rows = []
+    for name, old, new, checked in pairs:
+        if reason is not None or not checked:
+            mismatch = False
+        elif isinstance(old, numbers.Real) and isinstance(new, numbers.Real):
+            mismatch = not abs(float(old) - float(new)) <= MISMATCH_TOLERANCE
+        else:
+            mismatch = (old is None) != (new is None) or not isinstance(old, numbers.Real | None)
+        rows.append({"metric": name, "stored": old, "recomputed": new, "mismatch": mismatch})
+    return rows, reason
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    """A value as escaped HTML text: reals to ``digits`` places, None/NaN as n/a, others as JSON."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return f"{float(value):.{digits}f}"
+    text = value if isinstance(value, str | numbers.Integral) else json.dumps(value, sort_keys=True)
+    return html.escape(str(text))
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """An HTML table; ``headers`` are plain text, cells already-escaped HTML."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>\n" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
+
+
+def _matrix_html(names: list[str], matrix: np.ndarray, digits: int, scale: float) -> str:
+    """A matrix table with rows "after training task i", cells shaded by ``value / scale``."""
+    rows = []
+    for name, values in zip(names, matrix):
+        cells = [f"<b>{html.escape(name)}</b>"]
+        for value in values:
+            shade = 0.08 + 0.62 * min(max(value / scale, 0.0), 1.0) if value == value else 0.0
+            cells.append(
+                f'<span style="background:rgba(46,125,50,{shade:.2f})">{_fmt(value, digits)}</span>'
+            )
+        rows.append(cells)
+    return _table(["after \\ on", *names], rows)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em}
+td{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}td span{display:block}
+.bad{color:#c00;font-weight:bold}pre{background:#f6f6f6;padding:1em;overflow:auto}
+img{max-width:100%;border:1px solid #eee}"""
+
+
+def _metrics_html(results: Mapping[str, Any]) -> str:
+    rows, reason = check_metrics(results)
+    parts = []
+    if reason is not None:
+        parts.append(f'<p class="bad">Could not recompute the metrics: {html.escape(reason)}</p>')
+    cells = []
+    for row in rows:
+        old, new = row["stored"], row["recomputed"]
+        both = isinstance(old, numbers.Real) and isinstance(new, numbers.Real)
+        flag = '<span class="bad">MISMATCH</span>' if row["mismatch"] else ("ok" if both else "")
+        stored = f'<span class="bad">{_fmt(old)}</span>' if row["mismatch"] else _fmt(old)
+        diff = f"{abs(float(old) - float(new)):.2e}" if both else ""
+        cells.append([html.escape(row["metric"]), stored, _fmt(new), diff, flag])
+    parts.append(_table(["metric", "stored", "recomputed", "|difference|", "check"], cells))
+    bad = [row["metric"] for row in rows if row["mismatch"]]
+    if bad:
+        parts.append(
+            f'<p class="bad">Stored metrics differ from those recomputed from the accuracy matrix by '
+            f"more than {MISMATCH_TOLERANCE:g}: {html.escape(', '.join(bad))}</p>"
+        )
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write a self-contained ``report.html`` (and the plots) for a run directory.
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        ValueError: if results.json is missing or malformed (the message names it).
+    """
+    results = load_results(run_dir)
+    folder = results_path(run_dir).parent
+    plots = write_plots(folder)
+    names, e = results["sequence"], html.escape
+    tasks = results.get("tasks") or [{"name": name} for name in names]
+    rows = [
+        [str(k), _fmt(t.get("name")), _fmt(t.get("env_id"))]
+        + [_fmt(t.get(key, {})) for key in ("kwargs", "train_kwargs", "eval_kwargs")]
+        for k, t in enumerate(tasks)
+    ]
+    parts = [
+        f"<h1>{e(_title(results))}</h1>\n<h2>Sequence</h2>",
+        _table(["#", "task", "env id", "kwargs", "train kwargs", "eval kwargs"], rows),
+        "<h2>Metrics</h2>",
+        _metrics_html(results),
+    ]
+    steps_scale = float(results.get("max_reasoning_steps") or 1.0)
+    for key, title, digits, scale in [
+        ("accuracy_matrix", "Accuracy matrix (exact solve)", 3, 1.0),
+        ("cell_accuracy_matrix", "Cell-accuracy matrix", 3, 1.0),
+        ("reasoning_steps_matrix", "Mean reasoning steps", 2, max(steps_scale, 1e-12)),
+    ]:
+        if results.get(key) is not None:
+            matrix = _matrix(results[key], key, len(names), "results")
+            parts += [f"<h2>{title}</h2>", _matrix_html(names, matrix, digits, scale)]
+    if results.get("random_init_accuracy") is not None:
+        baseline = zip(names, results["random_init_accuracy"])
+        text = ", ".join(f"{e(name)} {_fmt(b, 3)}" for name, b in baseline)
+        parts.append(f"<p>Random-init accuracy b<sub>j</sub> (for FWT): {text}</p>")
+    if probes := results.get("difficulty_probe") or []:
+        keys = [k for k in probes[0] if k != "options"]
+        rows = [[_fmt(p.get("options")), *(_fmt(p.get(k)) for k in keys)] for p in probes]
+        parts += [
+            f"<h2>Difficulty probe (last task: {e(names[-1])})</h2>",
+            _table(["options", *keys], rows),
+        ]
+    parts.append("<h2>Plots</h2>")
+    for name, path in plots.items():
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        parts.append(f'<p><img src="data:image/png;base64,{data}" alt="{e(name)}"></p>')
+    config = {"settings": results.get("settings"), "agent": results.get("agent")}
+    parts.append(
+        f"<h2>Configuration</h2>\n<pre>{e(json.dumps(config, indent=2, default=str))}</pre>"
+    )
+    info = [
+        ("device", results.get("device")),
+        ("wall time (s)", results.get("wall_time_s")),
+        ("env steps", results.get("env_steps")),
+        ("seed", results["seed"]),
+    ]
+    info += [(f"version: {k}", v) for k, v in (results.get("versions") or {}).items()]
+    parts += ["<h2>Run</h2>", _table(["", "value"], [[e(k), _fmt(v, 1)] for k, v in info])]
+    document = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e('trmgym report: ' + _title(results))}</title><style>{_CSS}</style></head>\n"
+        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+    out = folder / "report.html"
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(document, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+# ------------------------------------------------------------------------------- aggregate
+def t_critical(df: int) -> float:
+    """Two-sided 95% Student-t critical value for ``df`` degrees of freedom (1.96 beyond 30)."""
+    if isinstance(df, bool) or not isinstance(df, numbers.Integral) or df < 1:
+        raise ValueError(f"df must be an int >= 1, got {df!r}")
+    return _T_975[df - 1] if df <= len(_T_975) else 1.96
+
+
+def summary_stats(values: Sequence[float]) -> dict[str, Any]:
+    """``n``, mean, sample std (ddof 1) and the 95% t confidence interval of ``values``.
+
+    ``std`` and the interval are ``None`` for fewer than two values (undefined), ``mean`` too
+    for none.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    n = int(data.size)
+    stats: dict[str, Any] = {"n": n, "mean": float(data.mean()) if n else None}
+    stats.update(dict.fromkeys(("std", "ci95", "ci95_low", "ci95_high")))
+    if n >= 2:
+        std = float(data.std(ddof=1))
+        half = t_critical(n - 1) * std / math.sqrt(n)
+        stats.update(
+            std=std, ci95=half, ci95_low=stats["mean"] - half, ci95_high=stats["mean"] + half
+        )
+    return stats
+
+
+def _aggregate(loaded: list[tuple[Path, dict[str, Any]]], label: str) -> dict[str, Any]:
+    names = list(METRIC_NAMES)
+    for _, results in loaded:
+        names += sorted(set(results["metrics"]) - set(names))
+    table: dict[str, Any] = {}
+    for name in names:
+        values = []
+        for path, results in loaded:
+            value = results["metrics"].get(name)
+            finite = isinstance(value, numbers.Real) and math.isfinite(value)
+            if value is not None and (isinstance(value, bool) or not finite):
+                raise ValueError(
+                    f"{path}: metrics.{name} must be a finite number or null, got {value!r}"
+                )
+            values += [] if value is None else [float(value)]
+        table[name] = {**summary_stats(values), "values": values}
+
+    def distinct(key: str) -> Any:
+        seen = [r.get(key) for _, r in loaded]
+        unique = [v for k, v in enumerate(seen) if v not in seen[:k]]
+        return unique[0] if len(unique) == 1 else unique
+
+    return {
+        "label": label,
+        "n": len(loaded),
+        "runs": [str(p.parent) for p, _ in loaded],
+        "seeds": [r["seed"] for _, r in loaded],
+        "experiment": distinct("experiment"),
+        "strategy": distinct("strategy"),
+        "sequence": distinct("sequence"),
+        "metrics": table,
+    }
+
+
+def _load_all(run_dirs: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
+    loaded = [(results_path(d), load_results(d)) for d in run_dirs]
+    if not loaded:
+        raise ValueError("run_dirs must name at least one run directory holding a results.json")
+    return loaded
+
+
+def aggregate(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
+    """Mean, std and 95% confidence interval of every metric over several runs (e.g. seeds).
+
+    Returns:
+        ``{"label", "n", "runs", "seeds", "experiment", "strategy", "sequence", "metrics"}`` where
+        ``metrics[name]`` is :func:`summary_stats` of the runs' non-null values plus ``values``.
+        ``experiment`` / ``strategy`` / ``sequence`` are lists when the runs disagree.
+
+    Raises:
+        ValueError: if no run is given or a results.json is missing or malformed (named).
+    """
+    loaded = _load_all(run_dirs)
+    labels = sorted({f"{r.get('experiment', 'run')} / {r['strategy']}" for _, r in loaded})
+    return _aggregate(loaded, ", ".join(labels))
+
+
+def _overrides(run_dir: Path) -> list[str] | None:
+    """Hydra's non-seed command-line overrides of a run (``.hydra/overrides.yaml``), if any."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from None
+    return [str(o) for o in items if str(o).split("=", 1)[0].lstrip("+~") != "seed"]
+
+
+def aggregate_groups(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """:func:`aggregate` per configuration: runs that differ only in their seed form a group.
+
+    A group's configuration is the run's experiment, strategy, tasks, settings and agent, plus
+    its Hydra overrides other than ``seed`` (which carry e.g. strategy arguments); its label is
+    those overrides, or ``experiment / strategy``.
+    """
+    groups: dict[str, tuple[str, list[tuple[Path, dict[str, Any]]]]] = {}
+    for path, results in _load_all(run_dirs):
+        overrides = _overrides(path.parent)
+        config = {
+            k: results.get(k)
+            for k in ("experiment", "strategy", "tasks", "sequence", "settings", "agent")
+        }
+        key = json.dumps({**config, "overrides": overrides}, sort_keys=True, default=str)
+        label = (
+            " ".join(overrides or [])
+            or f"{results.get('experiment', 'run')} / {results['strategy']}"
+        )
+        groups.setdefault(key, (label, []))[1].append((path, results))
+    labels = [label for label, _ in groups.values()]
+    return [
+        _aggregate(runs, label if labels.count(label) == 1 else f"{label} #{k}")
+        for k, (label, runs) in enumerate(groups.values())
+    ]
+
+
+def aggregate_table(aggregate: Mapping[str, Any]) -> Table:
+    """A rich table of one :func:`aggregate` result: n, mean, std and 95% CI per metric."""
+    table = Table(title=f"{aggregate.get('label', 'aggregate')} (runs: {aggregate['n']})")
+    table.add_column("metric", style="bold")
+    for column in ("n", "mean", "std", "95% CI"):
+        table.add_column(column, justify="right")
+    for name, stats in aggregate["metrics"].items():
+        mean, std, half = (_fmt(stats[k]) for k in ("mean", "std", "ci95"))
+        ci = (
+            "n/a"
+            if stats["ci95"] is None
+            else f"±{half} [{_fmt(stats['ci95_low'])}, {_fmt(stats['ci95_high'])}]"
+        )
+        table.add_row(name, str(stats["n"]), mean, std, ci)
+    return table
+
+
+# ------------------------------------------------------------------------------------- CLI
+def _natural(path: Path) -> list[Any]:
+    # Hydra numbers multirun jobs 0, 1, ..., 10: sort them as numbers, not as text.
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(path))]
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Run directories (holding results.json) at ``root`` or one or two levels below, sorted."""
+    root = Path(root)
+    if (root / RESULTS_FILE).is_file():
+        return [root]
+    found = [*root.glob(f"*/{RESULTS_FILE}"), *root.glob(f"*/*/{RESULTS_FILE}")]
+    return sorted((p.parent for p in found), key=_natural)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``trmgym report PATH [PATH ...]``: report one run, or aggregate several.
+
+    One run directory (or its results.json): (re)write its plots and report.html and print the
+    metrics. A directory of runs (a Hydra multirun folder; searched one or two levels deep) or
+    several paths: print the aggregate table of each configuration and write ``aggregate.json``
+    into the given directory (the paths' common parent when several are given).
+    """
+    parser = argparse.ArgumentParser(
+        prog="trmgym report", description="Report one trmgym run, or aggregate several."
+    )
+    parser.add_argument("paths", nargs="+", type=Path, help="run directories or multirun folders")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    console = Console(highlight=False)
+    try:
+        for path in args.paths:
+            if not path.exists():
+                raise ValueError(f"{path}: no such file or directory")
+        single = len(args.paths) == 1 and results_path(args.paths[0]).is_file()
+        if single:
+            run_dir = results_path(args.paths[0]).parent
+            results = load_results(run_dir)
+            report = write_report(run_dir)
+            title = f"{_title(results)}: accuracy matrix (exact solve)"
+            console.print(matrix_table(results["sequence"], results["accuracy_matrix"], title))
+            console.print(metrics_table(results["metrics"]))
+            rows, reason = check_metrics(results)
+            if reason is not None:
+                console.print(f"[yellow]could not recompute the metrics: {escape(reason)}[/yellow]")
+            for row in (r for r in rows if r["mismatch"]):
+                text = f"{row['metric']} stored {row['stored']!r}, recomputed {row['recomputed']!r}"
+                console.print(f"[red]mismatch: {escape(text)}[/red]")
+            console.print(f"report: {report}")
+            return 0
+        run_dirs = []
+        for path in args.paths:
+            found = [path.parent] if path.is_file() else find_runs(path)
+            if not found:
+                raise ValueError(f"{path}: no {RESULTS_FILE} in it or one or two levels below")
+            run_dirs += [d for d in found if d not in run_dirs]
+        groups = aggregate_groups(run_dirs)
+        for group in groups:
+            console.print(aggregate_table(group))
+        folder = (
+            args.paths[0]
+            if len(args.paths) == 1
+            else Path(os.path.commonpath([str(p.resolve()) for p in args.paths]))
+        )
+        out = folder / "aggregate.json"
+        out.write_text(json.dumps({"groups": groups}, indent=2), encoding="utf-8")
+        console.print(f"aggregate: {out}")
+        return 0
+    except ValueError as error:
+        raise SystemExit(f"trmgym report: error: {error}") from None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
