@@ -18,7 +18,7 @@ import numpy as np
 
 import trmgym
 
-COMMANDS = ("run", "demo")
+COMMANDS = ("run", "demo", "report")
 
 
 def config_dir() -> Path:
@@ -168,8 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(
-            "usage: trmgym {run,demo} [hydra overrides ...]\n\n"
-            "  run    run the configured job (see `trmgym run --help`, `trmgym run --cfg job`)\n"
+            "usage: trmgym {run,demo,report} [args ...]\n\n"
+            "  run    train and evaluate the configured experiment (`trmgym run --cfg job` prints it)\n"
+            "  report (re)write plots and report.html of a run, or aggregate seeds below a folder\n"
             "  demo   show the configured env with a scripted reasoner (e.g. `trmgym demo env=maze`)\n"
             f"\ntrmgym {trmgym.__version__}"
         )
@@ -177,6 +178,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"unknown command {argv[0]!r}; allowed: {list(COMMANDS)}")
         return
     command, overrides = argv[0], argv[1:]
+    if command == "report":
+        from trmgym.report import main as report_main
+
+        raise SystemExit(report_main(overrides))
     sys.argv = [f"trmgym {command}", *overrides]
     _hydra_app(run if command == "run" else demo)
 

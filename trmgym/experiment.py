@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import trmgym
-from trmgym import checkpoint, metrics
+from trmgym import checkpoint, metrics, report
 from trmgym.agents.strategies import Strategy, make_strategy
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
 from trmgym.logging import RunLogger, matrix_table, metrics_table
@@ -308,6 +308,7 @@ class ContinualRun:
             "sequence": [t.name for t in self.tasks],
             "tasks": [asdict(t) for t in self.tasks],
             "strategy": self.strategy_config.get("name"),
+            "strategy_config": self.strategy_config,
             "seed": self.seed,
             "accuracy_matrix": R,
             "cell_accuracy_matrix": state["cell_accuracy_matrix"],
@@ -337,6 +338,10 @@ class ContinualRun:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2))
         tmp.replace(path)
+        plots = report.write_plots(self.run_dir)
+        logger.image("cl/accuracy_matrix", report.plot_accuracy_matrix(results), len(self.tasks) * s.train_steps)
+        logger.image("cl/curves", report.plot_curves(results), len(self.tasks) * s.train_steps)
+        html = report.write_report(self.run_dir)
         names = [t.name for t in self.tasks]
         logger.print(matrix_table(names, R, "accuracy matrix (exact solve)"))
         logger.print(metrics_table(results["metrics"]))
@@ -345,5 +350,5 @@ class ContinualRun:
                 f"probe {probe['options']}: accuracy {probe['accuracy']:.3f}, "
                 f"mean reasoning steps {probe['reasoning_steps']:.2f}"
             )
-        logger.print(f"results: {path}")
+        logger.print(f"results: {path}\nplots: {', '.join(str(p) for p in plots.values())}\nreport: {html}")
         return results

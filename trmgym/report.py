@@ -50,6 +50,7 @@ __all__ = [
     "main",
     "plot_accuracy_matrix",
     "plot_curves",
+    "results_path",
     "summary_stats",
     "t_critical",
     "write_plots",
