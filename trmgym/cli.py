@@ -33,29 +33,13 @@ def env_kwargs(env_cfg: Any) -> tuple[str, dict[str, Any]]:
 
 
 def task_spec(node: Any, where: str) -> Any:
-    """A :class:`~trmgym.runner.TaskSpec` from an env-style config node (id, name, kwargs,
-    ``train:`` and ``eval:`` overrides); ``where`` names the node in error messages."""
+    """A :class:`~trmgym.curricula.TaskSpec` from an env-style config node."""
     from omegaconf import DictConfig, OmegaConf
 
-    from trmgym.runner import TaskSpec
+    from trmgym.curricula.sequence import TaskSpec
 
-    cfg = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-    if not isinstance(cfg, dict) or "id" not in cfg:
-        raise ValueError(
-            f"{where} must be a mapping with an 'id' key (one of {list(trmgym.ENV_IDS)})"
-        )
-    env_id = cfg.pop("id")
-    if env_id not in trmgym.ENV_IDS:
-        raise ValueError(f"{where}.id must be one of {list(trmgym.ENV_IDS)}, got {env_id!r}")
-    name = str(cfg.pop("name", env_id.split("/")[-1]))
-    train = cfg.pop("train", None) or {}
-    evaluation = cfg.pop("eval", None) or {}
-    options = cfg.pop("options", None) or {}
-    kwargs = {k: v for k, v in cfg.items() if v is not None}
-    return TaskSpec(
-        name=name, env_id=env_id, kwargs=kwargs, train_kwargs=train, eval_kwargs=evaluation,
-        options=options,
-    )
+    entry = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return TaskSpec.from_mapping(entry, where)
 
 
 def _dataclass_from(cls: type, node: Any, where: str) -> Any:
@@ -78,6 +62,7 @@ def run(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from trmgym.agents.trm_agent import TRMAgentConfig
+    from trmgym.curricula.sequence import TaskSequence
     from trmgym.experiment import ContinualRun, RunSettings
 
     settings = _dataclass_from(RunSettings, cfg.run, "run")
@@ -85,10 +70,8 @@ def run(cfg: Any) -> dict[str, Any]:
     if cfg.get("sequence") is None:
         tasks = [task_spec(cfg.env, "env")]
     else:
-        entries = cfg.sequence.tasks
-        if not entries:
-            raise ValueError("sequence.tasks is empty; list at least one task")
-        tasks = [task_spec(t, f"sequence.tasks[{k}]") for k, t in enumerate(entries)]
+        sequence = TaskSequence.from_config(OmegaConf.to_container(cfg.sequence, resolve=True))
+        tasks = sequence.tasks
     strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
     run_dir = HydraConfig.get().runtime.output_dir
     job = ContinualRun(

@@ -339,7 +339,11 @@ class ContinualRun:
         tmp.write_text(json.dumps(results, indent=2))
         tmp.replace(path)
         plots = report.write_plots(self.run_dir)
-        logger.image("cl/accuracy_matrix", report.plot_accuracy_matrix(results), len(self.tasks) * s.train_steps)
+        logger.image(
+            "cl/accuracy_matrix",
+            report.plot_accuracy_matrix(results),
+            len(self.tasks) * s.train_steps,
+        )
         logger.image("cl/curves", report.plot_curves(results), len(self.tasks) * s.train_steps)
         html = report.write_report(self.run_dir)
         names = [t.name for t in self.tasks]
@@ -350,5 +354,7 @@ class ContinualRun:
                 f"probe {probe['options']}: accuracy {probe['accuracy']:.3f}, "
                 f"mean reasoning steps {probe['reasoning_steps']:.2f}"
             )
-        logger.print(f"results: {path}\nplots: {', '.join(str(p) for p in plots.values())}\nreport: {html}")
+        logger.print(
+            f"results: {path}\nplots: {', '.join(str(p) for p in plots.values())}\nreport: {html}"
+        )
         return results

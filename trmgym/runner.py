@@ -15,58 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 import trmgym  # noqa: F401 - registers the env ids
-
-
-@dataclass
-class TaskSpec:
-    """One task of a sequence: an env id, its arguments, and train/eval overrides."""
-
-    name: str
-    """Display name (unique within a sequence)."""
-    env_id: str
-    """A registered trmgym env id."""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    """Env arguments shared by training and evaluation."""
-    train_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Arguments only for training (e.g. ``augment: true``)."""
-    eval_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Arguments only for evaluation (e.g. ``split: test``)."""
-    options: dict[str, Any] = field(default_factory=dict)
-    """``reset`` options of every episode (e.g. ``task_id: 3`` picks one ARCGen program)."""
-
-    def __post_init__(self) -> None:
-        if self.env_id not in trmgym.ENV_IDS:
-            raise ValueError(
-                f"task {self.name!r}: env_id must be one of {list(trmgym.ENV_IDS)}, got {self.env_id!r}"
-            )
-
-    def make_vec(
-        self, num_envs: int, *, train: bool, max_steps: int, canvas: tuple[int, int] | None
-    ) -> gym.vector.VectorEnv:
-        """The task's native vector env (training: target exposed, same-step autoreset)."""
-        kwargs = {**self.kwargs, **(self.train_kwargs if train else self.eval_kwargs)}
-        if canvas is not None:
-            kwargs["canvas"] = tuple(canvas)
-        return gym.make_vec(
-            self.env_id,
-            num_envs=num_envs,
-            expose_target=train,
-            autoreset_mode="same_step" if train else "next_step",
-            max_episode_steps=max_steps,
-            **kwargs,
-        )
-
-    def native_shape(self) -> tuple[int, int]:
-        """The task's grid shape without a canvas."""
-        env = self.make_vec(1, train=False, max_steps=1, canvas=None)
-        shape = env.single_observation_space["grid"].shape
-        env.close()
-        return int(shape[0]), int(shape[1])
+from trmgym.curricula.sequence import TaskSpec
 
 
 @dataclass

@@ -44,7 +44,9 @@ def test_unknown_env_group_lists_choices() -> None:
 
 
 def test_unknown_command_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit, match=r"unknown command 'fly'; allowed: \['run', 'demo', 'report'\]"):
+    with pytest.raises(
+        SystemExit, match=r"unknown command 'fly'; allowed: \['run', 'demo', 'report'\]"
+    ):
         main(["fly"])
 
 

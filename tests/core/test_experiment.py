@@ -19,31 +19,59 @@ from trmgym.runner import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = [
-    TaskSpec("recolour", "trmgym/ARCGen-v0", {"families": ["colour_map"], "tasks_per_family": 2,
-             "min_size": 3, "max_size": 3}, options={"task_id": 0}),
-    TaskSpec("recolour-b", "trmgym/ARCGen-v0", {"families": ["colour_map"], "tasks_per_family": 2,
-             "min_size": 3, "max_size": 3}, options={"task_id": 1}),
+    TaskSpec(
+        "recolour",
+        "trmgym/ARCGen-v0",
+        {"families": ["colour_map"], "tasks_per_family": 2, "min_size": 3, "max_size": 3},
+        options={"task_id": 0},
+    ),
+    TaskSpec(
+        "recolour-b",
+        "trmgym/ARCGen-v0",
+        {"families": ["colour_map"], "tasks_per_family": 2, "min_size": 3, "max_size": 3},
+        options={"task_id": 1},
+    ),
 ]
-AGENT = TRMAgentConfig(size="tiny", model={"hidden_size": 32, "num_heads": 2, "h_cycles": 1, "l_cycles": 1},
-                       dqn={"learning_starts": 16, "batch_size": 32, "buffer_size": 512})
-SETTINGS = RunSettings(train_steps=6, batch_size=8, max_reasoning_steps=3, eval_episodes=8, eval_every=3)
+AGENT = TRMAgentConfig(
+    size="tiny",
+    model={"hidden_size": 32, "num_heads": 2, "h_cycles": 1, "l_cycles": 1},
+    dqn={"learning_starts": 16, "batch_size": 32, "buffer_size": 512},
+)
+SETTINGS = RunSettings(
+    train_steps=6, batch_size=8, max_reasoning_steps=3, eval_episodes=8, eval_every=3
+)
 
 
 def make_run(run_dir: Path, strategy: str = "replay") -> ContinualRun:
-    return ContinualRun(TASKS, AGENT, {"name": strategy}, SETTINGS, run_dir, seed=3, device="cpu", console=False)
+    return ContinualRun(
+        TASKS, AGENT, {"name": strategy}, SETTINGS, run_dir, seed=3, device="cpu", console=False
+    )
 
 
 def test_results_schema_and_metrics(tmp_path: Path) -> None:
     results = make_run(tmp_path).run()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["metrics"] == results["metrics"]
-    for key in ("sequence", "strategy", "seed", "accuracy_matrix", "cell_accuracy_matrix",
-                "random_init_accuracy", "metrics", "env_steps", "wall_time_s", "device", "versions"):
+    for key in (
+        "sequence",
+        "strategy",
+        "seed",
+        "accuracy_matrix",
+        "cell_accuracy_matrix",
+        "random_init_accuracy",
+        "metrics",
+        "env_steps",
+        "wall_time_s",
+        "device",
+        "versions",
+    ):
         assert key in saved
     assert saved["sequence"] == ["recolour", "recolour-b"] and saved["strategy"] == "replay"
     R = saved["accuracy_matrix"]
     assert len(R) == 2 and all(len(row) == 2 for row in R)
-    recomputed = metrics.summarize(R, saved["random_init_accuracy"], saved["reasoning_steps_matrix"][-1])
+    recomputed = metrics.summarize(
+        R, saved["random_init_accuracy"], saved["reasoning_steps_matrix"][-1]
+    )
     for key, value in saved["metrics"].items():
         assert value == pytest.approx(recomputed[key])
     assert saved["env_steps"] == 2 * 6 * 8
@@ -51,7 +79,9 @@ def test_results_schema_and_metrics(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
 
 
-def test_resume_after_interruption_is_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_after_interruption_is_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reference = make_run(tmp_path / "whole").run()
 
     calls = {"n": 0}
@@ -98,14 +128,19 @@ def test_bad_run_settings(settings: dict, match: str) -> None:
 
 def test_canvas_smaller_than_a_task_is_rejected_before_training(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"canvas=\(2, 2\) is smaller than task 'recolour'"):
-        ContinualRun(TASKS, AGENT, {"name": "naive"}, RunSettings(canvas=[2, 2]), tmp_path, device="cpu")
+        ContinualRun(
+            TASKS, AGENT, {"name": "naive"}, RunSettings(canvas=[2, 2]), tmp_path, device="cpu"
+        )
     assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.parametrize(
     ("strategy", "match"),
     [
-        ({"name": "forgetful"}, r"strategy must be one of \['naive', 'replay', 'ewc', 'multitask', 'scratch'\]"),
+        (
+            {"name": "forgetful"},
+            r"strategy must be one of \['naive', 'replay', 'ewc', 'multitask', 'scratch'\]",
+        ),
         ({"name": "replay", "memory_size": 0}, "strategy.memory_size must be an int >= 1"),
         ({"name": "replay", "mix": 0.5}, "bad arguments for strategy 'replay'"),
     ],
@@ -117,13 +152,25 @@ def test_bad_strategy(tmp_path: Path, strategy: dict, match: str) -> None:
 
 def cli(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "trmgym.cli", "run", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "trmgym.cli", "run", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
-    args = ["experiment=smoke", "strategy=replay", "device=cpu", "console=false", "run.train_steps=60"]
+    args = [
+        "experiment=smoke",
+        "strategy=replay",
+        "device=cpu",
+        "console=false",
+        "run.train_steps=60",
+    ]
     whole = cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
     assert whole.wait(timeout=600) == 0, whole.stdout.read()
     reference = json.loads((tmp_path / "whole" / "results.json").read_text())

@@ -69,7 +69,7 @@ class DQNHaltingConfig:
     """Q-network variant: "mlp", "gru" or "attention"."""
     hidden: int = 128
     """Width of the Q-network."""
-    gamma: float = 0.9
+    gamma: float = 0.99
     """Discount of future reasoning-step rewards."""
     tau: float = 0.005
     """Soft target-network update rate per learning step."""
@@ -79,7 +79,7 @@ class DQNHaltingConfig:
     """ε of the ε-greedy halting policy at the first step."""
     eps_end: float = 0.05
     """ε after ``eps_decay_steps`` acting steps (linear decay)."""
-    eps_decay_steps: int = 2000
+    eps_decay_steps: int = 1000
     """Acting steps over which ε decays."""
     buffer_size: int = 50_000
     """Halting transitions kept in the replay ring."""
@@ -96,7 +96,9 @@ class DQNHaltingConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if self.q_head == "attention" and self.hidden % 4:
-            raise ValueError(f"hidden must be divisible by 4 for q_head='attention', got {self.hidden}")
+            raise ValueError(
+                f"hidden must be divisible by 4 for q_head='attention', got {self.hidden}"
+            )
         if self.learning_starts < 0:
             raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
         for name in ("gamma", "tau", "eps_start", "eps_end"):

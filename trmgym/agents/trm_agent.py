@@ -202,7 +202,9 @@ class TRMAgent:
     def reset_carry(self, carry: AgentCarry, mask: np.ndarray | torch.Tensor) -> AgentCarry:
         """Reset the rows where ``mask`` is true (puzzles that just ended)."""
         mask = torch.as_tensor(
-            mask if isinstance(mask, torch.Tensor) else np.asarray(mask), dtype=torch.bool, device=self.device
+            mask if isinstance(mask, torch.Tensor) else np.asarray(mask),
+            dtype=torch.bool,
+            device=self.device,
         )
         if not bool(mask.any()):
             return carry

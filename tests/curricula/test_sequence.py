@@ -1,0 +1,89 @@
+"""Task specs and sequences: parsing config entries, validation, env construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trmgym.curricula.sequence import TaskSequence, TaskSpec
+
+
+def test_from_mapping_splits_sections_and_drops_nulls() -> None:
+    spec = TaskSpec.from_mapping(
+        {
+            "id": "trmgym/Sudoku-v0",
+            "name": "s4",
+            "size": 4,
+            "blanks": None,
+            "train": {"split": "train"},
+            "eval": {"split": "test"},
+            "options": {"blanks": 3},
+        }
+    )
+    assert spec.kwargs == {"size": 4}
+    assert spec.train_kwargs == {"split": "train"} and spec.eval_kwargs == {"split": "test"}
+    assert spec.options == {"blanks": 3}
+
+
+def test_train_and_eval_envs_differ_as_configured() -> None:
+    spec = TaskSpec.from_mapping(
+        {
+            "id": "trmgym/Sudoku-v0",
+            "size": 4,
+            "blanks": 6,
+            "train": {"split": "train"},
+            "eval": {"split": "test", "augment": False},
+        }
+    )
+    train = spec.make_vec(4, train=True, max_steps=3, canvas=(6, 6))
+    evaluation = spec.make_vec(4, train=False, max_steps=3, canvas=None)
+    _, train_info = train.reset(seed=0)
+    obs, eval_info = evaluation.reset(seed=0)
+    assert "target" in train_info and "target" not in eval_info
+    assert train.single_observation_space["grid"].shape == (6, 6)
+    assert obs["grid"].shape == (4, 4, 4) and spec.native_shape() == (4, 4)
+    assert train.unwrapped.source.split == "train" and evaluation.unwrapped.source.split == "test"
+
+
+def test_options_reach_every_reset() -> None:
+    spec = TaskSpec.from_mapping(
+        {
+            "id": "trmgym/ARCGen-v0",
+            "families": ["colour_map", "flip"],
+            "tasks_per_family": 3,
+            "options": {"task_id": 4},
+        }
+    )
+    env = spec.make_vec(8, train=True, max_steps=2, canvas=None)
+    obs, _ = env.reset(seed=1, options=spec.options)
+    assert np.all(obs["task_id"] == 4)
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ({"size": 4}, r"sequence.tasks\[0\] must be a mapping with an 'id' key"),
+        ({"id": "trmgym/Chess-v0"}, r"sequence.tasks\[0\].id must be one of \['trmgym/ARC-v0'"),
+        ({"id": "trmgym/Sudoku-v0", "train": [1]}, r"sequence.tasks\[0\].train must be a mapping"),
+    ],
+)
+def test_bad_entries_name_the_key(entry: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TaskSequence.from_config({"tasks": [entry]})
+
+
+def test_sequence_rules() -> None:
+    a = TaskSpec.from_mapping({"id": "trmgym/Maze-v0", "name": "m", "size": 5})
+    with pytest.raises(ValueError, match=r"repeated: \['m'\]"):
+        TaskSequence([a, a])
+    with pytest.raises(ValueError, match="at least one task"):
+        TaskSequence([])
+    with pytest.raises(ValueError, match="sequence.tasks is empty"):
+        TaskSequence.from_config({"name": "x", "tasks": []})
+    sequence = TaskSequence.from_config(
+        {
+            "name": "two",
+            "tasks": [{"id": "trmgym/Maze-v0", "name": "a"}, {"id": "trmgym/Maze-v0", "name": "b"}],
+        }
+    )
+    assert sequence.names == ["a", "b"] and len(sequence) == 2 and sequence[1].name == "b"
