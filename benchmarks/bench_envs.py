@@ -44,10 +44,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=64, help="calls timed on the native env")
     parser.add_argument("--sync-steps", type=int, default=16, help="calls timed on SyncVectorEnv")
-    parser.add_argument("--generate", type=int, default=1000, help="9x9 puzzles generated from scratch")
+    parser.add_argument(
+        "--generate", type=int, default=1000, help="9x9 puzzles generated from scratch"
+    )
     args = parser.parse_args()
 
-    native = gym.make_vec(ENV_ID, num_envs=args.batch, vectorization_mode="vector_entry_point", **KWARGS)
+    native = gym.make_vec(
+        ENV_ID, num_envs=args.batch, vectorization_mode="vector_entry_point", **KWARGS
+    )
     native_rate = steps_per_second(native, args.steps, args.batch)
     sync = gym.make_vec(ENV_ID, num_envs=args.batch, vectorization_mode="sync", **KWARGS)
     sync_rate = steps_per_second(sync, args.sync_steps, args.batch)
@@ -61,19 +65,23 @@ def main() -> None:
     if not np.all(counts == 1):
         raise SystemExit("generated puzzles without a unique solution")
 
-    print(json.dumps({
-        "benchmark": "envs",
-        "env": ENV_ID,
-        "batch": args.batch,
-        "batched_steps_per_s": round(native_rate, 1),
-        "sync_vector_steps_per_s": round(sync_rate, 1),
-        "vector_speedup": round(native_rate / sync_rate, 2),
-        "sudoku9_blanks": 45,
-        "sudoku9_unique_generated_per_s": round(args.generate / gen_seconds, 1),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "trmgym": trmgym.__version__,
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "envs",
+                "env": ENV_ID,
+                "batch": args.batch,
+                "batched_steps_per_s": round(native_rate, 1),
+                "sync_vector_steps_per_s": round(sync_rate, 1),
+                "vector_speedup": round(native_rate / sync_rate, 2),
+                "sudoku9_blanks": 45,
+                "sudoku9_unique_generated_per_s": round(args.generate / gen_seconds, 1),
+                "cpu_count": os.cpu_count(),
+                "machine": platform.machine(),
+                "trmgym": trmgym.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
