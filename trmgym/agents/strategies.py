@@ -47,6 +47,12 @@ class TaskDirective(NamedTuple):
 Sampler = Callable[[int, int], PuzzleMemory]
 
 
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"strategy.{name} must be an int >= 1, got {value!r}")
+    return value
+
+
 class Strategy:
     """Naive fine-tuning: every hook is a no-op."""
 
@@ -119,16 +125,8 @@ class Replay(Strategy):
         sampler: Sampler | None = None,
     ) -> None:
         super().__init__(seed=seed, sampler=sampler)
-        if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 1:
-            raise ValueError(f"strategy.memory_size must be an int >= 1, got {memory_size!r}")
-        if (
-            isinstance(replay_batch_size, bool)
-            or not isinstance(replay_batch_size, int)
-            or replay_batch_size < 1
-        ):
-            raise ValueError(
-                f"strategy.replay_batch_size must be an int >= 1, got {replay_batch_size!r}"
-            )
+        _check_positive_int("memory_size", memory_size)
+        _check_positive_int("replay_batch_size", replay_batch_size)
         self.replay_batch_size = replay_batch_size
         self.only_past = only_past
         self.current = -1
@@ -186,14 +184,7 @@ class Multitask(Strategy):
         super().__init__(seed=seed, sampler=sampler)
         if sampler is None:
             raise ValueError("multitask needs a sampler of fresh puzzles")
-        if (
-            isinstance(replay_batch_size, bool)
-            or not isinstance(replay_batch_size, int)
-            or replay_batch_size < 1
-        ):
-            raise ValueError(
-                f"strategy.replay_batch_size must be an int >= 1, got {replay_batch_size!r}"
-            )
+        _check_positive_int("replay_batch_size", replay_batch_size)
         self.replay_batch_size = replay_batch_size
 
     def replay_batch(self) -> PuzzleMemory | None:

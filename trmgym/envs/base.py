@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from trmgym.envs.core import PuzzleCore
+from trmgym.envs.core import build_core
 from trmgym.envs.render import ansi_panels, rgb_panels
 from trmgym.envs.source import PuzzleSource
 
@@ -64,23 +64,19 @@ class PuzzleEnv(gym.Env):
         render_mode: str | None = None,
         **source_kwargs: Any,
     ) -> None:
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(
-                f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}"
-            )
-        if not isinstance(expose_target, bool):
-            raise TypeError(f"expose_target must be a bool, got {expose_target!r}")
-        if isinstance(canvas, list):
-            canvas = tuple(canvas)
-        self.source = self.source_cls(**source_kwargs)
-        self.core = PuzzleCore(
-            self.source,
+        self.core = build_core(
+            self.source_cls,
             1,
             canvas=canvas,
             action_mode=action_mode,
+            expose_target=expose_target,
             step_cost=step_cost,
             solve_bonus=solve_bonus,
+            render_mode=render_mode,
+            render_modes=RENDER_MODES,
+            source_kwargs=source_kwargs,
         )
+        self.source = self.core.source
         self.action_mode = action_mode
         self.expose_target = expose_target
         self.render_mode = render_mode

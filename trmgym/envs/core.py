@@ -286,3 +286,34 @@ class PuzzleCore:
         for key, column in self.extra.items():
             info[key] = column[row]
         return info
+
+
+def build_core(
+    source_cls: type[PuzzleSource],
+    batch_size: int,
+    *,
+    canvas: tuple[int, int] | list[int] | None,
+    action_mode: str,
+    expose_target: bool,
+    step_cost: float,
+    solve_bonus: float,
+    render_mode: str | None,
+    render_modes: list[str],
+    source_kwargs: dict[str, Any],
+) -> PuzzleCore:
+    """Check the env-level arguments shared by the single and vector envs, then build the
+    family's source and a :class:`PuzzleCore` of ``batch_size`` puzzles over it."""
+    if render_mode is not None and render_mode not in render_modes:
+        raise ValueError(f"render_mode must be None or one of {render_modes}, got {render_mode!r}")
+    if not isinstance(expose_target, bool):
+        raise TypeError(f"expose_target must be a bool, got {expose_target!r}")
+    if isinstance(canvas, list):
+        canvas = tuple(canvas)
+    return PuzzleCore(
+        source_cls(**source_kwargs),
+        batch_size,
+        canvas=canvas,
+        action_mode=action_mode,
+        step_cost=step_cost,
+        solve_bonus=solve_bonus,
+    )

@@ -17,7 +17,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from trmgym.envs.base import RENDER_MODES
-from trmgym.envs.core import PuzzleCore
+from trmgym.envs.core import build_core
 from trmgym.envs.render import ansi_panels, rgb_panels
 from trmgym.envs.source import PuzzleSource
 
@@ -83,27 +83,23 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
             or max_episode_steps < 1
         ):
             raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(
-                f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}"
-            )
-        if not isinstance(expose_target, bool):
-            raise TypeError(f"expose_target must be a bool, got {expose_target!r}")
-        if isinstance(canvas, list):
-            canvas = tuple(canvas)
         self.num_envs = int(num_envs)
         self.max_episode_steps = int(max_episode_steps)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
-        self.source = self.source_cls(**source_kwargs)
-        self.core = PuzzleCore(
-            self.source,
+        self.core = build_core(
+            self.source_cls,
             self.num_envs,
             canvas=canvas,
             action_mode=action_mode,
+            expose_target=expose_target,
             step_cost=step_cost,
             solve_bonus=solve_bonus,
+            render_mode=render_mode,
+            render_modes=RENDER_MODES,
+            source_kwargs=source_kwargs,
         )
+        self.source = self.core.source
         self.action_mode = action_mode
         self.expose_target = expose_target
         self.render_mode = render_mode
