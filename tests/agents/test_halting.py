@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -23,15 +22,6 @@ from trmgym.checkpoint import from_tensors, to_tensors
 MODEL_HIDDEN = 16
 FEATURE_DIM = 2 * MODEL_HIDDEN + 3  # (pooled y, pooled z, 3 answer statistics), as the agent's
 MAX_STEPS = 4
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny nets run fastest on one thread (and the test machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_dqn(seed: int = 0, feature_dim: int = FEATURE_DIM, **overrides) -> DQNHalting:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -19,15 +18,6 @@ CANVAS = (4, 4)
 CELLS = CANVAS[0] * CANVAS[1]
 TINY_MODEL = {"h_cycles": 1, "l_cycles": 1, "hidden_size": 32, "num_heads": 2}
 SMALL_DQN = {"hidden": 32, "batch_size": 16, "learning_starts": 8, "buffer_size": 512}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny nets run fastest on one thread (and the test machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_agent(halting: str = "bce", *, seed: int = 0, max_steps: int = 4, **overrides) -> TRMAgent:

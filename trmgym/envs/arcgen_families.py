@@ -37,6 +37,7 @@ family                  program parameters                                      
 
 from __future__ import annotations
 
+import abc
 import math
 from collections import deque
 from typing import Any, ClassVar
@@ -131,7 +132,7 @@ def _rectangle_masks(
 
 
 # ----------------------------------------------------------------------------------- families
-class TaskFamily:
+class TaskFamily(abc.ABC):
     """A parameterised grid program (subclasses define one family).
 
     Subclasses set :attr:`name`, :attr:`num_programs`, and implement :meth:`program`,
@@ -144,9 +145,9 @@ class TaskFamily:
     #: range of the input style's ``density``.
     density_range: ClassVar[tuple[float, float]] = (0.2, 0.6)
 
+    @abc.abstractmethod
     def program(self, index: int) -> Params:
         """The parameters of program ``index`` (``0 <= index < num_programs``)."""
-        raise NotImplementedError
 
     #: program parameters holding colours the input palette must avoid (background, fill...).
     reserved_keys: ClassVar[tuple[str, ...]] = ()
@@ -195,15 +196,15 @@ class TaskFamily:
             rng, batch, np.zeros(len(heights), dtype=np.int64), valid_mask(heights, widths, size)
         )
 
+    @abc.abstractmethod
     def transform(
         self, batch: Batch, grids: np.ndarray, heights: np.ndarray, widths: np.ndarray
     ) -> np.ndarray:
         """The program on a batch: ``[N, M, M]`` inputs -> ``[N, M, M]`` outputs (OUTSIDE-padded)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def apply(self, params: Params, grid: np.ndarray) -> np.ndarray:
         """Reference: the program on one ``h x w`` colour grid; returns the output grid."""
-        raise NotImplementedError
 
 
 class ColourMap(TaskFamily):
