@@ -6,7 +6,7 @@ A strategy sees the run through four hooks and returns values; it never reaches 
 - ``observe(grid, target, task)``: the puzzles the agent starts on while training (replay memory);
 - ``replay_batch() -> PuzzleMemory | None``: extra supervised puzzles mixed into each update;
 - ``penalty(model) -> Tensor | None``: a regulariser added to the loss (EWC);
-- ``after_task(i, agent, sample)``: consolidate (e.g. estimate the Fisher information).
+- ``after_task(i, model, loss_fn)``: consolidate (e.g. estimate the Fisher information).
 
 Strategies: ``naive`` (fine-tuning), ``replay`` (experience replay from a reservoir with per-task
 quotas; Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning"), ``ewc`` (online
@@ -17,6 +17,7 @@ reference for forward transfer).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -48,9 +49,25 @@ Sampler = Callable[[int, int], PuzzleMemory]
 
 
 def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"strategy.{name} must be an int >= 1, got {value!r}")
-    return value
+    return int(value)
+
+
+def _check_number(name: str, value: Any, low: float, high: float = float("inf")) -> float:
+    """``value`` as a float in ``[low, high]``; the error names ``strategy.<name>``."""
+    allowed = f"in [{low:g}, {high:g}]" if high != float("inf") else f">= {low:g}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"strategy.{name} must be a number {allowed}, got {value!r}")
+    if not low <= value <= high:  # also rejects NaN
+        raise ValueError(f"strategy.{name} must be a number {allowed}, got {value}")
+    return float(value)
+
+
+def _mixed_count(mix_ratio: Any, batch_size: int) -> int:
+    """Puzzles mixed into each update: ``round(mix_ratio * batch_size)``, ratio checked."""
+    ratio = _check_number("mix_ratio", mix_ratio, 0.0, 1.0)
+    return int(round(ratio * _check_positive_int("batch_size", batch_size)))
 
 
 class Strategy:
@@ -62,8 +79,11 @@ class Strategy:
         self.rng = np.random.default_rng(seed)
         self.sampler = sampler
         self.tasks_seen: list[int] = []
+        self.current = -1
+        """The task being trained (-1 before the first)."""
 
     def before_task(self, task_index: int) -> TaskDirective:
+        self.current = task_index
         if task_index not in self.tasks_seen:
             self.tasks_seen.append(task_index)
         return TaskDirective()
@@ -83,11 +103,16 @@ class Strategy:
         """Called once a task's training is over, with a per-batch loss function of the model."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "tasks_seen": list(self.tasks_seen)}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "tasks_seen": list(self.tasks_seen),
+            "current": self.current,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.tasks_seen = [int(t) for t in state["tasks_seen"]]
+        self.current = int(state["current"])
 
 
 class Scratch(Strategy):
@@ -101,11 +126,14 @@ class Scratch(Strategy):
 
 
 class Replay(Strategy):
-    """Experience replay: a reservoir of past puzzles, ``replay_batch_size`` of them per update.
+    """Experience replay: a reservoir of past puzzles, some of them mixed into every update.
 
     Args:
         memory_size: puzzles kept in the reservoir (split evenly among tasks when ``task_quota``).
-        replay_batch_size: replayed puzzles added on top of each full current-task batch.
+        mix_ratio: replayed puzzles per current puzzle, in ``[0, 1]``: each update trains the full
+            current-task batch plus ``round(mix_ratio * batch_size)`` puzzles from memory
+            (0 turns replay off; 1 replays as many puzzles as the batch holds).
+        batch_size: puzzles in the current-task batch (``run.batch_size``).
         task_quota: balance the memory across tasks.
         only_past: replay only tasks before the current one (the current one is trained anyway).
         grid_shape: ``(H, W)`` of stored grids.
@@ -118,28 +146,24 @@ class Replay(Strategy):
         *,
         grid_shape: tuple[int, int],
         memory_size: int = 2000,
-        replay_batch_size: int = 32,
+        mix_ratio: float = 0.5,
+        batch_size: int = 64,
         task_quota: bool = True,
         only_past: bool = True,
         seed: int = 0,
         sampler: Sampler | None = None,
     ) -> None:
         super().__init__(seed=seed, sampler=sampler)
-        _check_positive_int("memory_size", memory_size)
-        _check_positive_int("replay_batch_size", replay_batch_size)
-        self.replay_batch_size = replay_batch_size
+        memory_size = _check_positive_int("memory_size", memory_size)
+        self.replay_batch_size = _mixed_count(mix_ratio, batch_size)
+        self.mix_ratio = float(mix_ratio)
         self.only_past = only_past
-        self.current = -1
         cells = tuple(int(d) for d in grid_shape)
         self.memory = ReservoirBuffer(
             memory_size,
             {"grid": (cells, np.int8), "target": (cells, np.int8), "task": ((), np.int64)},
             task_quota=task_quota,
         )
-
-    def before_task(self, task_index: int) -> TaskDirective:
-        self.current = task_index
-        return super().before_task(task_index)
 
     def observe(self, grid: np.ndarray, target: np.ndarray, task: np.ndarray) -> None:
         self.memory.add(
@@ -148,7 +172,7 @@ class Replay(Strategy):
 
     def replay_batch(self) -> PuzzleMemory | None:
         size = len(self.memory)
-        if size == 0:
+        if size == 0 or self.replay_batch_size == 0:
             return None
         tasks = self.memory.data["task"][:size]
         rows = np.flatnonzero(tasks != self.current) if self.only_past else np.arange(size)
@@ -161,35 +185,41 @@ class Replay(Strategy):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "memory": self.memory.state_dict(), "current": self.current}
+        return {**super().state_dict(), "memory": self.memory.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.memory.load_state_dict(state["memory"])
-        self.current = int(state["current"])
 
 
 class Multitask(Strategy):
     """Joint training: each update also sees fresh puzzles of every earlier task (upper bound).
 
     Args:
-        replay_batch_size: puzzles of earlier tasks added to each update.
+        mix_ratio: puzzles of earlier tasks per current puzzle, in ``[0, 1]``: each update adds
+            ``round(mix_ratio * batch_size)`` fresh puzzles, their tasks drawn uniformly.
+        batch_size: puzzles in the current-task batch (``run.batch_size``).
     """
 
     name = "multitask"
 
     def __init__(
-        self, *, replay_batch_size: int = 64, seed: int = 0, sampler: Sampler | None = None
+        self,
+        *,
+        mix_ratio: float = 1.0,
+        batch_size: int = 64,
+        seed: int = 0,
+        sampler: Sampler | None = None,
     ) -> None:
         super().__init__(seed=seed, sampler=sampler)
         if sampler is None:
             raise ValueError("multitask needs a sampler of fresh puzzles")
-        _check_positive_int("replay_batch_size", replay_batch_size)
-        self.replay_batch_size = replay_batch_size
+        self.replay_batch_size = _mixed_count(mix_ratio, batch_size)
+        self.mix_ratio = float(mix_ratio)
 
     def replay_batch(self) -> PuzzleMemory | None:
-        past = self.tasks_seen[:-1]
-        if not past:
+        past = [t for t in self.tasks_seen if t != self.current]
+        if not past or self.replay_batch_size == 0:
             return None
         counts = np.bincount(
             self.rng.integers(0, len(past), self.replay_batch_size), minlength=len(past)
@@ -201,9 +231,11 @@ class Multitask(Strategy):
 class EWC(Strategy):
     """Online elastic weight consolidation: ``λ/2 Σ F (θ − θ*)²`` with a running Fisher.
 
-    After each task the diagonal empirical Fisher is estimated from ``fisher_batches`` batches of
-    the task's puzzles and merged as ``F ← γ F + F_task`` (Schwarz et al. 2018); θ* is the weights
-    at that moment.
+    After each task the diagonal Fisher is estimated from ``fisher_batches`` batches of the task's
+    puzzles, as the mean over batches of the squared gradient of the batch-mean loss (a cheap
+    approximation of the per-example empirical Fisher: its scale shrinks as
+    ``fisher_batch_size`` grows, which ``ewc_lambda`` absorbs), and merged as
+    ``F ← γ F + F_task`` (Schwarz et al. 2018); θ* is the weights at that moment.
 
     Args:
         ewc_lambda: penalty strength λ.
@@ -227,14 +259,10 @@ class EWC(Strategy):
         super().__init__(seed=seed, sampler=sampler)
         if sampler is None:
             raise ValueError("ewc needs a sampler of the task's puzzles")
-        if not ewc_lambda >= 0:
-            raise ValueError(f"strategy.ewc_lambda must be >= 0, got {ewc_lambda}")
-        if not 0 <= gamma <= 1:
-            raise ValueError(f"strategy.gamma must lie in [0, 1], got {gamma}")
-        if fisher_batches < 1 or fisher_batch_size < 1:
-            raise ValueError("strategy.fisher_batches and strategy.fisher_batch_size must be >= 1")
-        self.ewc_lambda, self.gamma = float(ewc_lambda), float(gamma)
-        self.fisher_batches, self.fisher_batch_size = fisher_batches, fisher_batch_size
+        self.ewc_lambda = _check_number("ewc_lambda", ewc_lambda, 0.0)
+        self.gamma = _check_number("gamma", gamma, 0.0, 1.0)
+        self.fisher_batches = _check_positive_int("fisher_batches", fisher_batches)
+        self.fisher_batch_size = _check_positive_int("fisher_batch_size", fisher_batch_size)
         self.fisher: dict[str, torch.Tensor] = {}
         self.anchor: dict[str, torch.Tensor] = {}
 
@@ -275,9 +303,17 @@ class EWC(Strategy):
 
 
 def make_strategy(
-    config: dict[str, Any], *, grid_shape: tuple[int, int], seed: int, sampler: Sampler
+    config: dict[str, Any],
+    *,
+    grid_shape: tuple[int, int],
+    seed: int,
+    sampler: Sampler,
+    batch_size: int = 64,
 ) -> Strategy:
-    """Build a strategy from ``{"name": ..., **arguments}``; unknown names list the choices."""
+    """Build a strategy from ``{"name": ..., **arguments}``; unknown names list the choices.
+
+    ``batch_size`` is the run's current-task batch, the unit of the strategies' ``mix_ratio``.
+    """
     config = dict(config)
     name = config.pop("name", "naive")
     if name not in STRATEGIES:
@@ -289,9 +325,9 @@ def make_strategy(
         if name == "scratch":
             return Scratch(**config, **common)
         if name == "replay":
-            return Replay(grid_shape=grid_shape, **config, **common)
+            return Replay(grid_shape=grid_shape, batch_size=batch_size, **config, **common)
         if name == "multitask":
-            return Multitask(**config, **common)
+            return Multitask(batch_size=batch_size, **config, **common)
         return EWC(**config, **common)
     except TypeError as error:  # an unknown argument: name it
         raise ValueError(f"bad arguments for strategy {name!r}: {error}") from None
