@@ -112,6 +112,9 @@ class ContinualRun:
         self.run_dir = Path(run_dir)
         self.experiment, self.console = experiment, console
         self.canvas = common_canvas(tasks, tuple(settings.canvas) if settings.canvas else None)
+        #: per-task training budgets and the global step at which each task starts
+        self.budgets = [t.train_steps or settings.train_steps for t in tasks]
+        self.offsets = [int(x) for x in np.cumsum([0, *self.budgets])]
         self.agent_config, self.device = agent_config, device
         self.strategy_config = dict(strategy_config)
         self.agent = self._new_agent()
@@ -121,6 +124,7 @@ class ContinualRun:
             grid_shape=self.canvas,
             seed=seed_for(self.seed, STRATEGY_PURPOSE),
             sampler=self.sampler,
+            batch_size=settings.batch_size,
         )
 
     # --------------------------------------------------------------------------- building
@@ -195,10 +199,10 @@ class ContinualRun:
         s, T = self.settings, len(self.tasks)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = self._restore() or self._fresh_state()
-        chunks = -(-s.train_steps // s.eval_every)
-        logger = RunLogger(self.run_dir, T * s.train_steps, enabled=self.console)
+        total = self.offsets[-1]
+        logger = RunLogger(self.run_dir, total, enabled=self.console)
         logger.set_completed(
-            min(state["task"] * s.train_steps + state["chunk"] * s.eval_every, T * s.train_steps)
+            min(self.offsets[state["task"]] + state["chunk"] * s.eval_every, total)
         )
         started = time.perf_counter() - state["wall_time_s"]
         try:
@@ -207,15 +211,17 @@ class ContinualRun:
                 state["random_init_accuracy"] = [e.accuracy for e in initial]
             while state["task"] < T:
                 i = state["task"]
+                budget = self.budgets[i]
+                chunks = -(-budget // s.eval_every)
                 if state["chunk"] == 0 and self.strategy.before_task(i).fresh_agent:
                     self.agent = self._new_agent()
                 while state["chunk"] < chunks:
                     c = state["chunk"]
-                    steps = min(s.eval_every, s.train_steps - c * s.eval_every)
+                    steps = min(s.eval_every, budget - c * s.eval_every)
                     self._train_chunk(i, c, steps, state, logger)
                     current = self.evaluate(self.agent, i)
                     state["curves"][i].append(current.accuracy)
-                    global_step = i * s.train_steps + c * s.eval_every + steps
+                    global_step = self.offsets[i] + c * s.eval_every + steps
                     logger.scalars(
                         {
                             "eval/accuracy": current.accuracy,
@@ -238,7 +244,7 @@ class ContinualRun:
                         f"cl/accuracy_on_{self.tasks[j].name}": state["accuracy_matrix"][i][j]
                         for j in range(T)
                     },
-                    (i + 1) * s.train_steps,
+                    self.offsets[i + 1],
                 )
                 state["task"], state["chunk"] = i + 1, 0
                 state["wall_time_s"] = time.perf_counter() - started
@@ -273,7 +279,7 @@ class ContinualRun:
             strategy=self.strategy,
         )
         self.agent.begin_chunk()
-        base = i * s.train_steps + c * s.eval_every
+        base = self.offsets[i] + c * s.eval_every
         done_steps = 0
 
         def on_step(step_metrics: dict[str, float]) -> None:
@@ -342,9 +348,9 @@ class ContinualRun:
         logger.image(
             "cl/accuracy_matrix",
             report.plot_accuracy_matrix(results),
-            len(self.tasks) * s.train_steps,
+            self.offsets[-1],
         )
-        logger.image("cl/curves", report.plot_curves(results), len(self.tasks) * s.train_steps)
+        logger.image("cl/curves", report.plot_curves(results), self.offsets[-1])
         html = report.write_report(self.run_dir)
         names = [t.name for t in self.tasks]
         logger.print(matrix_table(names, R, "accuracy matrix (exact solve)"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -77,6 +78,20 @@ def test_results_schema_and_metrics(tmp_path: Path) -> None:
     assert saved["env_steps"] == 2 * 6 * 8
     assert len(saved["curves"][0]) == 2  # one evaluation per chunk
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+def test_per_task_budgets(tmp_path: Path) -> None:
+    """A task's own train_steps replaces run.train_steps for that task only."""
+    tasks = [TASKS[0], dataclasses.replace(TASKS[1], train_steps=4)]
+    run = ContinualRun(
+        tasks, AGENT, {"name": "naive"}, SETTINGS, tmp_path, seed=3, device="cpu", console=False
+    )
+    assert run.budgets == [6, 4] and run.offsets == [0, 6, 10]
+    results = run.run()
+    assert results["env_steps"] == (6 + 4) * 8
+    # chunks of eval_every=3: 3+3 for the first task, 3+1 for the second
+    assert [len(curve) for curve in results["curves"]] == [2, 2]
+    assert results["tasks"][1]["train_steps"] == 4 and results["tasks"][0]["train_steps"] is None
 
 
 def test_resume_after_interruption_is_identical(

@@ -23,6 +23,14 @@ def test_from_mapping_splits_sections_and_drops_nulls() -> None:
     assert spec.kwargs == {"size": 4}
     assert spec.train_kwargs == {"split": "train"} and spec.eval_kwargs == {"split": "test"}
     assert spec.options == {"blanks": 3}
+    assert spec.train_steps is None  # the run's run.train_steps
+
+
+def test_a_task_can_carry_its_own_budget() -> None:
+    spec = TaskSpec.from_mapping({"id": "trmgym/Maze-v0", "size": 5, "train_steps": 40})
+    assert spec.train_steps == 40 and "train_steps" not in spec.kwargs
+    with pytest.raises(ValueError, match="task 'm': train_steps must be null or an int >= 1"):
+        TaskSpec("m", "trmgym/Maze-v0", train_steps=-3)
 
 
 def test_train_and_eval_envs_differ_as_configured() -> None:
@@ -65,6 +73,14 @@ def test_options_reach_every_reset() -> None:
         ({"size": 4}, r"sequence.tasks\[0\] must be a mapping with an 'id' key"),
         ({"id": "trmgym/Chess-v0"}, r"sequence.tasks\[0\].id must be one of \['trmgym/ARC-v0'"),
         ({"id": "trmgym/Sudoku-v0", "train": [1]}, r"sequence.tasks\[0\].train must be a mapping"),
+        (
+            {"id": "trmgym/Sudoku-v0", "train_steps": 0},
+            r"sequence.tasks\[0\].train_steps must be null or an int >= 1, got 0",
+        ),
+        (
+            {"id": "trmgym/Sudoku-v0", "train_steps": 2.5},
+            r"sequence.tasks\[0\].train_steps must be null or an int >= 1, got 2.5",
+        ),
     ],
 )
 def test_bad_entries_name_the_key(entry: dict, match: str) -> None:

@@ -28,6 +28,12 @@ def _trmgym_ids() -> list[str]:
     return sorted(env_id for env_id in gym.registry if env_id.startswith("trmgym/"))
 
 
+def _check_budget(steps: Any, label: str) -> int | None:
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"{label} must be null or an int >= 1, got {steps!r}")
+    return steps
+
+
 @dataclass
 class TaskSpec:
     """One task of a sequence: an env id, its arguments, and train/eval overrides."""
@@ -44,12 +50,15 @@ class TaskSpec:
     """Arguments only for evaluation (e.g. ``split: test``)."""
     options: dict[str, Any] = field(default_factory=dict)
     """``reset`` options of every episode (e.g. ``task_id: 3`` picks one ARCGen program)."""
+    train_steps: int | None = None
+    """This task's training budget in optimizer steps; ``None``: the run's ``run.train_steps``."""
 
     def __post_init__(self) -> None:
         if self.env_id not in _trmgym_ids():
             raise ValueError(
                 f"task {self.name!r}: env_id must be one of {_trmgym_ids()}, got {self.env_id!r}"
             )
+        _check_budget(self.train_steps, f"task {self.name!r}: train_steps")
 
     def make_vec(
         self, num_envs: int, *, train: bool, max_steps: int, canvas: tuple[int, int] | None
@@ -76,7 +85,7 @@ class TaskSpec:
 
     @classmethod
     def from_mapping(cls, entry: Mapping[str, Any], where: str = "task") -> TaskSpec:
-        """Build from a config entry ``{id, name?, train?, eval?, options?, **env_kwargs}``.
+        """Build from a config entry ``{id, name?, train?, eval?, options?, train_steps?, **env}``.
 
         ``where`` names the entry in error messages (e.g. ``sequence.tasks[2]``); ``None`` values
         are dropped so a config can leave an argument at its default.
@@ -94,6 +103,7 @@ class TaskSpec:
             if not isinstance(value, Mapping):
                 raise ValueError(f"{where}.{key} must be a mapping, got {value!r}")
             sections[key] = dict(value)
+        steps = _check_budget(entry.pop("train_steps", None), f"{where}.train_steps")
         kwargs = {k: v for k, v in entry.items() if v is not None}
         return cls(
             name=name,
@@ -102,6 +112,7 @@ class TaskSpec:
             train_kwargs=sections["train"],
             eval_kwargs=sections["eval"],
             options=sections["options"],
+            train_steps=steps,
         )
 
 
