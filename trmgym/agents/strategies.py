@@ -232,9 +232,9 @@ class EWC(Strategy):
     """Online elastic weight consolidation: ``λ/2 Σ F (θ − θ*)²`` with a running Fisher.
 
     After each task the diagonal Fisher is estimated from ``fisher_batches`` batches of the task's
-    puzzles, as the mean over batches of the squared gradient of the batch-mean loss (a cheap
-    approximation of the per-example empirical Fisher: its scale shrinks as
-    ``fisher_batch_size`` grows, which ``ewc_lambda`` absorbs), and merged as
+    puzzles, as the mean over batches of the squared gradient of the batch-mean loss (as
+    Avalanche's ``EWCPlugin`` does; a cheap approximation of the per-example empirical Fisher
+    whose scale shrinks as ``fisher_batch_size`` grows, so ``ewc_lambda`` is large), and merged as
     ``F ← γ F + F_task`` (Schwarz et al. 2018); θ* is the weights at that moment.
 
     Args:
