@@ -221,6 +221,11 @@ class ContinualRun:
                     self._train_chunk(i, c, steps, state, logger)
                     current = self.evaluate(self.agent, i)
                     state["curves"][i].append(current.accuracy)
+                    logger.advance(
+                        0,
+                        f"task {i + 1}/{T} {self.tasks[i].name}",
+                        f"eval accuracy {current.accuracy:.3f}",
+                    )
                     global_step = self.offsets[i] + c * s.eval_every + steps
                     logger.scalars(
                         {
@@ -287,11 +292,13 @@ class ContinualRun:
             done_steps += 1
             if done_steps % 25 == 0 or done_steps == steps:
                 logger.scalars(step_metrics, base + done_steps)
+                curve = state["curves"][i]
+                last_eval = f" | eval accuracy {curve[-1]:.3f}" if curve else ""
                 logger.advance(
                     25 if done_steps % 25 == 0 else done_steps % 25,
                     f"task {i + 1}/{len(self.tasks)} {self.tasks[i].name}",
                     f"ce {step_metrics.get('train/ce', float('nan')):.3f} "
-                    f"exact {step_metrics.get('train/exact', float('nan')):.2f}",
+                    f"train exact {step_metrics.get('train/exact', float('nan')):.2f}{last_eval}",
                 )
 
         trainer.train(steps, on_step)
