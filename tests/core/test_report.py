@@ -14,19 +14,21 @@ import pytest
 from rich.console import Console
 
 from trmgym.report import (
-    aggregate,
-    aggregate_groups,
     aggregate_table,
     check_metrics,
-    find_runs,
-    load_results,
     main,
     plot_accuracy_matrix,
     plot_curves,
-    summary_stats,
-    t_critical,
     write_plots,
     write_report,
+)
+from trmgym.results import (
+    aggregate,
+    aggregate_groups,
+    find_runs,
+    load_results,
+    summary_stats,
+    t_critical,
 )
 
 NAMES = ["sudoku-easy", "maze", "<script>alert(1)</script>"]

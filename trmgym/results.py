@@ -1,0 +1,252 @@
+"""Run results on disk: reading and checking ``results.json``, finding runs, aggregating seeds.
+
+:func:`load_results` reads a run's ``results.json`` (DESIGN.md's schema, written by
+:mod:`trmgym.experiment`) and checks the keys and shapes that reports read, naming the file in
+every error. :func:`find_runs` finds run directories below a folder (a Hydra multirun), and
+:func:`aggregate_groups` groups runs by configuration — everything but the seed — and gives, per
+metric, the mean, the sample standard deviation and a 95% Student-t confidence interval.
+Plots and the HTML report live in :mod:`trmgym.report`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "METRIC_NAMES",
+    "RESULTS_FILE",
+    "aggregate",
+    "aggregate_groups",
+    "as_matrix",
+    "find_runs",
+    "load_results",
+    "results_path",
+    "summary_stats",
+    "t_critical",
+    "validate_results",
+]
+
+RESULTS_FILE = "results.json"
+REQUIRED_KEYS = ("sequence", "strategy", "seed", "accuracy_matrix", "metrics")
+METRIC_NAMES = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps")
+# Two-sided 95% Student-t critical values t_{0.975, df} for df = 1..30; 1.96 (normal) beyond.
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+          2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------- loading
+def results_path(run: str | Path) -> Path:
+    """``run`` itself when it is a file, else ``run/results.json``."""
+    path = Path(run)
+    return path if path.is_file() else path / RESULTS_FILE
+
+
+def as_matrix(value: Any, key: str, size: int, source: str) -> np.ndarray:
+    """A ``size x size`` float array from nested lists (``None`` -> NaN), or ValueError naming ``source``."""
+    rows = value if isinstance(value, list) else [None]
+    if len(rows) != size or not all(isinstance(row, list) and len(row) == size for row in rows):
+        raise ValueError(
+            f"{source}: {key} must be a square T x T matrix with T = {size} (one row and column "
+            f"per task in 'sequence'), got {json.dumps(value)[:80]}"
+        )
+    for entry in (entry for row in rows for entry in row):
+        if entry is not None and (isinstance(entry, bool) or not isinstance(entry, numbers.Real)):
+            raise ValueError(f"{source}: {key} must hold numbers or null, got {entry!r}")
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in value])
+
+
+def validate_results(results: Any, source: str) -> dict[str, Any]:
+    """Check the keys and shapes that reports read; a copy of ``results``, or ValueError naming ``source``."""
+    if not isinstance(results, Mapping):
+        raise ValueError(f"{source}: results must be a JSON object, got {type(results).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in results]
+    if missing:
+        raise ValueError(
+            f"{source}: missing key(s) {missing}; a results.json needs {list(REQUIRED_KEYS)}"
+        )
+    names = results["sequence"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{source}: 'sequence' must be a non-empty list of task names")
+    if not isinstance(results["metrics"], Mapping):
+        raise ValueError(f"{source}: 'metrics' must be an object of metric name -> value")
+    size = len(names)
+    for key in ("accuracy_matrix", "cell_accuracy_matrix", "reasoning_steps_matrix"):
+        if key == "accuracy_matrix" or results.get(key) is not None:
+            as_matrix(results[key], key, size, source)
+    curves = results.get("curves")
+    if curves is not None and (
+        not isinstance(curves, list)
+        or len(curves) != size
+        or not all(isinstance(c, list) for c in curves)
+    ):
+        raise ValueError(f"{source}: 'curves' must be a list of {size} per-task lists")
+    return dict(results)
+
+
+def load_results(run: str | Path) -> dict[str, Any]:
+    """Read and validate ``results.json`` of a run directory (or the file itself).
+
+    Raises:
+        ValueError: naming the path, if the file is missing, not JSON, lacks a required key
+            (``sequence``, ``strategy``, ``seed``, ``accuracy_matrix``, ``metrics``) or holds a
+            matrix that is not ``T x T``.
+    """
+    path = results_path(run)
+    if not path.is_file():
+        raise ValueError(
+            f"{path}: no such results file (expected a run directory or its {RESULTS_FILE})"
+        )
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    return validate_results(results, str(path))
+
+
+# ------------------------------------------------------------------------------- aggregate
+def t_critical(df: int) -> float:
+    """Two-sided 95% Student-t critical value for ``df`` degrees of freedom (1.96 beyond 30)."""
+    if isinstance(df, bool) or not isinstance(df, numbers.Integral) or df < 1:
+        raise ValueError(f"df must be an int >= 1, got {df!r}")
+    return _T_975[df - 1] if df <= len(_T_975) else 1.96
+
+
+def summary_stats(values: Sequence[float]) -> dict[str, Any]:
+    """``n``, mean, sample std (ddof 1) and the 95% t confidence interval of ``values``.
+
+    ``std`` and the interval are ``None`` for fewer than two values (undefined), ``mean`` too
+    for none.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    n = int(data.size)
+    stats: dict[str, Any] = {"n": n, "mean": float(data.mean()) if n else None}
+    stats.update(dict.fromkeys(("std", "ci95", "ci95_low", "ci95_high")))
+    if n >= 2:
+        std = float(data.std(ddof=1))
+        half = t_critical(n - 1) * std / math.sqrt(n)
+        stats.update(
+            std=std, ci95=half, ci95_low=stats["mean"] - half, ci95_high=stats["mean"] + half
+        )
+    return stats
+
+
+def _aggregate(loaded: list[tuple[Path, dict[str, Any]]], label: str) -> dict[str, Any]:
+    names = list(METRIC_NAMES)
+    for _, results in loaded:
+        names += sorted(set(results["metrics"]) - set(names))
+    table: dict[str, Any] = {}
+    for name in names:
+        values = []
+        for path, results in loaded:
+            value = results["metrics"].get(name)
+            finite = isinstance(value, numbers.Real) and math.isfinite(value)
+            if value is not None and (isinstance(value, bool) or not finite):
+                raise ValueError(
+                    f"{path}: metrics.{name} must be a finite number or null, got {value!r}"
+                )
+            values += [] if value is None else [float(value)]
+        table[name] = {**summary_stats(values), "values": values}
+
+    def distinct(key: str) -> Any:
+        seen = [r.get(key) for _, r in loaded]
+        unique = [v for k, v in enumerate(seen) if v not in seen[:k]]
+        return unique[0] if len(unique) == 1 else unique
+
+    return {
+        "label": label,
+        "n": len(loaded),
+        "runs": [str(p.parent) for p, _ in loaded],
+        "seeds": [r["seed"] for _, r in loaded],
+        "experiment": distinct("experiment"),
+        "strategy": distinct("strategy"),
+        "sequence": distinct("sequence"),
+        "metrics": table,
+    }
+
+
+def _load_all(run_dirs: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
+    loaded = [(results_path(d), load_results(d)) for d in run_dirs]
+    if not loaded:
+        raise ValueError("run_dirs must name at least one run directory holding a results.json")
+    return loaded
+
+
+def aggregate(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
+    """Mean, std and 95% confidence interval of every metric over several runs (e.g. seeds).
+
+    Returns:
+        ``{"label", "n", "runs", "seeds", "experiment", "strategy", "sequence", "metrics"}`` where
+        ``metrics[name]`` is :func:`summary_stats` of the runs' non-null values plus ``values``.
+        ``experiment`` / ``strategy`` / ``sequence`` are lists when the runs disagree.
+
+    Raises:
+        ValueError: if no run is given or a results.json is missing or malformed (named).
+    """
+    loaded = _load_all(run_dirs)
+    labels = sorted({f"{r.get('experiment', 'run')} / {r['strategy']}" for _, r in loaded})
+    return _aggregate(loaded, ", ".join(labels))
+
+
+def _overrides(run_dir: Path) -> list[str] | None:
+    """Hydra's non-seed command-line overrides of a run (``.hydra/overrides.yaml``), if any."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from None
+    return [str(o) for o in items if str(o).split("=", 1)[0].lstrip("+~") != "seed"]
+
+
+def aggregate_groups(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """:func:`aggregate` per configuration: runs that differ only in their seed form a group.
+
+    A group's configuration is the run's experiment, strategy, tasks, settings and agent, plus
+    its Hydra overrides other than ``seed`` (which carry e.g. strategy arguments); its label is
+    those overrides, or ``experiment / strategy``.
+    """
+    groups: dict[str, tuple[str, list[tuple[Path, dict[str, Any]]]]] = {}
+    for path, results in _load_all(run_dirs):
+        overrides = _overrides(path.parent)
+        config = {
+            k: results.get(k)
+            for k in ("experiment", "strategy", "tasks", "sequence", "settings", "agent")
+        }
+        key = json.dumps({**config, "overrides": overrides}, sort_keys=True, default=str)
+        label = (
+            " ".join(overrides or [])
+            or f"{results.get('experiment', 'run')} / {results['strategy']}"
+        )
+        groups.setdefault(key, (label, []))[1].append((path, results))
+    labels = [label for label, _ in groups.values()]
+    return [
+        _aggregate(runs, label if labels.count(label) == 1 else f"{label} #{k}")
+        for k, (label, runs) in enumerate(groups.values())
+    ]
+
+
+# ------------------------------------------------------------------------------- finding
+def _natural(path: Path) -> list[Any]:
+    # Hydra numbers multirun jobs 0, 1, ..., 10: sort them as numbers, not as text.
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(path))]
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Run directories (holding results.json) at ``root`` or one or two levels below, sorted."""
+    root = Path(root)
+    if (root / RESULTS_FILE).is_file():
+        return [root]
+    found = [*root.glob(f"*/{RESULTS_FILE}"), *root.glob(f"*/*/{RESULTS_FILE}")]
+    return sorted((p.parent for p in found), key=_natural)
