@@ -23,6 +23,7 @@ import torch
 
 import trmgym
 from trmgym import checkpoint, metrics, report
+from trmgym import results as results_io
 from trmgym.agents.strategies import Strategy, make_strategy
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
 from trmgym.logging import RunLogger, matrix_table, metrics_table
@@ -49,6 +50,9 @@ class RunSettings:
     """Give the agent the task's index in the sequence (a learned task embedding)."""
     difficulty_probe: list[dict[str, Any]] = field(default_factory=list)
     """Extra final evaluations of the last task with reset options (e.g. [{blanks: 4}])."""
+    reference: str | None = None
+    """A ``strategy=scratch`` run of the same sequence (its directory or results.json): adds
+    Continual World's forward transfer ``metrics.ft`` (and ``forward_transfer``) to the results."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -61,6 +65,10 @@ class RunSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"run.{name} must be an int >= 1, got {value!r}")
+        if self.reference is not None and not isinstance(self.reference, str | Path):
+            raise ValueError(
+                f"run.reference must be null or the path of a scratch run, got {self.reference!r}"
+            )
         if self.canvas is not None and (len(self.canvas) != 2 or min(self.canvas) < 1):
             raise ValueError(
                 f"run.canvas must be null or [H, W] with H, W >= 1, got {self.canvas!r}"
@@ -113,6 +121,11 @@ class ContinualRun:
         self.experiment, self.console = experiment, console
         self.canvas = common_canvas(tasks, tuple(settings.canvas) if settings.canvas else None)
         #: per-task training budgets and the global step at which each task starts
+        self.reference = (
+            None
+            if settings.reference is None
+            else results_io.check_reference(settings.reference, names)
+        )
         self.budgets = [t.train_steps or settings.train_steps for t in tasks]
         self.offsets = [int(x) for x in np.cumsum([0, *self.budgets])]
         self.agent_config, self.device = agent_config, device
@@ -347,6 +360,11 @@ class ContinualRun:
                 "python": platform.python_version(),
             },
         }
+        if self.reference is not None:
+            transfer = results_io.forward_transfer(results, self.reference)
+            transfer["reference"] = str(s.reference)
+            results["metrics"]["ft"] = transfer["ft"]
+            results["forward_transfer"] = transfer
         path = self.run_dir / "results.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2))

@@ -44,6 +44,7 @@ from trmgym.results import (
     aggregate_groups,
     as_matrix,
     find_runs,
+    forward_transfer,
     load_results,
     results_path,
     validate_results,
@@ -385,6 +386,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="trmgym report", description="Report one trmgym run, or aggregate several."
     )
     parser.add_argument("paths", nargs="+", type=Path, help="run directories or multirun folders")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="a strategy=scratch run of the same sequence: print Continual World's forward "
+        "transfer of the (single) run against it",
+    )
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     console = Console(highlight=False)
     try:
@@ -405,8 +413,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in (r for r in rows if r["mismatch"]):
                 text = f"{row['metric']} stored {row['stored']!r}, recomputed {row['recomputed']!r}"
                 console.print(f"[red]mismatch: {escape(text)}[/red]")
+            if args.reference is not None:
+                transfer = forward_transfer(results, args.reference)
+                per_task = ", ".join(f"{v:.3f}" for v in transfer["ft_per_task"])
+                console.print(f"forward transfer (vs {args.reference}): {transfer['ft']:.4f}")
+                console.print(f"  per task: {per_task}")
             console.print(f"report: {report}")
             return 0
+        if args.reference is not None:
+            raise ValueError("--reference needs exactly one run directory (or results.json)")
         run_dirs = []
         for path in args.paths:
             found = [path.parent] if path.is_file() else find_runs(path)

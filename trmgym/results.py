@@ -20,13 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from trmgym import metrics
+
 __all__ = [
     "METRIC_NAMES",
     "RESULTS_FILE",
     "aggregate",
     "aggregate_groups",
     "as_matrix",
+    "check_reference",
     "find_runs",
+    "forward_transfer",
     "load_results",
     "results_path",
     "summary_stats",
@@ -235,6 +239,77 @@ def aggregate_groups(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
         _aggregate(runs, label if labels.count(label) == 1 else f"{label} #{k}")
         for k, (label, runs) in enumerate(groups.values())
     ]
+
+
+# ------------------------------------------------------------------------ forward transfer
+def _task_curves(results: Mapping[str, Any], start: list[float], source: str) -> list[list[float]]:
+    curves = results.get("curves")
+    if not curves or any(not curve for curve in curves):
+        raise ValueError(f"{source}: needs 'curves' with at least one evaluation per task")
+    return [[first, *(float(v) for v in curve)] for first, curve in zip(start, curves)]
+
+
+def check_reference(
+    reference: Mapping[str, Any] | str | Path, sequence: list[str]
+) -> dict[str, Any]:
+    """Load (if a path) and check a forward-transfer reference: a scratch run of ``sequence``."""
+    source = "reference"
+    if not isinstance(reference, Mapping):
+        source = str(results_path(reference))
+        reference = load_results(reference)
+    if reference.get("strategy") != "scratch":
+        raise ValueError(
+            f"{source}: the forward-transfer reference must be a run with strategy=scratch on "
+            f"the same sequence (trmgym run strategy=scratch ...), got strategy "
+            f"{reference.get('strategy')!r}"
+        )
+    if list(reference["sequence"]) != list(sequence):
+        raise ValueError(
+            f"{source}: the reference's tasks {reference['sequence']} differ from the run's "
+            f"{list(sequence)}"
+        )
+    return dict(reference)
+
+
+def forward_transfer(
+    results: Mapping[str, Any], reference: Mapping[str, Any] | str | Path
+) -> dict[str, Any]:
+    """Continual World's normalised forward transfer of a run against a ``scratch`` reference run.
+
+    Each task's curve starts with its accuracy before its training — ``R[j-1][j]`` in the run
+    (``random_init_accuracy[0]`` for the first task), the untrained agent's
+    ``random_init_accuracy[j]`` in the reference, where every task starts from a fresh agent —
+    followed by the evaluations after each training chunk; :func:`trmgym.metrics.forward_transfer_auc`
+    compares their areas.
+
+    Args:
+        results: the run's results (a dict as in ``results.json``).
+        reference: a run with ``strategy: scratch`` on the same task names (a dict, a run
+            directory or its results.json).
+
+    Returns:
+        ``{"ft": mean, "ft_per_task": [...], "reference": path-or-None}``.
+
+    Raises:
+        ValueError: if the reference is not a scratch run of the same sequence, or curves are
+            missing (the message names the file).
+    """
+    source = "reference" if isinstance(reference, Mapping) else str(results_path(reference))
+    reference = check_reference(reference, list(results["sequence"]))
+    R, b = results["accuracy_matrix"], results.get("random_init_accuracy")
+    b_ref = reference.get("random_init_accuracy")
+    if b is None or b_ref is None:
+        raise ValueError("forward transfer needs random_init_accuracy in both runs")
+    size = len(R)
+    start = [float(b[0]), *(float(R[j - 1][j]) for j in range(1, size))]
+    curves = _task_curves(results, start, "results")
+    reference_curves = _task_curves(reference, [float(v) for v in b_ref], source)
+    per_task, mean = metrics.forward_transfer_auc(curves, reference_curves)
+    return {
+        "ft": mean,
+        "ft_per_task": per_task,
+        "reference": None if source == "reference" else source,
+    }
 
 
 # ------------------------------------------------------------------------------- finding

@@ -16,6 +16,7 @@ import pytest
 from trmgym import metrics
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.experiment import ContinualRun, RunSettings
+from trmgym.results import forward_transfer
 from trmgym.runner import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +93,30 @@ def test_per_task_budgets(tmp_path: Path) -> None:
     # chunks of eval_every=3: 3+3 for the first task, 3+1 for the second
     assert [len(curve) for curve in results["curves"]] == [2, 2]
     assert results["tasks"][1]["train_steps"] == 4 and results["tasks"][0]["train_steps"] is None
+
+
+def test_forward_transfer_against_a_scratch_run(tmp_path: Path) -> None:
+    scratch = make_run(tmp_path / "scratch", "scratch").run()
+    settings = dataclasses.replace(SETTINGS, reference=str(tmp_path / "scratch"))
+    results = ContinualRun(
+        TASKS,
+        AGENT,
+        {"name": "naive"},
+        settings,
+        tmp_path / "naive",
+        seed=3,
+        device="cpu",
+        console=False,
+    ).run()
+    expected = forward_transfer(results, scratch)
+    assert results["metrics"]["ft"] == pytest.approx(expected["ft"])
+    assert results["forward_transfer"]["ft_per_task"] == pytest.approx(expected["ft_per_task"])
+    assert results["forward_transfer"]["reference"] == str(tmp_path / "scratch")
+    # a reference that is not a scratch run is refused at start-up, before any training
+    bad = dataclasses.replace(SETTINGS, reference=str(tmp_path / "naive"))
+    with pytest.raises(ValueError, match="must be a run with strategy=scratch"):
+        ContinualRun(TASKS, AGENT, {"name": "naive"}, bad, tmp_path / "bad", device="cpu")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_resume_after_interruption_is_identical(

@@ -26,6 +26,7 @@ from trmgym.results import (
     aggregate,
     aggregate_groups,
     find_runs,
+    forward_transfer,
     load_results,
     summary_stats,
     t_critical,
@@ -296,6 +297,23 @@ def test_main_on_a_run_dir_writes_the_report(tmp_path: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert "avg_accuracy" in out and "0.7167" not in out.split("mismatch")[0].split("metrics")[0]
     assert "mismatch: avg_accuracy" in out and "report.html" in out
+
+
+def test_main_with_a_scratch_reference_prints_forward_transfer(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = write_run(tmp_path / "run")
+    scratch = write_run(tmp_path / "scratch", strategy="scratch")
+    assert main([str(run), "--reference", str(scratch)]) == 0
+    expected = forward_transfer(make_results(), make_results(strategy="scratch"))
+    out = capsys.readouterr().out
+    per_task = ", ".join(f"{v:.3f}" for v in expected["ft_per_task"])
+    assert "forward transfer (vs" in out and f"): {expected['ft']:.4f}" in out
+    assert f"per task: {per_task}" in out
+    with pytest.raises(SystemExit, match="must be a run with strategy=scratch"):
+        main([str(run), "--reference", str(run)])
+    with pytest.raises(SystemExit, match="--reference needs exactly one run"):
+        main([str(run), str(scratch), "--reference", str(scratch)])
 
 
 def test_main_on_a_multirun_dir_writes_aggregate_json(
