@@ -99,8 +99,12 @@ class PuzzleCore:
         self.steps = np.zeros(self.batch_size, dtype=np.int64)
         self.cell_accuracy = np.zeros(self.batch_size, dtype=np.float64)
         self.solved = np.zeros(self.batch_size, dtype=bool)
-        self.demos: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
-        self.extra: dict[str, list[Any]] = {}
+        # per-puzzle Python objects, held in 1-D object arrays so the vector env's infos are
+        # one C-level copy per step rather than a loop over the batch
+        self.demos: np.ndarray | None = None
+        """``[B]`` object array: each puzzle's demonstration pairs (sources with demos)."""
+        self.extra: dict[str, np.ndarray] = {}
+        """``[B]`` object array per key of the source's ``PuzzleBatch.extra``."""
 
     # ----------------------------------------------------------------------------------- spaces
     def observation_space(self) -> spaces.Dict:
@@ -147,14 +151,16 @@ class PuzzleCore:
         self.cell_accuracy[index], self.solved[index] = self.score(index)
         if batch.demos is not None:
             if self.demos is None:
-                self.demos = [[] for _ in range(self.batch_size)]
+                self.demos = np.empty(self.batch_size, dtype=object)
+                for row in range(self.batch_size):  # once; rows without demos yet hold []
+                    self.demos[row] = []
             for row, pairs in zip(index.tolist(), batch.demos):
                 self.demos[row] = [
                     (place(i[None], self.canvas)[0], place(o[None], self.canvas)[0])
                     for i, o in pairs
                 ]
         for key, values in (batch.extra or {}).items():
-            column = self.extra.setdefault(key, [None] * self.batch_size)
+            column = self.extra.setdefault(key, np.full(self.batch_size, None, dtype=object))
             for row, value in zip(index.tolist(), values):
                 column[row] = value
 

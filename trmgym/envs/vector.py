@@ -184,15 +184,9 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         if self.expose_target:
             infos["target"] = self.core.target.copy()
         if self.core.demos is not None:
-            demos = np.empty(self.num_envs, dtype=object)
-            for row, pairs in enumerate(self.core.demos):
-                demos[row] = pairs
-            infos["demos"] = demos
+            infos["demos"] = self.core.demos.copy()
         for key, column in self.core.extra.items():
-            values = np.empty(self.num_envs, dtype=object)
-            for row, value in enumerate(column):
-                values[row] = value
-            infos[key] = values
+            infos[key] = column.copy()
         for key in list(infos):
             infos[f"_{key}"] = everyone
         return infos
