@@ -200,8 +200,13 @@ def aggregate(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
     return _aggregate(loaded, ", ".join(labels))
 
 
+#: overrides that do not change a run's results, left out when runs are grouped
+_NOT_CONFIGURATION = ("seed", "console")
+
+
 def _overrides(run_dir: Path) -> list[str] | None:
-    """Hydra's non-seed command-line overrides of a run (``.hydra/overrides.yaml``), if any."""
+    """A run's Hydra command-line overrides (``.hydra/overrides.yaml``), if any, but the seed and
+    those that only change what is printed (``console``)."""
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return None
@@ -211,7 +216,7 @@ def _overrides(run_dir: Path) -> list[str] | None:
         items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({error})") from None
-    return [str(o) for o in items if str(o).split("=", 1)[0].lstrip("+~") != "seed"]
+    return [str(o) for o in items if str(o).split("=", 1)[0].lstrip("+~") not in _NOT_CONFIGURATION]
 
 
 def aggregate_groups(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
