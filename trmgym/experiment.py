@@ -120,12 +120,20 @@ class ContinualRun:
         self.run_dir = Path(run_dir)
         self.experiment, self.console = experiment, console
         self.canvas = common_canvas(tasks, tuple(settings.canvas) if settings.canvas else None)
-        #: per-task training budgets and the global step at which each task starts
+        #: a scratch run of the same sequence and settings, for forward transfer (checked now)
         self.reference = (
             None
             if settings.reference is None
-            else results_io.check_reference(settings.reference, names)
+            else results_io.check_reference(
+                settings.reference,
+                {
+                    "sequence": names,
+                    "tasks": [asdict(t) for t in tasks],
+                    "settings": asdict(settings),
+                },
+            )
         )
+        #: per-task training budgets and the global step at which each task starts
         self.budgets = [t.train_steps or settings.train_steps for t in tasks]
         self.offsets = [int(x) for x in np.cumsum([0, *self.budgets])]
         self.agent_config, self.device = agent_config, device

@@ -304,18 +304,47 @@ def _validate_curves(curves: Any, name: str) -> list[np.ndarray]:
     return result
 
 
-def _auc(curve: np.ndarray) -> float:
-    """Trapezoid area under samples equally spaced over normalised time [0, 1]."""
+def _auc(curve: np.ndarray, x: np.ndarray | None = None) -> float:
+    """Trapezoid area under ``curve`` over normalised time [0, 1] (equally spaced if ``x`` is None)."""
+    if x is not None:
+        return float(np.sum((x[1:] - x[:-1]) * (curve[1:] + curve[:-1]) / 2))
     # (sum of samples - half of both ends) / number of intervals: exactly 1.0 for a constant-1 curve.
     return float((curve.sum() - 0.5 * (curve[0] + curve[-1])) / (curve.shape[0] - 1))
 
 
-def forward_transfer_auc(curves: Any, reference_curves: Any) -> tuple[list[float], float]:
+def _validate_positions(positions: Any, curves: list[np.ndarray], name: str) -> list[np.ndarray]:
+    """Per-curve sample times: increasing, from 0 to 1, one per sample."""
+    if positions is None:
+        return [None] * len(curves)  # type: ignore[list-item]
+    if not isinstance(positions, Sequence) or len(positions) != len(curves):
+        raise ValueError(f"{name} must hold one list of sample times per curve ({len(curves)})")
+    result = []
+    for task, (x, curve) in enumerate(zip(positions, curves)):
+        x = _as_float_array(x, f"{name}[{task}]")
+        if x.shape != curve.shape:
+            raise ValueError(
+                f"{name}[{task}] must have one time per sample ({curve.shape[0]}), got {x.shape}"
+            )
+        if x[0] != 0.0 or x[-1] != 1.0 or not (np.diff(x) > 0).all():
+            raise ValueError(
+                f"{name}[{task}] must increase from 0 to 1, got {np.round(x, 4).tolist()}"
+            )
+        result.append(x)
+    return result
+
+
+def forward_transfer_auc(
+    curves: Any,
+    reference_curves: Any,
+    positions: Any = None,
+    reference_positions: Any = None,
+) -> tuple[list[float], float]:
     """Continual World's normalised forward transfer from training curves (Wolczyk et al., 2021).
 
     ``AUC_j`` is the trapezoid area under task ``j``'s accuracy curve while it was trained in the
-    sequence, its samples taken at equally spaced points of the task's budget normalised to
-    ``[0, 1]`` (first sample at 0, last at 1); ``AUC_j^ref`` the same for a single-task run from
+    sequence, its samples taken at equally spaced points (or at ``positions``) of the task's
+    budget normalised to ``[0, 1]`` (first sample at 0, last at 1); ``AUC_j^ref`` the same for a
+    single-task run from
     scratch. ``FT_j = (AUC_j - AUC_j^ref) / (1 - AUC_j^ref)``; when ``AUC_j^ref == 1``,
     ``FT_j = 0`` if ``AUC_j == 1`` else ``AUC_j - 1``. A curve and its reference may have different
     numbers of samples.
@@ -324,6 +353,10 @@ def forward_transfer_auc(curves: Any, reference_curves: Any) -> tuple[list[float
         curves: per-task curves (a list of 1-D sequences, or a 2-D array tasks x samples), each
             at least 2 samples in [0, 1].
         reference_curves: the single-task reference curves, one per task, same format.
+        positions: optional per-task sample times in [0, 1] (increasing, first 0, last 1) for
+            curves sampled unevenly, e.g. a last training chunk shorter than the others;
+            ``None``: equally spaced.
+        reference_positions: the same for ``reference_curves``.
 
     Returns:
         ``(per_task, mean)``: the ``FT_j`` list and its mean.
@@ -339,9 +372,11 @@ def forward_transfer_auc(curves: Any, reference_curves: Any) -> tuple[list[float
             f"reference_curves must have one curve per task in curves ({len(sequence)}), "
             f"got {len(reference)}"
         )
+    xs = _validate_positions(positions, sequence, "positions")
+    ref_xs = _validate_positions(reference_positions, reference, "reference_positions")
     per_task = []
-    for curve, ref_curve in zip(sequence, reference):
-        auc, auc_ref = _auc(curve), _auc(ref_curve)
+    for curve, ref_curve, x, ref_x in zip(sequence, reference, xs, ref_xs):
+        auc, auc_ref = _auc(curve, x), _auc(ref_curve, ref_x)
         if auc_ref >= 1.0 - _PERFECT_AUC_TOLERANCE:
             per_task.append(0.0 if auc >= 1.0 - _PERFECT_AUC_TOLERANCE else auc - 1.0)
         else:

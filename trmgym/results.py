@@ -200,8 +200,8 @@ def aggregate(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
     return _aggregate(loaded, ", ".join(labels))
 
 
-#: overrides that do not change a run's results, left out when runs are grouped
-_NOT_CONFIGURATION = ("seed", "console")
+#: overrides that do not change how a run trains, left out when runs are grouped
+_NOT_CONFIGURATION = ("seed", "console", "run.reference")
 
 
 def _overrides(run_dir: Path) -> list[str] | None:
@@ -233,6 +233,8 @@ def aggregate_groups(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
             k: results.get(k)
             for k in ("experiment", "strategy", "tasks", "sequence", "settings", "agent")
         }
+        if isinstance(config["settings"], Mapping):  # the FT reference does not change training
+            config["settings"] = {k: v for k, v in config["settings"].items() if k != "reference"}
         key = json.dumps({**config, "overrides": overrides}, sort_keys=True, default=str)
         label = (
             " ".join(overrides or [])
@@ -254,10 +256,38 @@ def _task_curves(results: Mapping[str, Any], start: list[float], source: str) ->
     return [[first, *(float(v) for v in curve)] for first, curve in zip(start, curves)]
 
 
+#: what must match between a run and its forward-transfer reference (when both record it)
+_COMPARABLE_TASK_KEYS = (
+    "env_id",
+    "kwargs",
+    "train_kwargs",
+    "eval_kwargs",
+    "options",
+    "train_steps",
+)
+_COMPARABLE_SETTINGS = (
+    "train_steps",
+    "eval_every",
+    "batch_size",
+    "max_reasoning_steps",
+    "task_labels",
+    "canvas",
+)
+
+
 def check_reference(
-    reference: Mapping[str, Any] | str | Path, sequence: list[str]
+    reference: Mapping[str, Any] | str | Path, run: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Load (if a path) and check a forward-transfer reference: a scratch run of ``sequence``."""
+    """Load (if a path) and check a forward-transfer reference for ``run``.
+
+    The reference must be a ``strategy=scratch`` run of the same task names and, where both
+    record them, the same task definitions and budgets (``tasks[j]``: env id, arguments, options,
+    ``train_steps``; ``settings``: steps, evaluation period, batch size, step limit, task labels,
+    canvas); otherwise the two learning curves measure different things.
+
+    Raises:
+        ValueError: naming the reference and the first field that differs.
+    """
     source = "reference"
     if not isinstance(reference, Mapping):
         source = str(results_path(reference))
@@ -268,12 +298,49 @@ def check_reference(
             f"the same sequence (trmgym run strategy=scratch ...), got strategy "
             f"{reference.get('strategy')!r}"
         )
-    if list(reference["sequence"]) != list(sequence):
+    if list(reference["sequence"]) != list(run["sequence"]):
         raise ValueError(
             f"{source}: the reference's tasks {reference['sequence']} differ from the run's "
-            f"{list(sequence)}"
+            f"{list(run['sequence'])}"
         )
+    mine, theirs = run.get("tasks") or [], reference.get("tasks") or []
+    for j, (a, b) in enumerate(zip(mine, theirs)):
+        for key in _COMPARABLE_TASK_KEYS:
+            if key in a and key in b and a[key] != b[key]:
+                raise ValueError(
+                    f"{source}: tasks[{j}].{key} differs from the run's "
+                    f"({b[key]!r} vs {a[key]!r}); run the scratch reference with the same sequence"
+                )
+    mine, theirs = run.get("settings") or {}, reference.get("settings") or {}
+    for key in _COMPARABLE_SETTINGS:
+        if key in mine and key in theirs and mine[key] != theirs[key]:
+            raise ValueError(
+                f"{source}: run.{key} differs from the run's ({theirs[key]!r} vs {mine[key]!r}); "
+                f"run the scratch reference with the same run.* settings"
+            )
     return dict(reference)
+
+
+def _sample_times(results: Mapping[str, Any], lengths: list[int]) -> list[list[float]] | None:
+    """Each task's curve sample times in [0, 1]: 0, then the end of every training chunk.
+
+    Chunks are ``settings.eval_every`` steps, the last one cut at the task's budget, so the last
+    interval may be shorter. ``None`` (equal spacing) when the results do not record budgets.
+    """
+    settings, tasks = results.get("settings") or {}, results.get("tasks") or []
+    every = settings.get("eval_every")
+    if not every or len(tasks) != len(lengths):
+        return None
+    times = []
+    for task, length in zip(tasks, lengths):
+        budget = task.get("train_steps") or settings.get("train_steps")
+        if not budget:
+            return None
+        ends = list(range(every, budget, every)) + [budget]
+        if len(ends) + 1 != length:
+            return None
+        times.append([0.0, *(end / budget for end in ends)])
+    return times
 
 
 def forward_transfer(
@@ -284,8 +351,9 @@ def forward_transfer(
     Each task's curve starts with its accuracy before its training — ``R[j-1][j]`` in the run
     (``random_init_accuracy[0]`` for the first task), the untrained agent's
     ``random_init_accuracy[j]`` in the reference, where every task starts from a fresh agent —
-    followed by the evaluations after each training chunk; :func:`trmgym.metrics.forward_transfer_auc`
-    compares their areas.
+    followed by the evaluations after each training chunk, placed at the chunk's end (a last
+    chunk shorter than ``eval_every`` gives a shorter last interval);
+    :func:`trmgym.metrics.forward_transfer_auc` compares their areas.
 
     Args:
         results: the run's results (a dict as in ``results.json``).
@@ -300,7 +368,7 @@ def forward_transfer(
             missing (the message names the file).
     """
     source = "reference" if isinstance(reference, Mapping) else str(results_path(reference))
-    reference = check_reference(reference, list(results["sequence"]))
+    reference = check_reference(reference, results)
     R, b = results["accuracy_matrix"], results.get("random_init_accuracy")
     b_ref = reference.get("random_init_accuracy")
     if b is None or b_ref is None:
@@ -309,7 +377,12 @@ def forward_transfer(
     start = [float(b[0]), *(float(R[j - 1][j]) for j in range(1, size))]
     curves = _task_curves(results, start, "results")
     reference_curves = _task_curves(reference, [float(v) for v in b_ref], source)
-    per_task, mean = metrics.forward_transfer_auc(curves, reference_curves)
+    per_task, mean = metrics.forward_transfer_auc(
+        curves,
+        reference_curves,
+        _sample_times(results, [len(c) for c in curves]),
+        _sample_times(reference, [len(c) for c in reference_curves]),
+    )
     return {
         "ft": mean,
         "ft_per_task": per_task,

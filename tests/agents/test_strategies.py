@@ -657,3 +657,23 @@ def test_base_state_round_trip_restores_rng_and_tasks() -> None:
     assert restored.tasks_seen == [0, 1]
     np.testing.assert_array_equal(restored.rng.random(4), original.rng.random(4))
     assert restored.before_task(2).fresh_agent is True and restored.tasks_seen == [0, 1, 2]
+
+
+def test_a_leftover_replay_batch_size_points_to_mix_ratio() -> None:
+    with pytest.raises(ValueError, match="replay_batch_size was replaced by strategy.mix_ratio"):
+        build({"name": "replay", "replay_batch_size": 32})
+
+
+@pytest.mark.parametrize("value", [float("inf"), -float("inf")])
+def test_infinite_settings_are_refused(value: float) -> None:
+    with pytest.raises(ValueError, match=r"strategy\.ewc_lambda must be a number >= 0"):
+        build({"name": "ewc", "ewc_lambda": value})
+
+
+def test_state_without_current_task_loads_as_the_last_seen() -> None:
+    strategy = build({"name": "multitask"})
+    state = strategy.state_dict()
+    state.update(tasks_seen=[0, 1])
+    del state["current"]  # a checkpoint from before `current` was saved
+    strategy.load_state_dict(state)
+    assert strategy.current == 1

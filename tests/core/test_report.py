@@ -293,6 +293,18 @@ def test_groups_split_by_hydra_overrides_and_runs_sort_numerically(tmp_path: Pat
     assert groups[0]["seeds"] == [0, 2, 4, 6, 8, 10]
 
 
+def test_the_forward_transfer_reference_does_not_split_a_group(tmp_path: Path) -> None:
+    runs = []
+    for k in range(2):
+        settings = {"train_steps": 30, "eval_every": 10, "batch_size": 4, "reference": f"s{k}"}
+        run = write_run(tmp_path / str(k), seed=k, settings=settings)
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "overrides.yaml").write_text(f"- seed={k}\n- run.reference=s{k}\n")
+        runs.append(run)
+    [group] = aggregate_groups(runs)
+    assert group["n"] == 2 and group["seeds"] == [0, 1]
+
+
 # ------------------------------------------------------------------------------------- CLI
 def test_main_on_a_run_dir_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = write_run(tmp_path / "run", metrics={**METRICS, "avg_accuracy": 0.5})

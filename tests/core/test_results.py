@@ -71,3 +71,56 @@ def test_bad_references_are_named(reference: dict, match: str) -> None:
 def test_missing_reference_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no such results file"):
         check_reference(tmp_path / "nowhere", ["a", "b"])
+
+
+def test_a_short_last_chunk_gives_a_short_last_interval() -> None:
+    # budget 5, eval_every 2: evaluations after steps 2, 4 and 5, so the samples sit at
+    # 0, .4, .8, 1 (not equally spaced). Run curve [0, 0, 0, 1]: area .5 * .2 * 1 = .1;
+    # reference [0, 1, 1, 1]: area .5 * .4 + .6 = .8. FT = (.1 - .8) / (1 - .8) = -3.5.
+    settings = {"train_steps": 5, "eval_every": 2}
+    tasks = [{"name": "a"}]
+    run = {
+        **RUN,
+        "sequence": ["a"],
+        "accuracy_matrix": [[1.0]],
+        "random_init_accuracy": [0.0],
+        "curves": [[0.0, 0.0, 1.0]],
+        "settings": settings,
+        "tasks": tasks,
+    }
+    scratch = {**run, "strategy": "scratch", "curves": [[1.0, 1.0, 1.0]]}
+    assert forward_transfer(run, scratch)["ft_per_task"] == pytest.approx([-3.5])
+    # equally spaced (no budgets recorded) would give areas 1/6 and 5/6 instead
+    bare = {k: v for k, v in run.items() if k not in ("settings", "tasks")}
+    bare_ref = {**bare, "strategy": "scratch", "curves": [[1.0, 1.0, 1.0]]}
+    assert forward_transfer(bare, bare_ref)["ft_per_task"] == pytest.approx(
+        [(1 / 6 - 5 / 6) / (1 / 6)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"settings": {"eval_every": 5}}, r"run.eval_every differs from the run's \(5 vs 10\)"),
+        (
+            {"tasks": [{"train_steps": 40}, {"train_steps": None}]},
+            r"tasks\[0\].train_steps differs from the run's \(40 vs None\)",
+        ),
+        (
+            {"tasks": [{"kwargs": {"size": 4}}, {"kwargs": {"size": 9}}]},
+            r"tasks\[1\].kwargs differs",
+        ),
+    ],
+)
+def test_a_reference_with_other_budgets_or_tasks_is_refused(changes: dict, match: str) -> None:
+    run = {
+        **RUN,
+        "settings": {"eval_every": 10, "train_steps": 20},
+        "tasks": [
+            {"train_steps": None, "kwargs": {"size": 4}},
+            {"train_steps": None, "kwargs": {"size": 4}},
+        ],
+    }
+    reference = {**SCRATCH, **changes}
+    with pytest.raises(ValueError, match=match):
+        check_reference(reference, run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -191,6 +192,20 @@ def test_vector_same_step_autoreset_reports_final_obs() -> None:
     assert info["steps"][0] == 0 and info["steps"][1] == 1  # row 0 already holds a new puzzle
     with pytest.raises(ValueError, match="autoreset_mode must be one of"):
         ToyVectorEnv(num_envs=2, autoreset_mode="sometimes")
+
+
+def test_same_step_autoreset_refreshes_every_per_puzzle_info_key() -> None:
+    env = gym.make_vec(
+        "trmgym/Maze-v0", num_envs=16, size=7, autoreset_mode="same_step", max_episode_steps=1
+    )
+    obs, info = env.reset(seed=0)
+    before = info["distance"].copy()
+    obs, _, _, trunc, info = env.step({"answer": obs["answer"], "halt": np.zeros(16, int)})
+    assert trunc.all()  # every maze ended and was replaced in the same step
+    core = env.unwrapped.core
+    assert info["distance"].tolist() == list(core.extra["distance"])  # the new mazes
+    assert [final["distance"] for final in info["final_info"]] == before.tolist()
+    assert info["distance"].tolist() != before.tolist()
 
 
 def test_vector_seed_determinism_and_bad_batch() -> None:

@@ -17,6 +17,7 @@ reference for forward transfer).
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -59,7 +60,7 @@ def _check_number(name: str, value: Any, low: float, high: float = float("inf"))
     allowed = f"in [{low:g}, {high:g}]" if high != float("inf") else f">= {low:g}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"strategy.{name} must be a number {allowed}, got {value!r}")
-    if not low <= value <= high:  # also rejects NaN
+    if not low <= value <= high or not math.isfinite(value):  # also rejects NaN and inf
         raise ValueError(f"strategy.{name} must be a number {allowed}, got {value}")
     return float(value)
 
@@ -112,7 +113,8 @@ class Strategy:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.tasks_seen = [int(t) for t in state["tasks_seen"]]
-        self.current = int(state["current"])
+        # checkpoints written before `current` was saved: the last task seen is the current one
+        self.current = int(state.get("current", self.tasks_seen[-1] if self.tasks_seen else -1))
 
 
 class Scratch(Strategy):
@@ -318,6 +320,11 @@ def make_strategy(
     name = config.pop("name", "naive")
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {name!r}")
+    if "replay_batch_size" in config:
+        raise ValueError(
+            "strategy.replay_batch_size was replaced by strategy.mix_ratio: replayed puzzles per "
+            "current puzzle, in [0, 1] (0.5 with run.batch_size=64 replays 32)"
+        )
     common = {"seed": seed, "sampler": sampler}
     try:
         if name == "naive":

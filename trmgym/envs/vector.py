@@ -168,10 +168,8 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
             infos["_final_obs"] = done.copy()
             infos["_final_info"] = done.copy()
             self.core.reset(self.np_random, finished, self._options)
-            fresh = self._infos()
-            for key in ("cell_accuracy", "solved", "steps", "target", "demos"):
-                if key in fresh:
-                    infos[key] = fresh[key]
+            # same-step autoreset: every per-puzzle key describes the new puzzles
+            infos.update({k: v for k, v in self._infos().items() if not k.startswith("_")})
         return self.core.observation(slice(None)), reward, terminated, truncated, infos
 
     def _infos(self) -> dict[str, Any]:
