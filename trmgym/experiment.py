@@ -26,6 +26,7 @@ from trmgym import checkpoint, metrics, report
 from trmgym import results as results_io
 from trmgym.agents.strategies import Strategy, make_strategy
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
+from trmgym.checks import positive_int
 from trmgym.logging import RunLogger, matrix_table, metrics_table
 from trmgym.runner import Evaluation, PuzzleSampler, TaskSpec, TaskTrainer, common_canvas, evaluate
 
@@ -62,9 +63,7 @@ class RunSettings:
             "eval_episodes",
             "eval_every",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"run.{name} must be an int >= 1, got {value!r}")
+            positive_int(getattr(self, name), f"run.{name}")
         if self.reference is not None and not isinstance(self.reference, str | Path):
             raise ValueError(
                 f"run.reference must be null or the path of a scratch run, got {self.reference!r}"

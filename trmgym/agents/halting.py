@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trmgym.checks import positive_int
 from trmgym.memory.replay import RingBuffer
 
 HALTING_MODES = ("bce", "dqn")
@@ -92,9 +93,7 @@ class DQNHaltingConfig:
         if self.q_head not in Q_HEADS:
             raise ValueError(f"q_head must be one of {list(Q_HEADS)}, got {self.q_head!r}")
         for name in ("hidden", "eps_decay_steps", "buffer_size", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            positive_int(getattr(self, name), name)
         if self.q_head == "attention" and self.hidden % 4:
             raise ValueError(
                 f"hidden must be divisible by 4 for q_head='attention', got {self.hidden}"

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trmgym.checks import positive_int
 from trmgym.memory.replay import ReservoirBuffer
 
 STRATEGIES = ("naive", "replay", "ewc", "multitask", "scratch")
@@ -50,9 +51,7 @@ Sampler = Callable[[int, int], PuzzleMemory]
 
 
 def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"strategy.{name} must be an int >= 1, got {value!r}")
-    return int(value)
+    return positive_int(value, f"strategy.{name}")
 
 
 def _check_number(name: str, value: Any, low: float, high: float = float("inf")) -> float:

@@ -20,18 +20,14 @@ from typing import Any
 
 import gymnasium as gym
 
+from trmgym.checks import positive_int
+
 #: keys of a task entry that are not env constructor arguments
 RESERVED_KEYS = ("id", "name", "train", "eval", "options")
 
 
 def _trmgym_ids() -> list[str]:
     return sorted(env_id for env_id in gym.registry if env_id.startswith("trmgym/"))
-
-
-def _check_budget(steps: Any, label: str) -> int | None:
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"{label} must be null or an int >= 1, got {steps!r}")
-    return steps
 
 
 @dataclass
@@ -58,7 +54,7 @@ class TaskSpec:
             raise ValueError(
                 f"task {self.name!r}: env_id must be one of {_trmgym_ids()}, got {self.env_id!r}"
             )
-        _check_budget(self.train_steps, f"task {self.name!r}: train_steps")
+        positive_int(self.train_steps, f"task {self.name!r}: train_steps", allow_none=True)
 
     def make_vec(
         self, num_envs: int, *, train: bool, max_steps: int, canvas: tuple[int, int] | None
@@ -103,7 +99,9 @@ class TaskSpec:
             if not isinstance(value, Mapping):
                 raise ValueError(f"{where}.{key} must be a mapping, got {value!r}")
             sections[key] = dict(value)
-        steps = _check_budget(entry.pop("train_steps", None), f"{where}.train_steps")
+        steps = positive_int(
+            entry.pop("train_steps", None), f"{where}.train_steps", allow_none=True
+        )
         kwargs = {k: v for k, v in entry.items() if v is not None}
         return cls(
             name=name,

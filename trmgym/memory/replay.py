@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from trmgym.checks import positive_int
+
 
 def _check_capacity(capacity: int) -> int:
-    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
-        raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
-    return int(capacity)
+    return positive_int(capacity, "capacity")
 
 
 class _FieldStore:
