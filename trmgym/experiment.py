@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,10 @@ import torch
 import trmgym
 from trmgym import checkpoint, metrics, report
 from trmgym import results as results_io
-from trmgym.agents.strategies import Strategy, make_strategy
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
 from trmgym.checks import positive_int
 from trmgym.logging import RunLogger, matrix_table, metrics_table
+from trmgym.plugins import Plugin, Plugins, Strategy, make_strategy
 from trmgym.runner import Evaluation, PuzzleSampler, TaskSpec, TaskTrainer, common_canvas, evaluate
 
 
@@ -95,6 +96,8 @@ class ContinualRun:
         device: "auto", "cpu" or "cuda".
         experiment: a name for results.json.
         console: print progress and tables.
+        plugins: training plugins run after the strategy, in this order (see
+            :mod:`trmgym.plugins.base`); their states are checkpointed by name.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class ContinualRun:
         device: str = "auto",
         experiment: str = "run",
         console: bool = True,
+        plugins: Sequence[Plugin] = (),
     ) -> None:
         if not tasks:
             raise ValueError("the task sequence is empty; give at least one task")
@@ -146,6 +150,8 @@ class ContinualRun:
             sampler=self.sampler,
             batch_size=settings.batch_size,
         )
+        #: every training plugin of the run, the strategy first
+        self.plugins = Plugins([self.strategy, *plugins])
 
     # --------------------------------------------------------------------------- building
     def _new_agent(self) -> TRMAgent:
@@ -173,6 +179,7 @@ class ContinualRun:
             canvas=self.canvas,
             task_label=self.label(task_index),
             options=options,
+            plugins=self.plugins,
         )
 
     # ------------------------------------------------------------------------------ state
@@ -196,7 +203,7 @@ class ContinualRun:
             {
                 "progress": json.dumps(state),
                 "agent": self.agent.state_dict(),
-                "strategy": self.strategy.state_dict(),
+                "plugins": self.plugins.state_dict(),
                 "torch_rng": torch.random.get_rng_state(),
                 "sampler_rng": self.sampler.rng.bit_generator.state,
             },
@@ -208,7 +215,7 @@ class ContinualRun:
         if saved is None:
             return None
         self.agent.load_state_dict(saved["agent"])
-        self.strategy.load_state_dict(saved["strategy"])
+        self.plugins.load_state_dict(saved["plugins"])
         torch.random.set_rng_state(saved["torch_rng"])
         self.sampler.rng.bit_generator.state = saved["sampler_rng"]
         return json.loads(saved["progress"])
@@ -233,7 +240,7 @@ class ContinualRun:
                 i = state["task"]
                 budget = self.budgets[i]
                 chunks = -(-budget // s.eval_every)
-                if state["chunk"] == 0 and self.strategy.before_task(i).fresh_agent:
+                if state["chunk"] == 0 and self.plugins.before_task(i).fresh_agent:
                     self.agent = self._new_agent()
                 while state["chunk"] < chunks:
                     c = state["chunk"]
@@ -258,7 +265,7 @@ class ContinualRun:
                     state["chunk"] = c + 1
                     state["wall_time_s"] = time.perf_counter() - started
                     self._save(state)
-                self.strategy.after_task(i, self.agent.model, self._loss_fn(i))
+                self.plugins.after_task(i, self.agent.model, self._loss_fn(i))
                 for j in range(T):
                     result = self.evaluate(self.agent, j)
                     state["accuracy_matrix"][i][j] = result.accuracy
@@ -301,7 +308,7 @@ class ContinualRun:
             seed=seed_for(self.seed, i, c, TRAIN_PURPOSE),
             task_label=self.label(i),
             task_index=i,
-            strategy=self.strategy,
+            plugins=self.plugins,
         )
         self.agent.begin_chunk()
         base = self.offsets[i] + c * s.eval_every

@@ -20,6 +20,7 @@ import torch
 
 import trmgym  # noqa: F401 - registers the env ids
 from trmgym.curricula.sequence import TaskSpec
+from trmgym.plugins import Plugins, PuzzleMemory
 
 
 @dataclass
@@ -47,13 +48,16 @@ def evaluate(
     canvas: tuple[int, int] | None,
     task_label: int | None = None,
     options: dict[str, Any] | None = None,
+    plugins: Plugins | None = None,
 ) -> Evaluation:
     """Greedy evaluation of ``agent`` on ``episodes`` seeded held-out puzzles of ``task``.
 
     The env hides the target. Each batch slot plays exactly one puzzle; the EMA weights are used
-    when the agent has them. ``options`` go to ``reset`` (e.g. ``{"blanks": 4}``).
+    when the agent has them. ``options`` go to ``reset`` (e.g. ``{"blanks": 4}``); ``plugins``
+    may wrap the env (``wrap_env(env, task, train=False)``).
     """
     env = task.make_vec(episodes, train=False, max_steps=max_steps, canvas=canvas)
+    env = (plugins or Plugins([])).wrap_env(env, task, False)
     obs, _ = env.reset(seed=seed, options={**task.options, **(options or {})} or None)
     if task_label is not None:
         obs["task_id"] = np.full(episodes, task_label)
@@ -84,8 +88,11 @@ def evaluate(
 class TaskTrainer:
     """Trains an agent on one task's batched env, one reasoning step per optimizer step.
 
-    The env state (puzzles in flight, carries) persists across :meth:`train` calls, so training can
-    be split into chunks (for periodic evaluation and checkpoints).
+    The run's plugins wrap the training env, choose each new puzzle's reset options (per row, at
+    autoreset), see the puzzles the agent starts on, add replayed puzzles and penalties to each
+    update, and hear of every finished episode. The env state (puzzles in flight, carries)
+    persists across :meth:`train` calls, so training can be split into chunks (for periodic
+    evaluation and checkpoints).
     """
 
     def __init__(
@@ -97,14 +104,20 @@ class TaskTrainer:
         max_steps: int,
         canvas: tuple[int, int] | None,
         seed: int,
+        plugins: Plugins,
         task_label: int | None = None,
         task_index: int = 0,
-        strategy: Any = None,
     ) -> None:
         self.task_index = task_index
-        self.agent, self.task, self.task_label, self.strategy = agent, task, task_label, strategy
-        self.env = task.make_vec(batch_size, train=True, max_steps=max_steps, canvas=canvas)
+        self.agent, self.task, self.task_label, self.plugins = agent, task, task_label, plugins
+        env = task.make_vec(batch_size, train=True, max_steps=max_steps, canvas=canvas)
+        self.env = plugins.wrap_env(env, task, True)
+        rows = np.arange(batch_size)
+        if plugins.chooses_options:  # the first puzzles' options, before they are drawn
+            self._choose_options(rows)
         self.obs, info = self.env.reset(seed=seed, options=task.options or None)
+        if plugins.chooses_options:  # and the options of each row's next puzzle
+            self._choose_options(rows)
         self.target = info["target"]
         self.carry = agent.initial_carry(batch_size)
         self.env_steps = 0
@@ -117,42 +130,48 @@ class TaskTrainer:
             obs = {**obs, "task_id": np.full(len(obs["grid"]), self.task_label)}
         return obs
 
+    def _choose_options(self, rows: np.ndarray) -> None:
+        options = self.plugins.reset_options(rows)
+        if options is not None:
+            self.env.unwrapped.set_options(options, rows)
+
     def train(
         self, steps: int, on_step: Callable[[dict[str, float]], None] | None = None
     ) -> dict[str, float]:
         """Run ``steps`` env/optimizer steps; returns the last step's metrics."""
         metrics: dict[str, float] = {}
+        plugins = self.plugins
         for _ in range(steps):
             obs = self._label(self.obs)
             fresh = (self.carry.steps == 0).cpu().numpy()
-            if self.strategy is not None and fresh.any():
+            if fresh.any():
                 tasks = np.full(int(fresh.sum()), self.task_index)
-                self.strategy.observe(obs["grid"][fresh], self.target[fresh], tasks)
+                plugins.observe(obs["grid"][fresh], self.target[fresh], tasks)
             action, self.carry = self.agent.act(obs, self.carry, explore=True, learn=True)
             self.obs, reward, terminated, truncated, info = self.env.step(action)
             done = terminated | truncated
-            if self.strategy is None:
-                metrics = self.agent.learn(self.target, reward, done)
-            else:
-                metrics = self.agent.learn(
-                    self.target,
-                    reward,
-                    done,
-                    replay=self.strategy.replay_batch(),
-                    penalty=self.strategy.penalty,
-                )
+            metrics = self.agent.learn(
+                self.target, reward, done, replay=plugins.replay_batch(), penalty=plugins.penalty
+            )
             if done.any():
-                final = info["final_info"]
-                for row in np.flatnonzero(done):
-                    self.solved += bool(final[row]["solved"])
-                    self.episode_steps += int(final[row]["steps"])
-                self.episodes += int(done.sum())
+                self._episodes_end(np.flatnonzero(done), info["final_info"])
             self.carry = self.agent.reset_carry(self.carry, done)
             self.target = info["target"]
             self.env_steps += len(done)
             if on_step is not None:
                 on_step(metrics)
         return metrics
+
+    def _episodes_end(self, rows: np.ndarray, final: np.ndarray) -> None:
+        solved = np.array([bool(final[row]["solved"]) for row in rows])
+        cells = np.array([float(final[row]["cell_accuracy"]) for row in rows])
+        steps = np.array([int(final[row]["steps"]) for row in rows], dtype=np.int64)
+        self.solved += int(solved.sum())
+        self.episode_steps += int(steps.sum())
+        self.episodes += len(rows)
+        self.plugins.on_episodes_end(self.task_index, rows, solved, cells, steps)
+        if self.plugins.chooses_options:
+            self._choose_options(rows)
 
     def rollout_stats(self) -> dict[str, float]:
         """Solve rate and mean steps of training episodes since the last call."""
@@ -172,7 +191,7 @@ class PuzzleSampler:
     """Fresh training puzzles of any task of a sequence, placed on the common canvas.
 
     Used by strategies (multitask batches, EWC's Fisher). Draws come from one seeded generator
-    whose state is checkpointed with the run.
+    whose state is checkpointed with the run; training puzzles (``train=True`` envs).
     """
 
     def __init__(self, tasks: list[TaskSpec], canvas: tuple[int, int], seed: int) -> None:
@@ -180,8 +199,7 @@ class PuzzleSampler:
         self.rng = np.random.default_rng(seed)
         self._sources: dict[int, Any] = {}
 
-    def __call__(self, task_index: int, n: int) -> Any:
-        from trmgym.agents.strategies import PuzzleMemory
+    def __call__(self, task_index: int, n: int) -> PuzzleMemory:
         from trmgym.envs.core import place
 
         if task_index not in self._sources:

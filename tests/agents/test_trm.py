@@ -77,12 +77,12 @@ def test_model_rejects_bad_inputs() -> None:
         model(torch.zeros(2, SEQ), carry)
     with pytest.raises(ValueError, match="x must have shape"):
         model(torch.zeros(2, SEQ + 1, dtype=torch.long), carry)
-    with pytest.raises(ValueError, match="tokens must lie"):
-        model(torch.full((2, SEQ), VOCAB_SIZE), carry)
+    with pytest.raises(ValueError, match="tokens must lie"):  # value checks: at the boundary
+        model.check_inputs(torch.full((2, SEQ), VOCAB_SIZE), carry)
     with pytest.raises(ValueError, match="carry"):
         model(torch.zeros(3, SEQ, dtype=torch.long), carry)
     with pytest.raises(ValueError, match="task_ids must lie in 0..1"):
-        model(torch.zeros(2, SEQ, dtype=torch.long), carry, torch.tensor([0, 2]))
+        model.check_inputs(torch.zeros(2, SEQ, dtype=torch.long), carry, torch.tensor([0, 2]))
     with pytest.raises(ValueError, match="mask"):
         model.reset_carry(carry, torch.tensor([1, 0]))
     with pytest.raises(ValueError, match="batch_size"):

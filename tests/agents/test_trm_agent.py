@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from trmgym.agents.halting import DQNHalting
-from trmgym.agents.strategies import PuzzleMemory
 from trmgym.agents.trm_agent import AgentCarry, TRMAgent, TRMAgentConfig, resolve_device
 from trmgym.checkpoint import from_tensors, to_tensors
 from trmgym.envs.tokens import DIGIT_BLANK, DIGIT_OFFSET, VOCAB_SIZE
+from trmgym.plugins import PuzzleMemory
 
 CANVAS = (4, 4)
 CELLS = CANVAS[0] * CANVAS[1]

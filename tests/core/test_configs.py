@@ -8,11 +8,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from trmgym.agents.strategies import make_strategy
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.cli import config_dir, task_spec
 from trmgym.curricula.sequence import TaskSequence
 from trmgym.experiment import RunSettings
+from trmgym.plugins.strategies import make_strategy
 from trmgym.runner import common_canvas
 
 SEQUENCES = sorted(p.stem for p in (config_dir() / "sequence").glob("*.yaml"))

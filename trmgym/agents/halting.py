@@ -281,3 +281,83 @@ class DQNHalting:
         self.buffer.load_state_dict(state["buffer"])
         self.rng.bit_generator.state = state["rng"]
         self.acting_steps = int(state["acting_steps"])
+
+
+class HaltingTransitions:
+    """Turns the agent's per-step halting decisions into DQN transitions ``(s, a, r, s', done)``.
+
+    A reasoning step's transition is known in two parts: its state, action and reward when the
+    step is taken (:meth:`record` then :meth:`finish`), and — for puzzles that go on — its next
+    state only at the following step (:meth:`complete`). Ended puzzles are stored at once as
+    terminal; the others stay open until the next :meth:`complete`.
+
+    Args:
+        dqn: the halting learner whose replay buffer receives the transitions.
+    """
+
+    def __init__(self, dqn: DQNHalting) -> None:
+        self.dqn = dqn
+        self._taken: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._open: tuple[torch.Tensor, ...] | None = None
+
+    def complete(self, summary: torch.Tensor, steps: torch.Tensor, q_state: torch.Tensor) -> None:
+        """Give the transitions left open at the previous step their next state (this step's)."""
+        if self._open is not None:
+            features, step, state, action, reward, rows = self._open
+            if bool(rows.any()):
+                self._store(
+                    rows,
+                    (features, step, state, action, reward),
+                    (summary, steps, q_state),
+                    done=False,
+                )
+        self._open = None
+
+    def record(
+        self, summary: torch.Tensor, steps: torch.Tensor, q_state: torch.Tensor, halt: torch.Tensor
+    ) -> None:
+        """The state ``[B, F]``, step ``[B]``, Q-state and halt decision ``[B]`` of this step."""
+        self._taken = (summary, steps, q_state, halt.long())
+
+    def finish(self, reward: torch.Tensor, done: torch.Tensor) -> None:
+        """The step's env ``reward`` ``[B]`` and ``done`` ``[B]`` (bool): store ended puzzles as
+        terminal transitions, keep the others open for :meth:`complete`."""
+        if self._taken is None:
+            raise RuntimeError("finish() needs a preceding record()")
+        summary, steps, q_state, action = self._taken
+        self._taken = None
+        if bool(done.any()):
+            # a terminal transition's next state is never used (done masks the bootstrap)
+            self._store(
+                done,
+                (summary, steps, q_state, action, reward),
+                (torch.zeros_like(summary), steps, q_state),
+                done=True,
+            )
+        self._open = (summary, steps, q_state, action, reward, ~done)
+
+    def clear(self) -> None:
+        """Drop the step in flight and the open transitions (a new env starts)."""
+        self._taken = self._open = None
+
+    def _store(
+        self,
+        rows: torch.Tensor,
+        taken: tuple[torch.Tensor, ...],
+        following: tuple[torch.Tensor, ...],
+        *,
+        done: bool,
+    ) -> None:
+        features, step, state, action, reward = (t[rows].cpu().numpy() for t in taken)
+        next_features, next_step, next_state = (t[rows].cpu().numpy() for t in following)
+        self.dqn.store(
+            features=features,
+            step=step,
+            state=state,
+            action=action,
+            reward=reward,
+            next_features=next_features,
+            next_step=next_step,
+            next_state=next_state,
+            done=np.full(len(features), float(done), dtype=np.float32),
+        )

@@ -209,6 +209,8 @@ class TRM(nn.Module):
 
     Args:
         config: The architecture.
+        cycle_reader: optional module read inside every reasoning cycle (see
+            :attr:`cycle_reader`); ``None`` (default) leaves the recursion unchanged.
 
     Example:
         >>> model = TRM(TRMConfig.tiny(seq_len=16))
@@ -218,11 +220,19 @@ class TRM(nn.Module):
         (torch.Size([2, 16, 26]), torch.Size([2]))
     """
 
-    def __init__(self, config: TRMConfig) -> None:
+    def __init__(self, config: TRMConfig, cycle_reader: nn.Module | None = None) -> None:
         super().__init__()
         if not isinstance(config, TRMConfig):
             raise TypeError(f"config must be a TRMConfig, got {type(config).__name__}")
+        if cycle_reader is not None and not isinstance(cycle_reader, nn.Module):
+            raise TypeError(
+                f"cycle_reader must be None or an nn.Module, got {type(cycle_reader).__name__}"
+            )
         self.config = config
+        #: optional module read in every reasoning cycle: ``cycle_reader(y, z)`` -> a tensor
+        #: broadcastable to z ``[batch, prefix_len + seq_len, hidden]``, added to z after the n
+        #: latent updates and before the answer update (the memory bank's injection point)
+        self.cycle_reader = cycle_reader
         dim, length = config.hidden_size, config.total_len
         self.pos_encoding = config.resolved_pos_encoding
         # Embeddings are stored at std 1/sqrt(D) and scaled by sqrt(D), so x has unit-size
@@ -309,8 +319,12 @@ class TRM(nn.Module):
         Returns:
             A :class:`TRMOutput`; only its logits, q_halt and features carry gradient, and
             only through the last cycle.
+
+        Only shapes are checked here (:meth:`check_shapes`), so the step is a pure function of
+        the parameters that ``torch.func.functional_call``, ``grad`` and ``vmap`` can transform;
+        token and task ranges are checked by :meth:`check_inputs` at the caller's boundary.
         """
-        x = self._check_inputs(x, carry, task_ids)
+        x = self.check_shapes(x, carry, task_ids)
         autocast = (
             torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
             if self.config.forward_dtype == "bfloat16"
@@ -342,6 +356,9 @@ class TRM(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(self.config.l_cycles):
             z = self._net(z + y + inputs, rotary)
+        if self.cycle_reader is not None:
+            # the injection point: e.g. a memory read, added to the latent before the answer step
+            z = z + self.cycle_reader(y, z)
         return self._net(y + z, rotary), z
 
     def _net(
@@ -372,9 +389,17 @@ class TRM(nn.Module):
         # (token + position) / sqrt(2) keeps the per-entry variance of a single embedding.
         return (self.embed_scale / math.sqrt(2.0)) * (embedded + position)
 
-    def _check_inputs(
-        self, x: torch.Tensor, carry: TRMCarry, task_ids: torch.Tensor | None
+    def check_shapes(
+        self, x: torch.Tensor, carry: TRMCarry, task_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """Check dtypes and shapes (no tensor values: safe under ``torch.func`` transforms).
+
+        Returns ``x`` flattened to ``[batch, seq_len]``.
+
+        Raises:
+            TypeError: ``x`` is not an int32/int64 tensor.
+            ValueError: a shape does not match the config.
+        """
         config = self.config
         if not isinstance(x, torch.Tensor) or x.dtype not in (torch.int32, torch.int64):
             raise TypeError(f"x must be an int32/int64 tensor, got {getattr(x, 'dtype', type(x))}")
@@ -397,15 +422,29 @@ class TRM(nn.Module):
                     f"task_ids must be an int tensor of shape ({x.shape[0]},), "
                     f"got {task_ids.dtype} {tuple(task_ids.shape)}"
                 )
-        if not torch.compiler.is_compiling():  # value checks sync; skip inside compiled graphs
-            if bool(((x < 0) | (x >= config.vocab_size)).any()):
-                raise ValueError(f"x tokens must lie in 0..{config.vocab_size - 1}")
-            if task_ids is not None and config.num_task_embeddings > 0:
-                if bool(((task_ids < 0) | (task_ids >= config.num_task_embeddings)).any()):
-                    raise ValueError(
-                        f"task_ids must lie in 0..{config.num_task_embeddings - 1} "
-                        f"(num_task_embeddings={config.num_task_embeddings})"
-                    )
+        return x
+
+    def check_inputs(
+        self, x: torch.Tensor, carry: TRMCarry, task_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Full validation of a step's inputs: :meth:`check_shapes` plus token and task ranges.
+
+        The value checks read tensors (a device sync, and impossible under ``vmap``), so
+        :meth:`forward` does not run them: callers at the boundary (the agent) do, once per batch.
+
+        Raises:
+            TypeError, ValueError: naming the input and the allowed range.
+        """
+        config = self.config
+        x = self.check_shapes(x, carry, task_ids)
+        if bool(((x < 0) | (x >= config.vocab_size)).any()):
+            raise ValueError(f"x tokens must lie in 0..{config.vocab_size - 1}")
+        if task_ids is not None and config.num_task_embeddings > 0:
+            if bool(((task_ids < 0) | (task_ids >= config.num_task_embeddings)).any()):
+                raise ValueError(
+                    f"task_ids must lie in 0..{config.num_task_embeddings - 1} "
+                    f"(num_task_embeddings={config.num_task_embeddings})"
+                )
         return x
 
     def cross_entropy(

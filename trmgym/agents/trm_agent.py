@@ -12,7 +12,6 @@ The carry is detached between steps, so each step is its own small backward pass
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -25,9 +24,11 @@ from trmgym.agents.halting import (
     BCEHalting,
     DQNHalting,
     DQNHaltingConfig,
+    HaltingTransitions,
     answer_statistics,
 )
-from trmgym.agents.trm import EMA, TRM, TRMCarry, TRMConfig
+from trmgym.agents.trm import TRM, TRMCarry, TRMConfig
+from trmgym.agents.update import GradientUpdate, UpdateRule
 
 SIZES = ("tiny", "small", "paper")
 
@@ -108,22 +109,11 @@ class AgentCarry(NamedTuple):
     """The previous answer tokens ``[B, L]`` (for the answer-change statistic)."""
 
 
-class _Pending(NamedTuple):
+class _StepOutput(NamedTuple):
+    """The graph of the last learning step, kept for :meth:`TRMAgent.learn`."""
+
     logits: torch.Tensor
     q_halt: torch.Tensor
-    summary: torch.Tensor
-    steps: torch.Tensor
-    q_state: torch.Tensor
-    halt: torch.Tensor
-
-
-class _Open(NamedTuple):
-    summary: torch.Tensor
-    steps: torch.Tensor
-    q_state: torch.Tensor
-    action: torch.Tensor
-    reward: torch.Tensor
-    open: torch.Tensor
 
 
 class TRMAgent:
@@ -136,6 +126,9 @@ class TRMAgent:
         num_tasks: tasks with a learned embedding (0: none).
         seed: seeds initialisation and all of the agent's random draws.
         device: "auto", "cpu" or "cuda".
+        update_rule: ``update_rule(model) -> UpdateRule``, how losses become new weights; default
+            :class:`~trmgym.agents.update.GradientUpdate` from the config's optimiser settings
+            (the meta-learning room supplies its own).
     """
 
     def __init__(
@@ -147,6 +140,7 @@ class TRMAgent:
         num_tasks: int = 0,
         seed: int = 0,
         device: str = "auto",
+        update_rule: Callable[[torch.nn.Module], UpdateRule] | None = None,
     ) -> None:
         self.config = config or TRMAgentConfig()
         self.device = resolve_device(device)
@@ -167,10 +161,19 @@ class TRMAgent:
         self.model = TRM(self.model_config).to(self.device)
         self.network = torch.compile(self.model) if self.config.compile else self.model
         c = self.config
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay, betas=(0.9, c.beta2)
+        self.update_rule: UpdateRule = (
+            update_rule(self.model)
+            if update_rule is not None
+            else GradientUpdate(
+                self.model,
+                lr=c.lr,
+                weight_decay=c.weight_decay,
+                beta2=c.beta2,
+                warmup_steps=c.warmup_steps,
+                grad_clip=c.grad_clip,
+                ema_decay=c.ema_decay,
+            )
         )
-        self.ema = EMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
         self.bce = BCEHalting()
         feature_dim = 2 * self.model_config.hidden_size + 3
         self.dqn = (
@@ -178,9 +181,13 @@ class TRMAgent:
             if c.halting == "dqn"
             else None
         )
-        self.updates = 0
-        self._pending: _Pending | None = None
-        self._open: _Open | None = None  # DQN transitions awaiting their next state
+        self.transitions = HaltingTransitions(self.dqn) if self.dqn is not None else None
+        self._step: _StepOutput | None = None
+
+    @property
+    def updates(self) -> int:
+        """Optimizer steps taken (by the update rule)."""
+        return self.update_rule.updates
 
     # ------------------------------------------------------------------------------- carries
     def initial_carry(self, batch_size: int) -> AgentCarry:
@@ -237,6 +244,7 @@ class TRMAgent:
         With ``learn=True`` the step keeps its graph for the next :meth:`learn` call.
         """
         grid, task = self._tensor_obs(obs)
+        self.model.check_inputs(grid, carry.trm, task)  # the boundary: forward checks shapes only
         with torch.set_grad_enabled(learn):
             out = self.network(grid, carry.trm, task)
         answer = out.logits.detach().argmax(dim=-1)
@@ -250,10 +258,10 @@ class TRMAgent:
         # the last allowed step ends the episode anyway; halting there collects the solve bonus
         halt = halt | (carry.steps + 1 >= self.max_steps)
         if learn:
-            self._complete_transitions(summary, carry.steps, carry.q_state)
-            self._pending = _Pending(
-                out.logits, out.q_halt, summary, carry.steps, carry.q_state, halt
-            )
+            if self.transitions is not None:
+                self.transitions.complete(summary, carry.steps, carry.q_state)
+                self.transitions.record(summary, carry.steps, carry.q_state, halt)
+            self._step = _StepOutput(out.logits, out.q_halt)
         action = {
             "answer": answer.view(-1, *self.canvas).cpu().numpy(),
             "halt": halt.long().cpu().numpy(),
@@ -261,30 +269,11 @@ class TRMAgent:
         return action, AgentCarry(out.carry, q_state, carry.steps + 1, answer)
 
     # ------------------------------------------------------------------------------- learning
-    def _complete_transitions(
-        self, summary: torch.Tensor, steps: torch.Tensor, q_state: torch.Tensor
-    ) -> None:
-        """Give the transitions left open at the previous step their next state."""
-        if self.dqn is None or self._open is None:
-            return
-        prev, rows = self._open, self._open.open
-        if bool(rows.any()):
-            self.dqn.store(
-                features=prev.summary[rows].cpu().numpy(),
-                step=prev.steps[rows].cpu().numpy(),
-                state=prev.q_state[rows].cpu().numpy(),
-                action=prev.action[rows].cpu().numpy(),
-                reward=prev.reward[rows].cpu().numpy(),
-                next_features=summary[rows].cpu().numpy(),
-                next_step=steps[rows].cpu().numpy(),
-                next_state=q_state[rows].cpu().numpy(),
-                done=np.zeros(int(rows.sum()), dtype=np.float32),
-            )
-        self._open = None
-
     def begin_chunk(self) -> None:
         """Forget in-flight steps (a new training env starts; open transitions are dropped)."""
-        self._pending = self._open = None
+        self._step = None
+        if self.transitions is not None:
+            self.transitions.clear()
 
     def supervised_loss(
         self, grid: np.ndarray, target: np.ndarray, task: np.ndarray | None
@@ -295,7 +284,9 @@ class TRMAgent:
         task_t = None
         if self.model_config.num_task_embeddings and task is not None:
             task_t = torch.as_tensor(np.asarray(task), device=self.device).long()
-        out = self.network(x, self.model.initial_carry(n, self.device), task_t)
+        carry = self.model.initial_carry(n, self.device)
+        self.model.check_inputs(x, carry, task_t)
+        out = self.network(x, carry, task_t)
         y = torch.as_tensor(np.asarray(target), device=self.device).reshape(n, -1).long()
         return self.model.cross_entropy(out.logits, y)
 
@@ -310,6 +301,9 @@ class TRMAgent:
     ) -> dict[str, float]:
         """Deep supervision on the last :meth:`act` (``learn=True``) and a halting update.
 
+        The step's loss (:meth:`step_loss`) goes to the update rule; the halting transitions of
+        the step go to the DQN, which takes one TD update.
+
         Args:
             target: ``[B, H, W]`` target tokens of the puzzles that step acted on.
             reward: ``[B]`` env rewards of that step.
@@ -317,16 +311,41 @@ class TRMAgent:
             replay: optional extra supervised puzzles (``grid``, ``target``, ``task`` fields),
                 trained from a fresh carry on top of the current batch (experience replay).
             penalty: optional ``penalty(model) -> loss`` added to the loss (e.g. EWC).
+
+        Returns:
+            ``train/...`` and ``halt/...`` metrics of the step.
+
+        Raises:
+            RuntimeError: no ``act(..., learn=True)`` since the last call.
         """
-        if self._pending is None:
+        if self._step is None:
             raise RuntimeError("learn() needs a preceding act(..., learn=True)")
-        pending, self._pending = self._pending, None
-        c = self.config
+        step, self._step = self._step, None
+        loss, metrics = self.step_loss(step, target, replay=replay, penalty=penalty)
+        metrics.update(self.update_rule.step(loss))
+        if self.transitions is not None:
+            done_t = torch.as_tensor(np.asarray(done), dtype=torch.bool, device=self.device)
+            reward_t = torch.as_tensor(np.asarray(reward), dtype=torch.float32, device=self.device)
+            self.transitions.finish(reward_t, done_t)
+            metrics.update(self.dqn.learn())
+        return metrics
+
+    def step_loss(
+        self,
+        step: _StepOutput,
+        target: np.ndarray,
+        *,
+        replay: Any = None,
+        penalty: Callable[[torch.nn.Module], torch.Tensor | None] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The deep-supervision loss of one step: answer cross-entropy, replayed puzzles' CE
+        (weighted per puzzle), a plugin penalty and, with ``bce`` halting, the halting loss."""
         target_t = (
             torch.as_tensor(np.asarray(target), device=self.device).reshape(len(target), -1).long()
         )
-        ce = self.model.cross_entropy(pending.logits, target_t)
-        correct = (pending.logits.detach().argmax(-1) == target_t).all(dim=-1)
+        ce = self.model.cross_entropy(step.logits, target_t)
+        answer = step.logits.detach().argmax(-1)
+        correct = (answer == target_t).all(dim=-1)
         loss = ce
         metrics: dict[str, float] = {}
         if replay is not None:
@@ -340,72 +359,23 @@ class TRMAgent:
                 loss = loss + extra
                 metrics["train/penalty"] = float(extra.detach())
         if self.dqn is None:
-            halt_loss = self.bce.loss(pending.q_halt, correct)
-            loss = loss + c.halt_loss_weight * halt_loss
+            halt_loss = self.bce.loss(step.q_halt, correct)
+            loss = loss + self.config.halt_loss_weight * halt_loss
             metrics["halt/bce_loss"] = float(halt_loss.detach())
-        lr = c.lr * min(1.0, (self.updates + 1) / max(c.warmup_steps, 1))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = (
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            if c.grad_clip > 0
-            else torch.tensor(math.nan)
-        )
-        self.optimizer.step()
-        self.updates += 1
-        if self.ema is not None:
-            # warm-up of the decay (as TensorFlow's ExponentialMovingAverage with num_updates):
-            # early on the average would otherwise be dominated by the random initialisation
-            self.ema.mu = min(c.ema_decay, (1 + self.updates) / (10 + self.updates))
-            self.ema.update(self.model)
         metrics.update(
             {
                 "train/loss": float(loss.detach()),
                 "train/ce": float(ce.detach()),
                 "train/exact": float(correct.float().mean()),
-                "train/cell_accuracy": float(
-                    (pending.logits.detach().argmax(-1) == target_t).float().mean()
-                ),
-                "train/grad_norm": float(grad_norm),
-                "train/lr": lr,
+                "train/cell_accuracy": float((answer == target_t).float().mean()),
             }
         )
-        if self.dqn is not None:
-            done_t = torch.as_tensor(np.asarray(done), dtype=torch.bool, device=self.device)
-            reward_t = torch.as_tensor(np.asarray(reward), dtype=torch.float32, device=self.device)
-            action = pending.halt.long()
-            if bool(done_t.any()):
-                rows = done_t
-                self.dqn.store(
-                    features=pending.summary[rows].cpu().numpy(),
-                    step=pending.steps[rows].cpu().numpy(),
-                    state=pending.q_state[rows].cpu().numpy(),
-                    action=action[rows].cpu().numpy(),
-                    reward=reward_t[rows].cpu().numpy(),
-                    next_features=np.zeros_like(pending.summary[rows].cpu().numpy()),
-                    next_step=pending.steps[rows].cpu().numpy(),
-                    next_state=pending.q_state[rows].cpu().numpy(),
-                    done=np.ones(int(rows.sum()), dtype=np.float32),
-                )
-            # keep the open rows until the next act supplies their next state
-            self._open = _Open(
-                pending.summary, pending.steps, pending.q_state, action, reward_t, ~done_t
-            )
-            metrics.update(self.dqn.learn())
-        return metrics
+        return loss, metrics
 
     # ----------------------------------------------------------------------------- evaluation
     def eval_weights(self):  # noqa: ANN201 - a context manager
-        """Context manager: the EMA weights while evaluating (a no-op without EMA)."""
-        import contextlib
-
-        return (
-            self.ema.swap(self.model)
-            if self.ema is not None
-            else contextlib.nullcontext(self.model)
-        )
+        """Context manager: the update rule's evaluation weights (the EMA when it keeps one)."""
+        return self.update_rule.eval_weights()
 
     # ----------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -413,18 +383,13 @@ class TRMAgent:
         return {
             "config": asdict(self.config),
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
+            "update_rule": self.update_rule.state_dict(),
             "dqn": self.dqn.state_dict() if self.dqn else None,
-            "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+        self.update_rule.load_state_dict(state["update_rule"])
         if self.dqn is not None:
             self.dqn.load_state_dict(state["dqn"])
-        self.updates = int(state["updates"])
-        self._pending = self._open = None
+        self.begin_chunk()

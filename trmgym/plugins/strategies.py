@@ -1,6 +1,7 @@
-"""Continual-learning strategies as small hook objects.
+"""Continual-learning strategies: training plugins (:mod:`trmgym.plugins.base`).
 
-A strategy sees the run through four hooks and returns values; it never reaches into the trainer:
+A strategy sees the run through the plugin hooks and returns values; it never reaches into the
+trainer:
 
 - ``before_task(i) -> TaskDirective``: e.g. ``fresh_agent=True`` (the ``scratch`` reference);
 - ``observe(grid, target, task)``: the puzzles the agent starts on while training (replay memory);
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,22 +29,9 @@ from torch import nn
 
 from trmgym.checks import positive_int
 from trmgym.memory.replay import ReservoirBuffer
+from trmgym.plugins.base import Plugin, PuzzleMemory, TaskDirective
 
 STRATEGIES = ("naive", "replay", "ewc", "multitask", "scratch")
-
-
-class PuzzleMemory(NamedTuple):
-    """A batch of supervised puzzles: grids, targets ``[n, H, W]`` and task labels ``[n]``."""
-
-    grid: np.ndarray
-    target: np.ndarray
-    task: np.ndarray
-
-
-class TaskDirective(NamedTuple):
-    """What a strategy asks of the run when a task begins."""
-
-    fresh_agent: bool = False
 
 
 #: ``sample(task_index, n) -> PuzzleMemory``: fresh training puzzles of a task.
@@ -70,8 +58,8 @@ def _mixed_count(mix_ratio: Any, batch_size: int) -> int:
     return int(round(ratio * _check_positive_int("batch_size", batch_size)))
 
 
-class Strategy:
-    """Naive fine-tuning: every hook is a no-op."""
+class Strategy(Plugin):
+    """Naive fine-tuning: the base strategy, whose hooks only track the task being trained."""
 
     name = "naive"
 
@@ -87,20 +75,6 @@ class Strategy:
         if task_index not in self.tasks_seen:
             self.tasks_seen.append(task_index)
         return TaskDirective()
-
-    def observe(self, grid: np.ndarray, target: np.ndarray, task: np.ndarray) -> None:
-        """Puzzles the agent just started on (one row per puzzle)."""
-
-    def replay_batch(self) -> PuzzleMemory | None:
-        return None
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        return None
-
-    def after_task(
-        self, task_index: int, model: nn.Module, loss_fn: Callable[[PuzzleMemory], torch.Tensor]
-    ) -> None:
-        """Called once a task's training is over, with a per-batch loss function of the model."""
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,4 @@
-"""Behavioural tests of the continual-learning strategies (``trmgym.agents.strategies``).
+"""Behavioural tests of the continual-learning strategies (``trmgym.plugins.strategies``).
 
 The strategies are hook objects; these tests drive their hooks by hand (no trainer) with tiny
 numpy puzzles whose cell values encode the task and row they came from, and with a one-layer
@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from trmgym.agents.strategies import (
+from trmgym.plugins.strategies import (
     EWC,
     STRATEGIES,
     Multitask,
