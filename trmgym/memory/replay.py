@@ -7,12 +7,16 @@ buffer round-trips through ``state_dict`` / ``load_state_dict`` exactly (for che
 
 - :class:`RingBuffer` keeps the most recent ``capacity`` transitions (DQN halting replay).
 - :class:`ReservoirBuffer` keeps a uniform sample of everything ever offered (Vitter's algorithm
-  R), optionally with a per-task quota (continual-learning experience replay).
+  R; Vitter 1985, "Random Sampling with a Reservoir"), optionally split into balanced per-task
+  quotas, each task's share a uniform reservoir sample of that task's stream (continual-learning
+  experience replay; Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning").
+  :func:`balanced_quotas` is the split; :func:`check_task_quota` rejects, at start-up, a memory
+  too small to give every task a slot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +26,66 @@ from trmgym.checks import positive_int
 
 def _check_capacity(capacity: int) -> int:
     return positive_int(capacity, "capacity")
+
+
+def check_task_quota(capacity: int, num_tasks: int) -> None:
+    """Reject, before a run starts, a task-balanced memory that cannot give every task a slot.
+
+    Args:
+        capacity: the memory size (``strategy.memory_size``).
+        num_tasks: tasks in the run's sequence.
+
+    Raises:
+        ValueError: ``capacity < num_tasks`` (or either is not an int >= 1). At run time such a
+            buffer would keep only the most recent ``capacity`` tasks, one item each.
+    """
+    capacity = positive_int(capacity, "strategy.memory_size")
+    num_tasks = positive_int(num_tasks, "the number of tasks")
+    if capacity < num_tasks:
+        raise ValueError(
+            f"strategy.memory_size={capacity} is too small for {num_tasks} tasks with "
+            f"strategy.task_quota=true: every task needs at least one slot, so "
+            f"strategy.memory_size must be >= {num_tasks} (the number of tasks); or set "
+            f"strategy.task_quota=false"
+        )
+
+
+def balanced_quotas(seen: Sequence[int] | np.ndarray, capacity: int) -> np.ndarray:
+    """Slots per task of a task-balanced memory: an even split, topped up by tasks' spare slots.
+
+    Water-filling: a task that has seen fewer items than its fair share keeps them all and the
+    others share its spare slots; every other task gets ``level`` or ``level + 1`` slots, ``level``
+    being the largest for which the total fits. So the quotas sum to ``min(capacity, sum(seen))``
+    and, once every task has seen ``ceil(capacity / k)`` items, each of the ``k`` tasks gets
+    ``capacity // k`` or one more. The ``capacity % k`` extra slots go to the *earliest* tasks (the
+    longest gone; ``memory_size=10`` over 3 tasks splits 4/3/3). With more tasks than slots
+    (``level == 0``) the *most recent* ``capacity`` tasks get one slot each, so the memory never
+    empties (:func:`check_task_quota` refuses such runs up front).
+
+    A task's quota never grows while it receives nothing, and grows only while it has kept every
+    item it has seen (by one per item), which is what lets each task stay a uniform reservoir
+    sample: see :class:`ReservoirBuffer`.
+
+    Args:
+        seen: items offered per task, in the order the tasks first arrived.
+        capacity: slots in the memory.
+
+    Returns:
+        ``int64`` quotas, one per task, in the order of ``seen``.
+    """
+    seen = np.asarray(seen, dtype=np.int64)
+    if seen.sum() <= capacity:
+        return seen.copy()
+    ordered = np.sort(seen)
+    before = np.concatenate([[0], np.cumsum(ordered)[:-1]])
+    shares = (capacity - before) // (len(ordered) - np.arange(len(ordered)))
+    # the first task (fewest items first) above the even share of what the smaller ones left
+    level = int(shares[np.argmax(ordered > shares)])
+    quotas = np.minimum(seen, level)
+    capped = np.flatnonzero(seen > level)
+    priority = capped if level > 0 else capped[::-1]
+    quotas[priority[: capacity - int(quotas.sum())]] += 1
+    return quotas
 
 
 class _FieldStore:
@@ -135,9 +199,23 @@ class RingBuffer(_FieldStore):
 class ReservoirBuffer(_FieldStore):
     """A uniform random sample of every transition offered so far (reservoir sampling).
 
-    With ``task_quota=True`` the capacity is split evenly among the tasks seen so far (by the
-    ``task`` field, which must then exist): when a new task arrives, older tasks shrink to their
-    new quota by random eviction, so every task keeps an equal share.
+    Without quotas this is Vitter's algorithm R over the whole stream: the first ``capacity``
+    items are stored, then the ``k``-th is kept with probability ``capacity / k`` in place of a
+    uniformly chosen stored one.
+
+    With ``task_quota=True`` (the ``task`` field must exist) the slots are split among the tasks
+    seen so far by :func:`balanced_quotas` (even shares, the remainder to the earliest tasks; with
+    more tasks than slots, one slot each for the most recent tasks), and each task runs algorithm
+    R inside its own quota, as in Chaudhry et al. 2019's reservoir with per-task balance. Once
+    ``capacity`` items have been offered the buffer always holds exactly ``capacity``. Why each
+    task's items stay a uniform sample of its stream (every item kept with probability
+    ``quota / seen``): a task's quota grows only while the task has kept every item it has seen,
+    so growing means storing the new item; a quota never grows otherwise, and shrinking by
+    uniform random eviction leaves a uniform sample. Tasks register in the order they first
+    appear (within one batch: order of first row); that order is saved with the state.
+
+    Each batch is handled task by task, vectorised over that task's rows; all draws come from
+    the ``rng`` passed to :meth:`add`.
 
     Args:
         capacity: number of transitions kept.
@@ -156,69 +234,127 @@ class ReservoirBuffer(_FieldStore):
         if task_quota and "task" not in self.fields:
             raise ValueError("task_quota=True needs a 'task' field in fields")
         self.task_quota = task_quota
-        self.seen: dict[int, int] = {}  # items offered per task (or under key -1)
+        #: items offered per task (a single key -1 without quotas), in order of first arrival
+        self.seen: dict[int, int] = {}
 
     def add(self, rng: np.random.Generator, **items: Any) -> None:
         """Offer a batch of ``n`` transitions; each is kept with the reservoir probability."""
         arrays, count = self._batch(items)
-        tasks = arrays["task"].astype(np.int64) if self.task_quota else np.full(count, -1)
-        for task in np.unique(tasks).tolist():
-            rows = np.flatnonzero(tasks == task)
-            self._add_task({name: array[rows] for name, array in arrays.items()}, int(task), rng)
-
-    def _task_rows(self, task: int) -> np.ndarray:
+        if count == 0:
+            return
         if not self.task_quota:
-            return np.arange(self.size)
-        return np.flatnonzero(self.data["task"][: self.size] == task)
+            self._offer(-1, arrays, rng)
+            return
+        tasks = arrays["task"].astype(np.int64)
+        labels, first_row = np.unique(tasks, return_index=True)
+        for task in labels[np.argsort(first_row)].tolist():
+            rows = np.flatnonzero(tasks == task)
+            self._offer(int(task), {name: array[rows] for name, array in arrays.items()}, rng)
 
-    def _quota(self) -> int:
-        return self.capacity // max(len(self.seen), 1) if self.task_quota else self.capacity
+    def quotas(self) -> dict[int, int]:
+        """Slots each task is entitled to now (``{-1: ...}`` without quotas)."""
+        if not self.task_quota:
+            return {task: min(seen, self.capacity) for task, seen in self.seen.items()}
+        quotas = balanced_quotas(list(self.seen.values()), self.capacity)
+        return dict(zip(self.seen, quotas.tolist()))
 
-    def _add_task(self, arrays: dict[str, np.ndarray], task: int, rng: np.random.Generator) -> None:
-        new_task = task not in self.seen
-        self.seen.setdefault(task, 0)
-        if new_task and self.task_quota:
-            self._shrink_to_quota(rng)
-        quota = self._quota()
-        for i in range(len(next(iter(arrays.values())))):
-            self.seen[task] += 1
-            held = self._task_rows(task)
-            if len(held) < quota and self.size < self.capacity:
-                slot = self.size
-                self.size += 1
-            else:
-                # algorithm R: keep the k-th item of this stream with probability quota / k
-                j = int(rng.integers(0, self.seen[task]))
-                if j >= len(held):
-                    continue
-                slot = int(held[j])
+    def _rows_by_task(self) -> dict[int, np.ndarray]:
+        if not self.task_quota:
+            return {task: np.arange(self.size) for task in self.seen}
+        labels = self.data["task"][: self.size]
+        return {task: np.flatnonzero(labels == task) for task in self.seen}
+
+    def _offer(self, task: int, arrays: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        """Offer ``n`` items of one task: make room, store while under quota, then algorithm R."""
+        count = len(next(iter(arrays.values())))
+        start = self.seen.get(task, 0)
+        self.seen[task] = start + count
+        quotas = self.quotas()
+        held = self._rows_by_task()
+        # 1. tasks over their (new) quota shrink by uniform eviction: still uniform samples
+        evicted: list[np.ndarray] = []
+        for other, rows in held.items():
+            excess = len(rows) - quotas[other]
+            if excess > 0:
+                drop = np.sort(rng.choice(rows, size=excess, replace=False))
+                evicted.append(drop)
+                held[other] = np.setdiff1d(rows, drop, assume_unique=True)
+        freed = np.concatenate(evicted) if evicted else np.zeros(0, dtype=np.int64)
+        free = np.concatenate([freed, np.arange(self.size, self.capacity)])
+        # 2. the task's first items fill its new slots (it had kept all it had seen: exact)
+        mine = held[task]
+        grow = min(quotas[task] - len(mine), count)
+        new_rows = free[:grow]
+        for name, array in arrays.items():
+            self.data[name][new_rows] = array[:grow]
+        mine = np.concatenate([mine, new_rows])
+        # 3. algorithm R for the rest: the k-th item of the task's stream draws j in [0, k) and
+        #    replaces its j-th slot when j < quota; a later item drawing the same slot wins
+        if count > grow:
+            number = start + grow + 1 + np.arange(count - grow)
+            draws = rng.integers(0, number)
+            kept = np.flatnonzero(draws < len(mine))
+            _, last = np.unique(draws[kept][::-1], return_index=True)
+            kept = kept[len(kept) - 1 - last]
             for name, array in arrays.items():
-                self.data[name][slot] = array[i]
+                self.data[name][mine[draws[kept]]] = array[grow + kept]
+        self._settle(freed, new_rows)
 
-    def _shrink_to_quota(self, rng: np.random.Generator) -> None:
-        quota = self._quota()
-        keep: list[np.ndarray] = []
-        for task in self.seen:
-            rows = self._task_rows(task)
-            if len(rows) > quota:
-                rows = np.sort(rng.choice(rows, size=quota, replace=False))
-            keep.append(rows)
-        order = np.sort(np.concatenate(keep)) if keep else np.arange(0)
-        for array in self.data.values():
-            array[: len(order)] = array[order]
-        self.size = len(order)
+    def _settle(self, freed: np.ndarray, new_rows: np.ndarray) -> None:
+        """Set ``size``; rows left empty (only after loading an older state) take the last rows."""
+        if len(new_rows) >= len(freed):  # new rows took every freed row first: no holes
+            self.size += len(new_rows) - len(freed)
+            return
+        occupied = np.zeros(self.capacity, dtype=bool)
+        occupied[: self.size] = True
+        occupied[freed] = False
+        occupied[new_rows] = True
+        self.size = int(occupied.sum())
+        if not occupied[: self.size].all():
+            order = np.flatnonzero(occupied)
+            for array in self.data.values():
+                array[: self.size] = array[order]
 
     def counts(self) -> dict[int, int]:
         """Stored items per task (``{-1: size}`` without quotas)."""
         if not self.task_quota:
             return {-1: self.size}
-        return {task: int(len(self._task_rows(task))) for task in self.seen}
+        return {task: len(rows) for task, rows in self._rows_by_task().items()}
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["seen"] = dict(self.seen)
+        state["task_order"] = list(self.seen)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`.
+
+        A state saved before ``task_order`` existed loads with the order of its ``seen`` dict
+        (which was the arrival order). Its per-task counts may not match :meth:`quotas`: the
+        older rule gave ``capacity // k`` slots per task, and emptied a memory with more tasks
+        than slots. The next :meth:`add` evicts tasks above their quota; a task below it refills
+        only from its own next items (which are then slightly over-represented), so a slot the
+        old rule left empty stays empty until that task returns or a new task shrinks the quotas.
+        """
+        seen = {int(task): int(n) for task, n in state["seen"].items()}
+        order = [int(task) for task in state.get("task_order", list(seen))]
+        if sorted(order) != sorted(seen):
+            raise ValueError(
+                f"state task_order {order} must list the tasks of state seen {sorted(seen)}"
+            )
+        if not self.task_quota and set(seen) - {-1}:
+            raise ValueError(
+                f"state has per-task counters {sorted(seen)} but this buffer has task_quota=False"
+            )
+        if self.task_quota:
+            stored = set(
+                np.unique(np.asarray(state["data"]["task"])[: int(state["size"])]).tolist()
+            )
+            if not stored <= set(seen):
+                raise ValueError(
+                    f"state stores tasks {sorted(stored)} but counts items only for "
+                    f"{sorted(seen)}: was it saved with task_quota=False?"
+                )
         super().load_state_dict(state)
-        self.seen = {int(k): int(v) for k, v in state["seen"].items()}
+        self.seen = {task: seen[task] for task in order}
