@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from trmgym.checks import positive_int
-from trmgym.memory.replay import ReservoirBuffer
+from trmgym.memory.replay import ReservoirBuffer, check_task_quota
 from trmgym.plugins.base import Plugin, PuzzleMemory, TaskDirective
 
 STRATEGIES = ("naive", "replay", "ewc", "multitask", "scratch")
@@ -112,6 +112,11 @@ class Replay(Strategy):
         task_quota: balance the memory across tasks.
         only_past: replay only tasks before the current one (the current one is trained anyway).
         grid_shape: ``(H, W)`` of stored grids.
+        num_tasks: tasks in the sequence, when known: with ``task_quota`` a memory smaller than
+            this cannot keep one puzzle of every task, which is refused up front.
+
+    Raises:
+        ValueError: a setting out of range, naming ``strategy.<key>``.
     """
 
     name = "replay"
@@ -125,11 +130,14 @@ class Replay(Strategy):
         batch_size: int = 64,
         task_quota: bool = True,
         only_past: bool = True,
+        num_tasks: int | None = None,
         seed: int = 0,
         sampler: Sampler | None = None,
     ) -> None:
         super().__init__(seed=seed, sampler=sampler)
         memory_size = _check_positive_int("memory_size", memory_size)
+        if task_quota and num_tasks is not None:
+            check_task_quota(memory_size, num_tasks)
         self.replay_batch_size = _mixed_count(mix_ratio, batch_size)
         self.mix_ratio = float(mix_ratio)
         self.only_past = only_past
