@@ -94,3 +94,29 @@ def load_latest(directory: str | os.PathLike) -> dict[str, Any] | None:
                 f"checkpoint {path} is unreadable ({error!r}); trying an older one", stacklevel=2
             )
     return None
+
+
+def first_difference(saved: Any, current: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first ``(dotted key, saved value, current value)`` where two JSON-like trees differ.
+
+    Mappings are compared key by key (in ``saved``'s order, then keys only ``current`` has; a
+    missing key reads as ``"<absent>"``), lists element by element; ``None`` when equal.
+    """
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in [*saved, *(k for k in current if k not in saved)]:
+            where = f"{path}.{key}" if path else str(key)
+            if key not in saved or key not in current:
+                return where, saved.get(key, "<absent>"), current.get(key, "<absent>")
+            found = first_difference(saved[key], current[key], where)
+            if found is not None:
+                return found
+        return None
+    if isinstance(saved, list) and isinstance(current, list):
+        for k, (a, b) in enumerate(zip(saved, current)):
+            found = first_difference(a, b, f"{path}[{k}]")
+            if found is not None:
+                return found
+        if len(saved) != len(current):
+            return f"{path} (length)", len(saved), len(current)
+        return None
+    return None if saved == current else (path, saved, current)

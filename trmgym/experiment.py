@@ -183,6 +183,55 @@ class ContinualRun:
         )
 
     # ------------------------------------------------------------------------------ state
+    def run_config(self) -> dict[str, Any]:
+        """Everything that determines this run's results, as plain JSON values.
+
+        Stored in every checkpoint; a run directory resumed with a different value is refused
+        (:meth:`check_resumable`). Display-only settings (``console``) are not part of it.
+        """
+        return json.loads(
+            json.dumps(
+                {
+                    "experiment": self.experiment,
+                    "seed": self.seed,
+                    "device": str(self.agent.device),
+                    "sequence": [asdict(t) for t in self.tasks],
+                    "run": asdict(self.settings),
+                    "agent": asdict(self.agent_config),
+                    "strategy": self.strategy_config,
+                    "plugins": [
+                        f"{p.name}: {type(p).__module__}.{type(p).__qualname__}"
+                        for p in self.plugins
+                    ],
+                },
+                default=str,
+            )
+        )
+
+    def check_resumable(self, saved: dict[str, Any] | None) -> None:
+        """Refuse to resume a checkpoint written with a different configuration.
+
+        Raises:
+            ValueError: naming the first differing key and both values; raised before anything
+                is written to the run directory.
+        """
+        if saved is None:
+            return
+        where = self.run_dir / "checkpoints"
+        if "config" not in saved:
+            raise ValueError(
+                f"{where} was written by an older trmgym without its configuration, so resuming "
+                "it cannot be checked; start the run in a new directory"
+            )
+        found = checkpoint.first_difference(json.loads(saved["config"]), self.run_config())
+        if found is not None:
+            key, before, now = found
+            raise ValueError(
+                f"{self.run_dir} holds a run with a different configuration: {key} was "
+                f"{before!r} there and is {now!r} now. Resume it with the same settings, or "
+                "start a new run directory (e.g. a different hydra.run.dir)"
+            )
+
     def _fresh_state(self) -> dict[str, Any]:
         T = len(self.tasks)
         return {
@@ -202,6 +251,7 @@ class ContinualRun:
         checkpoint.save_atomic(
             {
                 "progress": json.dumps(state),
+                "config": json.dumps(self.run_config()),
                 "agent": self.agent.state_dict(),
                 "plugins": self.plugins.state_dict(),
                 "torch_rng": torch.random.get_rng_state(),
@@ -210,8 +260,7 @@ class ContinualRun:
             self.run_dir / "checkpoints",
         )
 
-    def _restore(self) -> dict[str, Any] | None:
-        saved = checkpoint.load_latest(self.run_dir / "checkpoints")
+    def _restore(self, saved: dict[str, Any] | None) -> dict[str, Any] | None:
         if saved is None:
             return None
         self.agent.load_state_dict(saved["agent"])
@@ -224,8 +273,10 @@ class ContinualRun:
     def run(self) -> dict[str, Any]:
         """Run (or resume) the sequence; returns the results dict also written to results.json."""
         s, T = self.settings, len(self.tasks)
+        saved = checkpoint.load_latest(self.run_dir / "checkpoints")
+        self.check_resumable(saved)  # before anything is written
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        state = self._restore() or self._fresh_state()
+        state = self._restore(saved) or self._fresh_state()
         total = self.offsets[-1]
         logger = RunLogger(self.run_dir, total, enabled=self.console)
         logger.set_completed(
@@ -363,7 +414,11 @@ class ContinualRun:
             "max_reasoning_steps": s.max_reasoning_steps,
             "difficulty_probe": probes,
             "settings": asdict(s),
-            "agent": asdict(self.agent_config),
+            # the resolved network: every TRMConfig field actually built (presets + overrides)
+            "agent": {
+                **asdict(self.agent_config),
+                "model_config": asdict(self.agent.model_config),
+            },
             "env_steps": state["env_steps"],
             "wall_time_s": state["wall_time_s"],
             "device": str(self.agent.device),

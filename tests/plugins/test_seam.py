@@ -1,0 +1,205 @@
+"""The training-loop seam: a run's plugins are called in order, combined, checkpointed by name
+and resumed exactly (see ``trmgym.plugins.base``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.plugins.recording import RecordingPlugin
+from trmgym.agents.trm_agent import TRMAgentConfig
+from trmgym.experiment import ContinualRun, RunSettings
+from trmgym.plugins import Plugin, Plugins, PuzzleMemory, TaskDirective
+from trmgym.runner import TaskSpec
+
+TASKS = [
+    TaskSpec(
+        name,
+        "trmgym/ARCGen-v0",
+        {"families": ["colour_map"], "tasks_per_family": 2, "min_size": 3, "max_size": 3},
+        options={"task_id": k},
+    )
+    for k, name in enumerate(["recolour", "recolour-b"])
+]
+AGENT = TRMAgentConfig(
+    size="tiny",
+    model={"hidden_size": 32, "num_heads": 2, "h_cycles": 1, "l_cycles": 1},
+    dqn={"learning_starts": 16, "batch_size": 32, "buffer_size": 512},
+)
+SETTINGS = RunSettings(
+    train_steps=6, batch_size=8, max_reasoning_steps=3, eval_episodes=8, eval_every=3
+)
+
+
+def make_run(run_dir: Path, *plugins: Plugin, strategy: str = "replay", **changes) -> ContinualRun:
+    settings = dataclasses.replace(SETTINGS, **changes)
+    return ContinualRun(
+        TASKS,
+        AGENT,
+        {"name": strategy},
+        settings,
+        run_dir,
+        seed=3,
+        device="cpu",
+        console=False,
+        plugins=plugins,
+    )
+
+
+# ------------------------------------------------------------------------- Plugins list
+class Fixed(Plugin):
+    def __init__(self, name, options=None, replay=None, penalty=None, fresh=False):
+        self.name, self._options, self._replay, self._penalty = name, options, replay, penalty
+        self.fresh = fresh
+
+    def before_task(self, task_index):
+        return TaskDirective(fresh_agent=self.fresh)
+
+    def reset_options(self, rows):
+        return None if self._options is None else [self._options(r) for r in rows]
+
+    def replay_batch(self):
+        return self._replay
+
+    def penalty(self, model):
+        return self._penalty
+
+
+def memory(value: int, n: int) -> PuzzleMemory:
+    return PuzzleMemory(np.full((n, 2, 2), value), np.full((n, 2, 2), value), np.full(n, value))
+
+
+def test_plugins_combine_answers_in_order() -> None:
+    first = Fixed("a", options=lambda r: {"blanks": 4, "task_id": int(r)}, replay=memory(1, 2))
+    second = Fixed(
+        "b",
+        options=lambda r: None if r == 0 else {"blanks": 6},
+        replay=memory(2, 3),
+        penalty=torch.tensor(2.0),
+        fresh=True,
+    )
+    third = Fixed("c", penalty=torch.tensor(0.5))
+    plugins = Plugins([first, second, third])
+    # later plugins win on a shared key, a None row keeps the earlier choice
+    assert plugins.reset_options(np.array([0, 1])) == [
+        {"blanks": 4, "task_id": 0},
+        {"blanks": 6, "task_id": 1},
+    ]
+    batch = plugins.replay_batch()
+    assert batch.task.tolist() == [1, 1, 2, 2, 2] and batch.grid.shape == (5, 2, 2)
+    assert float(plugins.penalty(torch.nn.Linear(1, 1))) == 2.5
+    assert plugins.before_task(0) == TaskDirective(fresh_agent=True)
+    assert Plugins([third]).reset_options(np.array([0])) is None
+    assert Plugins([third]).replay_batch() is None and Plugins([]).penalty(None) is None
+    assert not Plugins([Plugin()]).chooses_options and plugins.chooses_options
+
+
+def test_plugins_refuse_bad_members_and_answers() -> None:
+    with pytest.raises(ValueError, match=r"repeated: \['a'\]"):
+        Plugins([Fixed("a"), Fixed("a")])
+    with pytest.raises(TypeError, match=r"plugins\[1\] must be a trmgym Plugin"):
+        Plugins([Fixed("a"), object()])
+    wrong = Plugins([Fixed("a", options=lambda r: {})])
+    wrong._options[0].reset_options = lambda rows: [{}]  # one entry for two rows
+    with pytest.raises(ValueError, match="returned 1 entries for 2 rows"):
+        wrong.reset_options(np.array([0, 1]))
+
+    class Dropper(Plugin):
+        name = "dropper"
+
+        def wrap_env(self, env, task, train):
+            return None
+
+    with pytest.raises(TypeError, match="'dropper': wrap_env must return an env"):
+        Plugins([Dropper()]).wrap_env(object(), None, True)
+    with pytest.raises(ValueError, match=r"missing: \['b'\], unknown: \['c'\]"):
+        Plugins([Fixed("a"), Fixed("b")]).load_state_dict({"a": {}, "c": {}})
+
+
+# ------------------------------------------------------------------------ in a real run
+def test_hook_order_in_a_run(tmp_path: Path) -> None:
+    recorder = RecordingPlugin()
+    results = make_run(tmp_path, recorder).run()
+    events = recorder.events
+    kinds = [e[0] for e in events]
+    # initial evaluation of both tasks (random-init accuracy) comes first, through wrap_env
+    assert events[:2] == [["wrap_env", "recolour", False, 8], ["wrap_env", "recolour-b", False, 8]]
+    for task in (0, 1):
+        start = events.index(["before_task", task])
+        end = events.index(["after_task", task])
+        inside = events[start + 1 : end]
+        # training envs: one per chunk of eval_every=3 steps (2 chunks), each wrapped as train
+        trains = [e for e in inside if e[0] == "wrap_env" and e[2]]
+        assert trains == [["wrap_env", TASKS[task].name, True, 8]] * 2
+        # every chunk starts 8 puzzles, observed in one call before the first step
+        observed = [e for e in inside if e[0] == "observe"]
+        assert observed[0] == ["observe", 8, task] and all(e[2] == task for e in observed)
+        ended = [e for e in inside if e[0] == "episodes_end"]
+        assert all(e[1] == task for e in ended)
+        # max_reasoning_steps=3: every episode ends within 3 steps, and some end in a chunk
+        assert ended and all(1 <= s <= 3 for e in ended for s in e[3])
+        # after the task: evaluation of every task (the row of the accuracy matrix)
+        after = events[end + 1 : end + 3]
+        assert after == [["wrap_env", "recolour", False, 8], ["wrap_env", "recolour-b", False, 8]]
+    assert kinds.count("before_task") == 2 and kinds.count("after_task") == 2
+    # options are asked for every row before the first puzzles and for each row's next puzzle,
+    # then again for exactly the rows whose episode just ended
+    asked = [e for e in events if e[0] in ("reset_options", "episodes_end", "wrap_env")]
+    for k, event in enumerate(asked):
+        if event[0] == "wrap_env" and event[2]:
+            assert asked[k + 1] == asked[k + 2] == ["reset_options", list(range(8))]
+        if event[0] == "episodes_end":
+            assert asked[k + 1] == ["reset_options", event[2]]
+    # replay_batch and penalty are asked once per optimizer step
+    assert recorder.per_step == {"replay_batch": 12, "penalty": 12}
+    assert results["env_steps"] == 12 * 8
+
+
+def test_plugin_state_is_checkpointed_by_name_and_resumed_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = RecordingPlugin()
+    reference = make_run(tmp_path / "whole", whole).run()
+
+    calls = {"n": 0}
+    original = ContinualRun._save
+
+    def save_then_die(self, state):
+        original(self, state)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ContinualRun, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        make_run(tmp_path / "split", RecordingPlugin()).run()
+    monkeypatch.setattr(ContinualRun, "_save", original)
+
+    saved = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
+    assert sorted(saved["plugins"]) == ["recorder", "replay"]  # every plugin, by name
+    resumed_plugin = RecordingPlugin()
+    resumed = make_run(tmp_path / "split", resumed_plugin).run()
+    assert resumed_plugin.events == whole.events
+    assert resumed_plugin.per_step == whole.per_step
+    assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
+    assert resumed["curves"] == reference["curves"]
+
+
+def test_a_plugin_added_or_renamed_on_resume_is_refused(tmp_path: Path) -> None:
+    make_run(tmp_path, RecordingPlugin()).run()
+    with pytest.raises(ValueError, match=r"plugins\[1\] was 'recorder: .*' there and is 'other"):
+        make_run(tmp_path, RecordingPlugin("other")).run()
+
+
+def test_recording_plugin_state_round_trips() -> None:
+    plugin = RecordingPlugin()
+    plugin.events = [["before_task", 0], ["episodes_end", 0, [1, 2], [3, 1]]]
+    plugin.per_step["penalty"] = 5
+    other = RecordingPlugin()
+    other.load_state_dict(json.loads(json.dumps(plugin.state_dict())))
+    assert other.events == plugin.events and other.per_step == plugin.per_step
