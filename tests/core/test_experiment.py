@@ -237,3 +237,61 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> No
     assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
     assert resumed["cell_accuracy_matrix"] == reference["cell_accuracy_matrix"]
     assert resumed["metrics"] == reference["metrics"]
+
+
+def test_resuming_with_different_settings_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C at seed 3 / batch 8, then a start with seed 7 / batch 4 on the same directory:
+    refused at start-up, naming the key, and the directory is left exactly as it was."""
+    calls = {"n": 0}
+    original = ContinualRun._save
+
+    def save_then_die(self, state):
+        original(self, state)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ContinualRun, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        make_run(tmp_path).run()
+    monkeypatch.setattr(ContinualRun, "_save", original)
+
+    def snapshot() -> dict[str, bytes]:
+        return {str(p): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    other_seed = ContinualRun(
+        TASKS, AGENT, {"name": "replay"}, SETTINGS, tmp_path, seed=7, device="cpu", console=False
+    )
+    with pytest.raises(ValueError, match="seed was 3 there and is 7 now"):
+        other_seed.run()
+    smaller = dataclasses.replace(SETTINGS, batch_size=4)
+    with pytest.raises(ValueError, match="run.batch_size was 8 there and is 4 now"):
+        ContinualRun(
+            TASKS, AGENT, {"name": "replay"}, smaller, tmp_path, seed=3, device="cpu", console=False
+        ).run()
+    with pytest.raises(ValueError, match="strategy.name was 'replay' there and is 'ewc' now"):
+        make_run(tmp_path, "ewc").run()
+    assert snapshot() == before  # nothing written, nothing lost
+    # the same settings resume (console is display-only and may change)
+    resumed = ContinualRun(
+        TASKS, AGENT, {"name": "replay"}, SETTINGS, tmp_path, seed=3, device="cpu", console=True
+    ).run()
+    assert resumed["seed"] == 3 and resumed["env_steps"] == 2 * 6 * 8
+
+
+def test_results_record_the_model_actually_built(tmp_path: Path) -> None:
+    results = make_run(tmp_path, "naive").run()
+    built = results["agent"]["model_config"]
+    # tiny preset + the AGENT overrides + what the run derives (canvas, task embeddings)
+    assert (built["hidden_size"], built["num_heads"], built["h_cycles"], built["l_cycles"]) == (
+        32,
+        2,
+        1,
+        1,
+    )
+    assert (built["grid_height"], built["grid_width"], built["seq_len"]) == (3, 3, 9)
+    assert built["num_task_embeddings"] == 2
+    assert results["agent"]["size"] == "tiny"
