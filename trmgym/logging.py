@@ -7,6 +7,8 @@ Scalars use namespaced keys as Stable-Baselines3 does: ``train/…`` (losses), `
 
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from trmgym.metrics import undefined_note
 
 
 class RunLogger:
@@ -67,31 +71,60 @@ class RunLogger:
         self.writer.close()
 
 
-def matrix_table(names: list[str], matrix: list[list[float]], title: str) -> Table:
-    """A rich table of an accuracy matrix (rows: after training task i; columns: task j)."""
+#: footnote under a matrix with unmeasured cells (an unfinished run, or a task evaluated lazily)
+NOT_MEASURED_NOTE = "n/a: not measured"
+#: a footnote wider than its table widens the table up to this many columns, then wraps
+_NOTE_WIDTH = 64
+
+
+def add_note(table: Table, note: str | None) -> Table:
+    """Put ``note`` (e.g. why values are "n/a") under ``table``, left-aligned; ``None``: nothing."""
+    if note:
+        table.caption = note if table.caption is None else f"{table.caption}\n{note}"
+        table.caption_justify = "left"
+        table.min_width = max(table.min_width or 0, min(len(note), _NOTE_WIDTH))
+    return table
+
+
+def is_missing(value: Any) -> bool:
+    """``True`` for an undefined or unmeasured value: ``None`` or a NaN float."""
+    return value is None or (isinstance(value, numbers.Real) and math.isnan(float(value)))
+
+
+def matrix_table(names: list[str], matrix: list[list[float | None]], title: str) -> Table:
+    """A rich table of an accuracy matrix (rows: after training task i; columns: task j).
+
+    Unmeasured cells (``None`` / NaN) show as "n/a", explained once in the caption.
+    """
     table = Table(title=title, show_lines=False)
     table.add_column("after \\ on", style="bold")
     for name in names:
         table.add_column(name, justify="right")
+    missing = False
     for name, row in zip(names, matrix):
-        table.add_row(
-            name,
-            *(
-                "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
-                for v in row
-            ),
-        )
-    return table
+        cells = ["n/a" if is_missing(v) else f"{v:.3f}" for v in row]
+        missing |= "n/a" in cells
+        table.add_row(name, *cells)
+    return add_note(table, NOT_MEASURED_NOTE if missing else None)
 
 
 def metrics_table(metrics: dict[str, Any], title: str = "metrics") -> Table:
-    """A two-column rich table of scalar metrics."""
+    """A two-column rich table of scalar metrics.
+
+    Undefined metrics (``None`` / NaN, e.g. BWT of a one-task run) show as "n/a", with the reason
+    said once in the caption (:func:`trmgym.metrics.undefined_note`). Values that are not
+    scalars (lists, dicts) are left out.
+    """
     table = Table(title=title)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
+    undefined = []
     for key, value in metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-        elif value is None:
+        if is_missing(value):
             table.add_row(key, "n/a")
-    return table
+            undefined.append(key)
+        elif isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+            table.add_row(key, str(value))
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+            table.add_row(key, f"{float(value):.4f}")
+    return add_note(table, undefined_note(undefined))

@@ -21,11 +21,15 @@ training task ``i``, columns = evaluated on task ``j``). From it (see ``results.
   where ``AUC_j`` is the area under task ``j``'s training curve in the sequence and ``AUC_j^ref`` the
   area under a single-task (from scratch) reference curve, both over normalised time ``[0, 1]``.
 
-Conventions for degenerate cases: with ``T = 1`` nothing can be forgotten or transferred, so
-``avg_forgetting``, ``bwt`` and ``fwt`` are ``0.0`` (an empty mean would be NaN, which JSON cannot
-hold and which would poison averages over seeds). When ``AUC_j^ref == 1`` the reference was perfect
-from the first sample and the normaliser is zero: ``FT_j = 0`` if ``AUC_j == 1`` too, else
-``FT_j = AUC_j - 1`` (the unnormalised, necessarily negative, shortfall).
+Undefined is not zero. A metric whose definition has nothing to average is ``None`` (``null`` in
+``results.json``, "n/a" in tables), never ``0.0`` and never NaN (JSON cannot hold NaN, and a 0.0
+would pass for "no forgetting" in averages over seeds): with ``T = 1`` nothing can be forgotten or
+transferred, so ``avg_forgetting``, ``bwt`` and ``fwt`` are ``None`` (``forgetting`` is ``[]``);
+``fwt`` is ``None`` too without random-init accuracies ``b``. ``FT_j`` is ``None`` when
+``AUC_j^ref == 1``: the reference was perfect from its first sample, the normaliser ``1 - AUC_j^ref``
+is zero and the ratio has no value; the mean FT is taken over the tasks where ``FT_j`` is defined
+(``None`` if there are none). :data:`UNDEFINED_REASONS` and :func:`undefined_note` say why, for
+the footnote beside an "n/a".
 
 Entries that a metric does not read may be NaN (the runner may skip evaluating tasks not seen yet);
 a NaN in an entry a metric needs is a ``ValueError`` naming the entry. :class:`AccuracyMatrix` is
@@ -38,12 +42,13 @@ This module is a leaf: it imports numpy only, nothing from trmgym.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "UNDEFINED_REASONS",
     "AccuracyMatrix",
     "avg_accuracy",
     "avg_forgetting",
@@ -52,11 +57,30 @@ __all__ = [
     "forward_transfer_auc",
     "fwt",
     "summarize",
+    "undefined_note",
 ]
 
 # A reference AUC this close to 1 counts as perfect: the normaliser 1 - AUC_ref would only amplify
 # rounding error into an arbitrarily large transfer score.
 _PERFECT_AUC_TOLERANCE = 1e-12
+
+_FT_NEEDS = "a scratch reference run whose curve is not perfect from its first sample"
+
+#: Why a metric can be undefined (``None``) for a run: metric key -> (label, what it needs). The
+#: order is the order of :func:`undefined_note`'s clauses.
+UNDEFINED_REASONS: dict[str, tuple[str, str]] = {
+    "avg_accuracy": ("accuracy", "the last row of the accuracy matrix (a finished run)"),
+    "bwt": ("BWT", "at least 2 tasks"),
+    "avg_forgetting": ("forgetting", "at least 2 tasks"),
+    "forgetting": ("forgetting", "at least 2 tasks"),
+    "fwt": ("FWT", "at least 2 tasks and random-init accuracies"),
+    "ft": ("FT", _FT_NEEDS),
+    "ft_per_task": ("FT", _FT_NEEDS),
+    "avg_reasoning_steps": (
+        "avg_reasoning_steps",
+        "the per-task reasoning steps measured after the last task",
+    ),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,27 +237,31 @@ def forgetting(accuracy_matrix: Any) -> list[float]:
     return [float(x) for x in best - matrix[num_tasks - 1, : num_tasks - 1]]
 
 
-def avg_forgetting(accuracy_matrix: Any) -> float:
-    """Mean of :func:`forgetting` over tasks ``j < T-1``; ``0.0`` when ``T = 1``.
+def avg_forgetting(accuracy_matrix: Any) -> float | None:
+    """Mean of :func:`forgetting` over tasks ``j < T-1``.
 
     Args:
         accuracy_matrix: ``T x T`` accuracies in [0, 1] (list or array).
 
     Returns:
-        The average forgetting (Chaudhry et al., 2018), sign kept.
+        The average forgetting (Chaudhry et al., 2018), sign kept; ``None`` when ``T = 1``
+        (undefined: no task was followed by another, so none could be forgotten).
+
+    Raises:
+        ValueError: if the matrix is malformed or an entry on or below the diagonal has NaN.
     """
-    per_task = forgetting(accuracy_matrix)
-    return float(np.mean(per_task)) if per_task else 0.0
+    return _mean_or_none(forgetting(accuracy_matrix))
 
 
-def bwt(accuracy_matrix: Any) -> float:
+def bwt(accuracy_matrix: Any) -> float | None:
     """Backward transfer ``mean_{j<T-1} (R[T-1][j] - R[j][j])`` (Lopez-Paz & Ranzato, 2017).
 
     Args:
         accuracy_matrix: ``T x T`` accuracies in [0, 1] (list or array).
 
     Returns:
-        The backward transfer; ``0.0`` when ``T = 1``.
+        The backward transfer; ``None`` when ``T = 1`` (undefined: no task was followed by
+        another).
 
     Raises:
         ValueError: if the matrix is malformed or a needed diagonal / last-row entry has NaN.
@@ -241,23 +269,24 @@ def bwt(accuracy_matrix: Any) -> float:
     matrix = _validate_matrix(accuracy_matrix)
     num_tasks = matrix.shape[0]
     if num_tasks == 1:
-        return 0.0
+        return None
     old = np.arange(num_tasks - 1)
     _require_present(matrix, old, old, "bwt")
     _require_present(matrix, np.full_like(old, num_tasks - 1), old, "bwt")
     return float(np.mean(matrix[num_tasks - 1, old] - matrix[old, old]))
 
 
-def fwt(accuracy_matrix: Any, random_init_accuracy: Any) -> float:
+def fwt(accuracy_matrix: Any, random_init_accuracy: Any) -> float | None:
     """Forward transfer ``mean_{j>=1} (R[j-1][j] - b_j)`` (Lopez-Paz & Ranzato, 2017).
 
     Args:
         accuracy_matrix: ``T x T`` accuracies in [0, 1] (list or array).
         random_init_accuracy: ``b``, the ``T`` accuracies of a randomly initialised model
-            (``b_0`` is unused and may be NaN / None).
+            (``b_0`` is unused and may be NaN / None), or ``None`` when not measured.
 
     Returns:
-        The forward transfer; ``0.0`` when ``T = 1``.
+        The forward transfer; ``None`` when ``T = 1`` (no task was trained before another) or
+        ``random_init_accuracy`` is ``None`` (nothing to compare with): undefined, not zero.
 
     Raises:
         ValueError: if the matrix is malformed, ``b`` does not have length ``T`` or a needed
@@ -265,12 +294,20 @@ def fwt(accuracy_matrix: Any, random_init_accuracy: Any) -> float:
     """
     matrix = _validate_matrix(accuracy_matrix)
     num_tasks = matrix.shape[0]
+    if random_init_accuracy is None:
+        return None
     baseline = _validate_random_init(random_init_accuracy, num_tasks)
     if num_tasks == 1:
-        return 0.0
+        return None
     later = np.arange(1, num_tasks)
     _require_present(matrix, later - 1, later, "fwt")
     return float(np.mean(matrix[later - 1, later] - baseline[later]))
+
+
+def _mean_or_none(values: Sequence[float | None]) -> float | None:
+    """Mean of the defined (non-``None``) values; ``None`` when there are none (never 0, never NaN)."""
+    defined = [value for value in values if value is not None]
+    return float(np.mean(defined)) if defined else None
 
 
 def _validate_curves(curves: Any, name: str) -> list[np.ndarray]:
@@ -338,16 +375,16 @@ def forward_transfer_auc(
     reference_curves: Any,
     positions: Any = None,
     reference_positions: Any = None,
-) -> tuple[list[float], float]:
+) -> tuple[list[float | None], float | None]:
     """Continual World's normalised forward transfer from training curves (Wolczyk et al., 2021).
 
     ``AUC_j`` is the trapezoid area under task ``j``'s accuracy curve while it was trained in the
     sequence, its samples taken at equally spaced points (or at ``positions``) of the task's
     budget normalised to ``[0, 1]`` (first sample at 0, last at 1); ``AUC_j^ref`` the same for a
     single-task run from
-    scratch. ``FT_j = (AUC_j - AUC_j^ref) / (1 - AUC_j^ref)``; when ``AUC_j^ref == 1``,
-    ``FT_j = 0`` if ``AUC_j == 1`` else ``AUC_j - 1``. A curve and its reference may have different
-    numbers of samples.
+    scratch. ``FT_j = (AUC_j - AUC_j^ref) / (1 - AUC_j^ref)``; when ``AUC_j^ref == 1`` (the
+    reference was perfect from its first sample) the normaliser is zero and ``FT_j`` is ``None``.
+    A curve and its reference may have different numbers of samples.
 
     Args:
         curves: per-task curves (a list of 1-D sequences, or a 2-D array tasks x samples), each
@@ -359,7 +396,8 @@ def forward_transfer_auc(
         reference_positions: the same for ``reference_curves``.
 
     Returns:
-        ``(per_task, mean)``: the ``FT_j`` list and its mean.
+        ``(per_task, mean)``: the ``FT_j`` list (``None`` where undefined) and the mean over the
+        tasks where it is defined (``None`` when it is defined for none).
 
     Raises:
         TypeError: if either argument is not a list/array of curves.
@@ -377,11 +415,10 @@ def forward_transfer_auc(
     per_task = []
     for curve, ref_curve, x, ref_x in zip(sequence, reference, xs, ref_xs):
         auc, auc_ref = _auc(curve, x), _auc(ref_curve, ref_x)
-        if auc_ref >= 1.0 - _PERFECT_AUC_TOLERANCE:
-            per_task.append(0.0 if auc >= 1.0 - _PERFECT_AUC_TOLERANCE else auc - 1.0)
-        else:
-            per_task.append((auc - auc_ref) / (1.0 - auc_ref))
-    return per_task, float(np.mean(per_task))
+        # A perfect reference leaves no room to normalise by: 0/0 or x/0 is undefined, not 0.
+        perfect = auc_ref >= 1.0 - _PERFECT_AUC_TOLERANCE
+        per_task.append(None if perfect else (auc - auc_ref) / (1.0 - auc_ref))
+    return per_task, _mean_or_none(per_task)
 
 
 def summarize(
@@ -396,9 +433,12 @@ def summarize(
             non-negative numbers), or ``None``.
 
     Returns:
-        ``{"avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps", "forgetting"}``;
-        ``fwt`` / ``avg_reasoning_steps`` are ``None`` when their input is ``None``, ``forgetting``
-        is the per-task list.
+        ``{"avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps", "forgetting"}``,
+        ``None`` where a metric is undefined for the run (never ``0.0``, never NaN):
+        ``avg_forgetting`` and ``bwt`` when ``T = 1`` (no task was followed by another); ``fwt``
+        when ``T = 1`` or ``random_init_accuracy`` is ``None``; ``avg_reasoning_steps`` when
+        ``reasoning_steps`` is ``None``. ``forgetting`` is the per-task list (``[]`` when
+        ``T = 1``). :func:`undefined_note` words the reasons.
 
     Raises:
         ValueError: if an input is malformed (the message names it).
@@ -419,12 +459,39 @@ def summarize(
     per_task = forgetting(matrix)
     return {
         "avg_accuracy": avg_accuracy(matrix),
-        "avg_forgetting": float(np.mean(per_task)) if per_task else 0.0,
+        "avg_forgetting": _mean_or_none(per_task),
         "bwt": bwt(matrix),
-        "fwt": None if random_init_accuracy is None else fwt(matrix, random_init_accuracy),
+        "fwt": fwt(matrix, random_init_accuracy),
         "avg_reasoning_steps": steps_mean,
         "forgetting": per_task,
     }
+
+
+def undefined_note(names: Iterable[str]) -> str | None:
+    """One footnote saying why the metrics ``names`` are undefined ("n/a"), or ``None`` for none.
+
+    Metrics that need the same thing share a clause; per-task keys such as
+    ``"forgetting[maze]"`` count as their metric (``"forgetting"``).
+
+    Example:
+        >>> undefined_note(["avg_forgetting", "bwt", "fwt"])
+        'n/a: BWT and forgetting need at least 2 tasks; FWT needs at least 2 tasks and random-init accuracies'
+    """
+    order = list(UNDEFINED_REASONS)
+    keys = {name.split("[", 1)[0] for name in names}
+    clauses: dict[str, list[str]] = {}
+    for key in sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k)):
+        label, needs = UNDEFINED_REASONS.get(key, (key, "a value this run did not produce"))
+        labels = clauses.setdefault(needs, [])
+        if label not in labels:
+            labels.append(label)
+    if not clauses:
+        return None
+    parts = [
+        f"{' and '.join(labels)} {'needs' if len(labels) == 1 else 'need'} {needs}"
+        for needs, labels in clauses.items()
+    ]
+    return "n/a: " + "; ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------

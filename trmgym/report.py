@@ -10,7 +10,9 @@ written to ``aggregate.json`` as ``{"groups": [aggregate(...), ...]}`` (see :mod
 
 The report recomputes the metrics from the saved accuracy matrix with
 :func:`trmgym.metrics.summarize` and flags any stored value that differs by more than ``1e-9``,
-so a hand-edited or stale ``results.json`` shows itself. Plots are drawn on matplotlib's Agg
+so a hand-edited or stale ``results.json`` shows itself. Undefined metrics (``null``: BWT,
+forgetting and FWT of a one-task run, ...) and unmeasured matrix cells show as "n/a" everywhere,
+with the reason said once beside the table. Plots are drawn on matplotlib's Agg
 canvas directly (no pyplot, no display, no global backend switch).
 """
 
@@ -37,7 +39,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from trmgym import metrics
-from trmgym.logging import matrix_table, metrics_table
+from trmgym.logging import (
+    NOT_MEASURED_NOTE,
+    add_note,
+    is_missing,
+    matrix_table,
+    metrics_table,
+)
 from trmgym.results import (
     METRIC_NAMES,
     RESULTS_FILE,
@@ -45,6 +53,7 @@ from trmgym.results import (
     as_matrix,
     find_runs,
     forward_transfer,
+    json_ready,
     load_results,
     results_path,
     validate_results,
@@ -233,6 +242,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return html.escape(str(text))
 
 
+def _note(text: str | None) -> str:
+    """A footnote paragraph (escaped), or nothing."""
+    return "" if text is None else f'<p class="note">{html.escape(text)}</p>'
+
+
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """An HTML table; ``headers`` are plain text, cells already-escaped HTML."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
@@ -251,14 +265,15 @@ def _matrix_html(names: list[str], matrix: np.ndarray, digits: int, scale: float
                 f'<span style="background:rgba(46,125,50,{shade:.2f})">{_fmt(value, digits)}</span>'
             )
         rows.append(cells)
-    return _table(["after \\ on", *names], rows)
+    note = NOT_MEASURED_NOTE if np.isnan(matrix).any() else None
+    return _table(["after \\ on", *names], rows) + _note(note)
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em}
 td{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}td span{display:block}
 .bad{color:#c00;font-weight:bold}pre{background:#f6f6f6;padding:1em;overflow:auto}
-img{max-width:100%;border:1px solid #eee}"""
+.note{color:#555;font-size:.9em;margin-top:-1em}img{max-width:100%;border:1px solid #eee}"""
 
 
 def _metrics_html(results: Mapping[str, Any]) -> str:
@@ -266,15 +281,19 @@ def _metrics_html(results: Mapping[str, Any]) -> str:
     parts = []
     if reason is not None:
         parts.append(f'<p class="bad">Could not recompute the metrics: {html.escape(reason)}</p>')
-    cells = []
+    cells, undefined = [], []
     for row in rows:
         old, new = row["stored"], row["recomputed"]
-        both = isinstance(old, numbers.Real) and isinstance(new, numbers.Real)
+        both = all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (old, new))
         flag = '<span class="bad">MISMATCH</span>' if row["mismatch"] else ("ok" if both else "")
         stored = f'<span class="bad">{_fmt(old)}</span>' if row["mismatch"] else _fmt(old)
         diff = f"{abs(float(old) - float(new)):.2e}" if both else ""
         cells.append([html.escape(row["metric"]), stored, _fmt(new), diff, flag])
+        checked = row["metric"] in METRIC_NAMES or row["metric"].startswith("forgetting[")
+        if is_missing(old) or (checked and reason is None and is_missing(new)):
+            undefined.append(row["metric"])
     parts.append(_table(["metric", "stored", "recomputed", "|difference|", "check"], cells))
+    parts.append(_note(metrics.undefined_note(undefined)))
     bad = [row["metric"] for row in rows if row["mismatch"]]
     if bad:
         parts.append(
@@ -358,7 +377,12 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def aggregate_table(aggregate: Mapping[str, Any]) -> Table:
-    """A rich table of one :func:`aggregate` result: n, mean, std and 95% CI per metric."""
+    """A rich table of one :func:`aggregate` result: n, mean, std and 95% CI per metric.
+
+    ``n`` counts the runs where the metric is defined; "n/a" marks a metric undefined in every run
+    (reason from :func:`trmgym.metrics.undefined_note`) or a spread of fewer than two values, both
+    said once in the caption.
+    """
     table = Table(title=f"{aggregate.get('label', 'aggregate')} (runs: {aggregate['n']})")
     table.add_column("metric", style="bold")
     for column in ("n", "mean", "std", "95% CI"):
@@ -371,6 +395,10 @@ def aggregate_table(aggregate: Mapping[str, Any]) -> Table:
             else f"±{half} [{_fmt(stats['ci95_low'])}, {_fmt(stats['ci95_high'])}]"
         )
         table.add_row(name, str(stats["n"]), mean, std, ci)
+    stats = aggregate["metrics"]
+    add_note(table, metrics.undefined_note(n for n, v in stats.items() if v["mean"] is None))
+    if any(v["mean"] is not None and v["ci95"] is None for v in stats.values()):
+        add_note(table, "n/a: std and 95% CI need the metric defined in at least 2 runs")
     return table
 
 
@@ -415,9 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 console.print(f"[red]mismatch: {escape(text)}[/red]")
             if args.reference is not None:
                 transfer = forward_transfer(results, args.reference)
-                per_task = ", ".join(f"{v:.3f}" for v in transfer["ft_per_task"])
-                console.print(f"forward transfer (vs {args.reference}): {transfer['ft']:.4f}")
+                per_task = ", ".join(_fmt(v, 3) for v in transfer["ft_per_task"])
+                console.print(f"forward transfer (vs {args.reference}): {_fmt(transfer['ft'])}")
                 console.print(f"  per task: {per_task}")
+                if None in (transfer["ft"], *transfer["ft_per_task"]):
+                    console.print(metrics.undefined_note(["ft"]))
             console.print(f"report: {report}")
             return 0
         if args.reference is not None:
@@ -437,7 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else Path(os.path.commonpath([str(p.resolve()) for p in args.paths]))
         )
         out = folder / "aggregate.json"
-        out.write_text(json.dumps({"groups": groups}, indent=2), encoding="utf-8")
+        text = json.dumps(json_ready({"groups": groups}), indent=2, allow_nan=False)
+        out.write_text(text, encoding="utf-8")
         console.print(f"aggregate: {out}")
         return 0
     except ValueError as error:

@@ -1,10 +1,12 @@
 """Run results on disk: reading and checking ``results.json``, finding runs, aggregating seeds.
 
 :func:`load_results` reads a run's ``results.json`` (DESIGN.md's schema, written by
-:mod:`trmgym.experiment`) and checks the keys and shapes that reports read, naming the file in
-every error. :func:`find_runs` finds run directories below a folder (a Hydra multirun), and
-:func:`aggregate_groups` groups runs by configuration — everything but the seed — and gives, per
-metric, the mean, the sample standard deviation and a 95% Student-t confidence interval.
+:mod:`trmgym.experiment` through :func:`write_results`) and checks the keys and shapes that reports
+read, naming the file in every error. Undefined metrics (BWT of a one-task run, ...) are ``null``
+in the file and ``None`` here, never 0 and never NaN (which is not JSON). :func:`find_runs` finds
+run directories below a folder (a Hydra multirun), and :func:`aggregate_groups` groups runs by
+configuration — everything but the seed — and gives, per metric, the mean, the sample standard
+deviation and a 95% Student-t confidence interval over the runs where the metric is defined.
 Plots and the HTML report live in :mod:`trmgym.report`.
 """
 
@@ -31,11 +33,13 @@ __all__ = [
     "check_reference",
     "find_runs",
     "forward_transfer",
+    "json_ready",
     "load_results",
     "results_path",
     "summary_stats",
     "t_critical",
     "validate_results",
+    "write_results",
 ]
 
 RESULTS_FILE = "results.json"
@@ -116,6 +120,33 @@ def load_results(run: str | Path) -> dict[str, Any]:
     return validate_results(results, str(path))
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy scalars and arrays become Python numbers and lists, and
+    NaN or infinite floats become ``None`` (JSON has no NaN; an undefined value is ``null``)."""
+    if isinstance(value, Mapping):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_results(run_dir: str | Path, results: Mapping[str, Any]) -> Path:
+    """Write ``results`` to ``run_dir/results.json`` atomically, undefined values as ``null``.
+
+    Returns:
+        The path written. The file never holds NaN or Infinity (see :func:`json_ready`).
+    """
+    path = Path(run_dir) / RESULTS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(json_ready(results), indent=2, allow_nan=False), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 # ------------------------------------------------------------------------------- aggregate
 def t_critical(df: int) -> float:
     """Two-sided 95% Student-t critical value for ``df`` degrees of freedom (1.96 beyond 30)."""
@@ -124,13 +155,15 @@ def t_critical(df: int) -> float:
     return _T_975[df - 1] if df <= len(_T_975) else 1.96
 
 
-def summary_stats(values: Sequence[float]) -> dict[str, Any]:
-    """``n``, mean, sample std (ddof 1) and the 95% t confidence interval of ``values``.
+def summary_stats(values: Sequence[float | None]) -> dict[str, Any]:
+    """``n``, mean, sample std (ddof 1) and the 95% t confidence interval of the defined values.
 
-    ``std`` and the interval are ``None`` for fewer than two values (undefined), ``mean`` too
-    for none.
+    ``None`` and NaN entries (a metric undefined for that run) are left out, not counted as 0:
+    ``n`` is the number of defined values. ``std`` and the interval are ``None`` for fewer than
+    two of them (undefined), ``mean`` too for none.
     """
-    data = np.asarray(values, dtype=np.float64)
+    defined = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    data = np.asarray(defined, dtype=np.float64)
     n = int(data.size)
     stats: dict[str, Any] = {"n": n, "mean": float(data.mean()) if n else None}
     stats.update(dict.fromkeys(("std", "ci95", "ci95_low", "ci95_high")))
@@ -157,7 +190,8 @@ def _aggregate(loaded: list[tuple[Path, dict[str, Any]]], label: str) -> dict[st
                 raise ValueError(
                     f"{path}: metrics.{name} must be a finite number or null, got {value!r}"
                 )
-            values += [] if value is None else [float(value)]
+            # one entry per run, in the order of "seeds": None where undefined, never 0
+            values.append(None if value is None else float(value))
         table[name] = {**summary_stats(values), "values": values}
 
     def distinct(key: str) -> Any:
@@ -189,7 +223,10 @@ def aggregate(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
 
     Returns:
         ``{"label", "n", "runs", "seeds", "experiment", "strategy", "sequence", "metrics"}`` where
-        ``metrics[name]`` is :func:`summary_stats` of the runs' non-null values plus ``values``.
+        ``metrics[name]`` is :func:`summary_stats` of the runs' non-null values plus ``values``
+        (one per run, in the order of ``seeds``, ``None`` where the metric is undefined): a metric
+        null in some runs is aggregated over the others (``n`` counts them), and one null in
+        every run has ``n = 0`` and ``mean = None``.
         ``experiment`` / ``strategy`` / ``sequence`` are lists when the runs disagree.
 
     Raises:
@@ -253,7 +290,20 @@ def _task_curves(results: Mapping[str, Any], start: list[float], source: str) ->
     curves = results.get("curves")
     if not curves or any(not curve for curve in curves):
         raise ValueError(f"{source}: needs 'curves' with at least one evaluation per task")
+    for j, curve in enumerate(curves):
+        if any(v is None for v in curve):
+            raise ValueError(f"{source}: curves[{j}] has a null (unmeasured) evaluation")
     return [[first, *(float(v) for v in curve)] for first, curve in zip(start, curves)]
+
+
+def _measured(value: Any, where: str, source: str) -> float:
+    """``value`` as a float, or ValueError naming ``where`` when it is null (never read as 0)."""
+    if value is None:
+        raise ValueError(
+            f"{source}: {where} is null (not measured); forward transfer needs each task's "
+            "accuracy before its training"
+        )
+    return float(value)
 
 
 #: what must match between a run and its forward-transfer reference (when both record it)
@@ -361,11 +411,14 @@ def forward_transfer(
             directory or its results.json).
 
     Returns:
-        ``{"ft": mean, "ft_per_task": [...], "reference": path-or-None}``.
+        ``{"ft": mean, "ft_per_task": [...], "reference": path-or-None}``; ``ft_per_task[j]`` is
+        ``None`` where the reference was perfect from its first sample (``AUC_ref = 1``: the
+        normalised transfer is undefined) and ``ft`` is the mean over the other tasks, ``None``
+        when there are none.
 
     Raises:
-        ValueError: if the reference is not a scratch run of the same sequence, or curves are
-            missing (the message names the file).
+        ValueError: if the reference is not a scratch run of the same sequence, or curves or a
+            starting accuracy are missing (the message names the file).
     """
     source = "reference" if isinstance(reference, Mapping) else str(results_path(reference))
     reference = check_reference(reference, results)
@@ -374,9 +427,15 @@ def forward_transfer(
     if b is None or b_ref is None:
         raise ValueError("forward transfer needs random_init_accuracy in both runs")
     size = len(R)
-    start = [float(b[0]), *(float(R[j - 1][j]) for j in range(1, size))]
+    start = [_measured(b[0], "random_init_accuracy[0]", "results")]
+    start += [
+        _measured(R[j - 1][j], f"accuracy_matrix[{j - 1}][{j}]", "results") for j in range(1, size)
+    ]
     curves = _task_curves(results, start, "results")
-    reference_curves = _task_curves(reference, [float(v) for v in b_ref], source)
+    reference_start = [
+        _measured(v, f"random_init_accuracy[{j}]", source) for j, v in enumerate(b_ref)
+    ]
+    reference_curves = _task_curves(reference, reference_start, source)
     per_task, mean = metrics.forward_transfer_auc(
         curves,
         reference_curves,

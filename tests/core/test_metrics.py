@@ -18,6 +18,7 @@ from trmgym.metrics import (
     forward_transfer_auc,
     fwt,
     summarize,
+    undefined_note,
 )
 
 # R[i][j]: accuracy on task j after training task i.
@@ -161,22 +162,45 @@ def test_forgetting_tie_over_all_rows() -> None:
 # ---------------------------------------------------------------------------------- T = 1
 
 
-def test_single_task_conventions() -> None:
+def test_single_task_metrics_are_undefined_not_zero() -> None:
     single = [[0.7]]
     assert avg_accuracy(single) == pytest.approx(0.7)
     assert forgetting(single) == []
-    assert avg_forgetting(single) == 0.0
-    assert bwt(single) == 0.0
-    assert fwt(single, [0.3]) == 0.0
+    assert avg_forgetting(single) is None
+    assert bwt(single) is None
+    assert fwt(single, [0.3]) is None
     result = summarize(single, [0.3], reasoning_steps=[3.0])
     assert result == {
         "avg_accuracy": pytest.approx(0.7),
-        "avg_forgetting": 0.0,
-        "bwt": 0.0,
-        "fwt": 0.0,
+        "avg_forgetting": None,
+        "bwt": None,
+        "fwt": None,
         "avg_reasoning_steps": 3.0,
         "forgetting": [],
     }
+    saved = json.loads(json.dumps(result, allow_nan=False))
+    assert saved["bwt"] is None and saved["fwt"] is None and saved["avg_forgetting"] is None
+    assert '"bwt": null' in json.dumps(result)
+    with pytest.raises(ValueError, match="one entry per task"):
+        fwt(single, [0.3, 0.4])  # b is still checked when the metric is undefined
+
+
+def test_fwt_without_random_init_accuracy_is_undefined() -> None:
+    assert fwt(R3, None) is None
+
+
+def test_undefined_note_says_why_once() -> None:
+    assert undefined_note(["avg_forgetting", "bwt", "fwt"]) == (
+        "n/a: BWT and forgetting need at least 2 tasks; "
+        "FWT needs at least 2 tasks and random-init accuracies"
+    )
+    # per-task keys count as their metric; each label appears once
+    assert undefined_note(["forgetting[maze]", "avg_forgetting"]) == (
+        "n/a: forgetting needs at least 2 tasks"
+    )
+    assert "reference" in undefined_note(["ft"])
+    assert undefined_note(["custom"]) == "n/a: custom needs a value this run did not produce"
+    assert undefined_note([]) is None
 
 
 # ---------------------------------------------------------------------------------- NaN handling
@@ -273,12 +297,14 @@ def test_forward_transfer_auc_hand_computed() -> None:
     assert mean == pytest.approx((1 / 3 - 1.0) / 2)
 
 
-def test_forward_transfer_auc_perfect_reference() -> None:
-    # AUC_ref = 1: FT = 0 when the curve is perfect too, else AUC - 1 (no division by zero)
-    # curve [0.5, 1.0]: AUC = (0.5 + 1)/2 = 0.75 -> FT = -0.25
+def test_forward_transfer_auc_perfect_reference_is_undefined() -> None:
+    # AUC_ref = 1: the normaliser 1 - AUC_ref is zero, so FT_j is undefined (None), not 0 or
+    # AUC - 1; the mean covers the tasks where FT is defined.
     per_task, mean = forward_transfer_auc([[1.0, 1.0], [0.5, 1.0]], [[1.0, 1.0, 1.0], [1.0] * 7])
-    assert per_task == [0.0, pytest.approx(-0.25)]
-    assert mean == pytest.approx(-0.125)
+    assert per_task == [None, None] and mean is None
+    # task 1: AUC = 0.75, AUC_ref = 0.5 -> FT = 0.25 / 0.5 = 0.5; the mean is over task 1 only
+    per_task, mean = forward_transfer_auc([[1.0, 1.0], [0.5, 1.0]], [[1.0, 1.0], [0.5, 0.5]])
+    assert per_task == [None, pytest.approx(0.5)] and mean == pytest.approx(0.5)
 
 
 def test_forward_transfer_auc_accepts_arrays_and_matches_trapezoid() -> None:
@@ -392,7 +418,7 @@ unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 @st.composite
 def diagonal_max_matrices(draw: st.DrawFn) -> np.ndarray:
     """Valid R whose column j is non-increasing over rows j..T-2 (max on the diagonal)."""
-    num_tasks = draw(st.integers(min_value=1, max_value=6))
+    num_tasks = draw(st.integers(min_value=2, max_value=6))  # T = 1: undefined, tested above
     matrix = np.array(
         draw(st.lists(unit, min_size=num_tasks * num_tasks, max_size=num_tasks * num_tasks))
     ).reshape(num_tasks, num_tasks)
@@ -403,7 +429,7 @@ def diagonal_max_matrices(draw: st.DrawFn) -> np.ndarray:
 
 @st.composite
 def any_matrices(draw: st.DrawFn) -> np.ndarray:
-    num_tasks = draw(st.integers(min_value=1, max_value=6))
+    num_tasks = draw(st.integers(min_value=2, max_value=6))  # T = 1: undefined, tested above
     values = draw(st.lists(unit, min_size=num_tasks * num_tasks, max_size=num_tasks * num_tasks))
     return np.array(values).reshape(num_tasks, num_tasks)
 

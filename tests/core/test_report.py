@@ -261,7 +261,8 @@ def test_aggregate_mean_std_ci_by_hand(tmp_path: Path) -> None:
     )
     assert result["metrics"]["bwt"]["std"] == pytest.approx(0.0)
     assert result["metrics"]["fwt"] == {"n": 0, "mean": None, "std": None, "ci95": None,
-                                        "ci95_low": None, "ci95_high": None, "values": []}  # fmt: skip
+                                        "ci95_low": None, "ci95_high": None,
+                                        "values": [None, None, None]}  # fmt: skip
     json.dumps(result)  # JSON-ready
     buffer = io.StringIO()
     Console(file=buffer, width=200).print(aggregate_table(result))
