@@ -434,10 +434,7 @@ class ContinualRun:
             transfer["reference"] = str(s.reference)
             results["metrics"]["ft"] = transfer["ft"]
             results["forward_transfer"] = transfer
-        path = self.run_dir / "results.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        tmp.replace(path)
+        path = results_io.write_results(self.run_dir, results)
         plots = report.write_plots(self.run_dir)
         logger.image(
             "cl/accuracy_matrix",

@@ -173,11 +173,13 @@ class TaskTrainer:
         if self.plugins.chooses_options:
             self._choose_options(rows)
 
-    def rollout_stats(self) -> dict[str, float]:
-        """Solve rate and mean steps of training episodes since the last call."""
+    def rollout_stats(self) -> dict[str, float | None]:
+        """Solve rate and mean steps of training episodes since the last call (``None`` for
+        both when no episode ended: undefined, not zero)."""
+        ended = self.episodes
         stats = {
-            "rollout/solve_rate": self.solved / max(self.episodes, 1),
-            "rollout/reasoning_steps": self.episode_steps / max(self.episodes, 1),
+            "rollout/solve_rate": self.solved / ended if ended else None,
+            "rollout/reasoning_steps": self.episode_steps / ended if ended else None,
             "rollout/episodes": float(self.episodes),
         }
         self.solved = self.episodes = self.episode_steps = 0
