@@ -8,6 +8,7 @@ installed wheel find them the same way.
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -28,63 +29,29 @@ def config_dir() -> Path:
 
 def env_kwargs(env_cfg: Any) -> tuple[str, dict[str, Any]]:
     """Split an ``env`` config node into its Gymnasium id and (training) constructor keywords."""
+    from trmgym.config import task_spec
+
     task = task_spec(env_cfg, "env")
     return task.env_id, {**task.kwargs, **task.train_kwargs}
 
 
-def task_spec(node: Any, where: str) -> Any:
-    """A :class:`~trmgym.curricula.TaskSpec` from an env-style config node."""
-    from omegaconf import DictConfig, OmegaConf
-
-    from trmgym.curricula.sequence import TaskSpec
-
-    entry = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-    return TaskSpec.from_mapping(entry, where)
-
-
-def _dataclass_from(cls: type, node: Any, where: str) -> Any:
-    """Build a config dataclass, turning unknown or bad keys into errors that name them."""
-    import dataclasses
-
-    from omegaconf import OmegaConf
-
-    values = OmegaConf.to_container(node, resolve=True) if node is not None else {}
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown key(s) {[f'{where}.{k}' for k in unknown]}; allowed: {allowed}")
-    return cls(**values)
-
-
 def run(cfg: Any) -> dict[str, Any]:
-    """Build the run described by ``cfg`` (all checks first), then train and evaluate."""
+    """Build the run described by ``cfg`` (:func:`trmgym.config.build_run`), then train it.
+
+    A bad value is reported as one line naming its key (``trmgym run: run.batch_size must be an
+    int >= 1, got 0``) before any training; ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
+    """
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
 
-    from trmgym.agents.trm_agent import TRMAgentConfig
-    from trmgym.curricula.sequence import TaskSequence
-    from trmgym.experiment import ContinualRun, RunSettings
+    from trmgym.config import build_run
 
-    settings = _dataclass_from(RunSettings, cfg.run, "run")
-    agent = _dataclass_from(TRMAgentConfig, cfg.agent, "agent")
-    if cfg.get("sequence") is None:
-        tasks = [task_spec(cfg.env, "env")]
-    else:
-        sequence = TaskSequence.from_config(OmegaConf.to_container(cfg.sequence, resolve=True))
-        tasks = sequence.tasks
-    strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
     run_dir = HydraConfig.get().runtime.output_dir
-    job = ContinualRun(
-        tasks,
-        agent,
-        strategy,
-        settings,
-        run_dir,
-        seed=int(cfg.seed),
-        device=str(cfg.device),
-        experiment=str(cfg.experiment_name),
-        console=bool(cfg.console),
-    )
+    try:
+        job = build_run(cfg, run_dir)
+    except (ValueError, TypeError) as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        raise SystemExit(f"trmgym run: {error}") from None
     return job.run()
 
 
@@ -138,6 +105,8 @@ def demo(cfg: Any) -> dict[str, Any]:
 
 def _hydra_app(task: Any) -> None:
     import hydra
+
+    import trmgym.config  # noqa: F401  (stores the schemas the YAML groups build on)
 
     @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
     def app(cfg: Any) -> None:

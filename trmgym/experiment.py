@@ -15,7 +15,7 @@ import json
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,53 +26,10 @@ import trmgym
 from trmgym import checkpoint, metrics, report
 from trmgym import results as results_io
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
-from trmgym.checks import positive_int
+from trmgym.config import RunSettings
 from trmgym.logging import RunLogger, matrix_table, metrics_table
 from trmgym.plugins import Plugin, Plugins, Strategy, make_strategy
 from trmgym.runner import Evaluation, PuzzleSampler, TaskSpec, TaskTrainer, common_canvas, evaluate
-
-
-@dataclass
-class RunSettings:
-    """Budgets and evaluation of a run (the ``run`` config node)."""
-
-    train_steps: int = 2000
-    """Optimizer steps (= env steps of the whole batch) per task."""
-    batch_size: int = 128
-    """Puzzles trained in parallel."""
-    max_reasoning_steps: int = 8
-    """Reasoning steps per puzzle before truncation (the env's step limit)."""
-    eval_episodes: int = 500
-    """Held-out puzzles per task and evaluation."""
-    eval_every: int = 250
-    """Optimizer steps per chunk: a current-task evaluation and a checkpoint after each."""
-    canvas: list[int] | None = None
-    """Common (H, W) for every task; None: the largest task grid."""
-    task_labels: bool = True
-    """Give the agent the task's index in the sequence (a learned task embedding)."""
-    difficulty_probe: list[dict[str, Any]] = field(default_factory=list)
-    """Extra final evaluations of the last task with reset options (e.g. [{blanks: 4}])."""
-    reference: str | None = None
-    """A ``strategy=scratch`` run of the same sequence (its directory or results.json): adds
-    Continual World's forward transfer ``metrics.ft`` (and ``forward_transfer``) to the results."""
-
-    def __post_init__(self) -> None:
-        for name in (
-            "train_steps",
-            "batch_size",
-            "max_reasoning_steps",
-            "eval_episodes",
-            "eval_every",
-        ):
-            positive_int(getattr(self, name), f"run.{name}")
-        if self.reference is not None and not isinstance(self.reference, str | Path):
-            raise ValueError(
-                f"run.reference must be null or the path of a scratch run, got {self.reference!r}"
-            )
-        if self.canvas is not None and (len(self.canvas) != 2 or min(self.canvas) < 1):
-            raise ValueError(
-                f"run.canvas must be null or [H, W] with H, W >= 1, got {self.canvas!r}"
-            )
 
 
 def seed_for(*keys: int) -> int:

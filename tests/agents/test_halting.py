@@ -270,12 +270,12 @@ def test_q_network_clamps_steps_beyond_the_limit() -> None:
     ],
 )
 def test_config_errors_name_the_field(overrides: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match=rf"agent\.dqn\.{field} must"):
         DQNHaltingConfig(**overrides)
 
 
 def test_attention_head_width_is_checked_by_the_config() -> None:
-    with pytest.raises(ValueError, match="hidden"):
+    with pytest.raises(ValueError, match=r"agent\.dqn\.hidden must be divisible by 4"):
         DQNHaltingConfig(q_head="attention", hidden=30)  # 4 attention heads need hidden % 4 == 0
 
 

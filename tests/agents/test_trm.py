@@ -34,8 +34,12 @@ def random_tokens(batch: int, seed: int = 1) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------ config
 def test_presets_have_the_documented_sizes() -> None:
-    assert TRMConfig.tiny().hidden_size == 64
-    assert TRMConfig.small().hidden_size == 128
+    tiny = TRMConfig.tiny()  # what `trmgym run` builds by default (agent.size=tiny)
+    assert (tiny.hidden_size, tiny.num_heads, tiny.expansion) == (64, 4, 4.0)
+    assert (tiny.h_cycles, tiny.l_cycles, tiny.num_layers, tiny.puzzle_emb_len) == (2, 2, 2, 4)
+    small = TRMConfig.small()
+    assert (small.hidden_size, small.num_heads, small.expansion) == (128, 4, 4.0)
+    assert (small.h_cycles, small.l_cycles, small.puzzle_emb_len) == (3, 4, 8)
     paper = TRMConfig.paper()
     assert (paper.hidden_size, paper.num_heads, paper.expansion) == (512, 8, 4.0)
     assert (paper.h_cycles, paper.l_cycles, paper.num_layers) == (3, 6, 2)

@@ -43,6 +43,51 @@ def test_unknown_env_group_lists_choices() -> None:
     assert "chess" in result.stderr and "sudoku" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # refused by Hydra while composing, against the schemas (trmgym.config)
+        (
+            ["run.batch_sise=8"],
+            "Key 'batch_sise' not in 'RunSettings'\n    full_key: run.batch_sise",
+        ),
+        (
+            ["seed=abc"],
+            "Value 'abc' of type 'str' could not be converted to Integer\n    full_key: seed",
+        ),
+        # refused by the range checks in build_run, before any training: one line
+        (
+            ["agent.halting=foo"],
+            "trmgym run: agent.halting must be one of ['bce', 'dqn'], got 'foo'\n",
+        ),
+        (
+            ["strategy=replay", "strategy.mix_ratio=2"],
+            "trmgym run: strategy.mix_ratio must be a number in [0, 1], got 2.0\n",
+        ),
+        (
+            ["agent.dqn.buffer_size=0"],
+            "trmgym run: agent.dqn.buffer_size must be an int >= 1, got 0\n",
+        ),
+    ],
+)
+def test_bad_values_fail_at_start_up_naming_the_key(
+    overrides: list[str], message: str, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "run",
+        "experiment=smoke",
+        "device=cpu",
+        "console=false",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    )
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "results.json").exists()
+
+
 def test_unknown_command_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(
         SystemExit, match=r"unknown command 'fly'; allowed: \['run', 'demo', 'report'\]"

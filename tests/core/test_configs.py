@@ -1,79 +1,287 @@
-"""Every shipped config composes, validates and builds its envs (no training)."""
+"""Every shipped config composes and builds, through the same function as `trmgym run` (no training).
+
+``build_run`` is what ``trmgym run`` calls before ``run()``; these tests call it for every
+experiment, sequence, env and strategy and check the objects it builds, that the YAML groups and
+the Python defaults (schemas, presets) agree, and that bad values fail naming their key.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trmgym.agents.trm import TRMConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
-from trmgym.cli import config_dir, task_spec
+from trmgym.cli import config_dir
+from trmgym.config import STRATEGY_SCHEMAS, RunSettings, TrmgymConfig, build_run
 from trmgym.curricula.sequence import TaskSequence
-from trmgym.experiment import RunSettings
-from trmgym.plugins.strategies import make_strategy
-from trmgym.runner import common_canvas
+from trmgym.experiment import ContinualRun
+from trmgym.plugins import EWC, Multitask, Plugin, Replay, Scratch, Strategy
 
 SEQUENCES = sorted(p.stem for p in (config_dir() / "sequence").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
 STRATEGIES = sorted(p.stem for p in (config_dir() / "strategy").glob("*.yaml"))
 ENVS = sorted(p.stem for p in (config_dir() / "env").glob("*.yaml"))
+#: strategy YAML values that differ from their schema on purpose (the reason is in the YAML)
+ON_PURPOSE = {"ewc": {"ewc_lambda": 1.0e8}}
 
 
-def composed(*overrides: str):
+def composed(*overrides: str) -> DictConfig:
+    """The config `trmgym run <overrides>` composes (with the Hydra config set, as in the app)."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        cfg = compose(
+            config_name="config", overrides=["device=cpu", *overrides], return_hydra_config=True
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
-def build(cfg) -> None:
-    values = OmegaConf.to_container(cfg, resolve=False)
-    RunSettings(**values["run"])
-    TRMAgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
-    if cfg.get("sequence") is None:
-        tasks = [task_spec(cfg.env, "env")]
-    else:
-        tasks = TaskSequence.from_config(OmegaConf.to_container(cfg.sequence, resolve=True)).tasks
-    canvas = common_canvas(tasks, tuple(cfg.run.canvas) if cfg.run.canvas else None)
-    strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
-    make_strategy(strategy, grid_shape=canvas, seed=0, sampler=lambda task, n: None)
+def built(tmp_path: Path, *overrides: str) -> tuple[DictConfig, ContinualRun]:
+    cfg = composed(*overrides)
+    job = build_run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # building writes nothing
+    return cfg, job
 
 
-def test_the_default_is_the_quickstart() -> None:
-    cfg = composed()
+def check_common(cfg: DictConfig, job: ContinualRun) -> None:
+    """What every built run must show: the composed settings, agent and strategy, as objects."""
+    assert isinstance(job.settings, RunSettings)
+    assert dataclasses.asdict(job.settings) == OmegaConf.to_container(cfg.run, resolve=True)
+    assert isinstance(job.agent_config, TRMAgentConfig)
+    assert dataclasses.asdict(job.agent_config) == OmegaConf.to_container(cfg.agent)
+    assert job.seed == cfg.seed and job.experiment == cfg.experiment_name
+    assert job.strategy_config == OmegaConf.to_container(cfg.strategy, resolve=True)
+    assert type(job.strategy) is get_class(cfg.strategy._target_)
+    assert list(job.plugins) == [job.strategy]
+    model = job.agent.model_config
+    assert (model.grid_height, model.grid_width) == job.canvas
+    assert model.num_task_embeddings == (len(job.tasks) if cfg.run.task_labels else 0)
+
+
+def test_the_default_is_the_quickstart(tmp_path: Path) -> None:
+    cfg, job = built(tmp_path)
     assert cfg.sequence.name == "quickstart" and len(cfg.sequence.tasks) >= 3
+    assert job.experiment == "quickstart"
+    assert [t.name for t in job.tasks] == [t.name for t in cfg.sequence.tasks]
+    assert job.agent.model_config.pos_encoding == "rowcol"  # the experiment's one model override
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiments_build(experiment: str) -> None:
-    build(composed(f"experiment={experiment}"))
+def test_experiments_build(experiment: str, tmp_path: Path) -> None:
+    cfg, job = built(tmp_path, f"experiment={experiment}")
+    check_common(cfg, job)
+    assert job.experiment == experiment
+    if cfg.sequence is None:
+        assert [t.name for t in job.tasks] == ["sudoku4x4"]
+    else:
+        assert [t.name for t in job.tasks] == [t.name for t in cfg.sequence.tasks]
+    assert job.budgets == [t.get("train_steps") or cfg.run.train_steps for t in job_entries(cfg)]
+
+
+def job_entries(cfg: DictConfig) -> list:
+    return [cfg.env] if cfg.sequence is None else list(cfg.sequence.tasks)
 
 
 @pytest.mark.parametrize("sequence", SEQUENCES)
-def test_sequences_build(sequence: str) -> None:
-    build(composed("experiment=continual", f"sequence={sequence}"))
+def test_sequences_build(sequence: str, tmp_path: Path) -> None:
+    cfg, job = built(tmp_path, "experiment=continual", f"sequence={sequence}")
+    check_common(cfg, job)
+    expected = TaskSequence.from_config(OmegaConf.to_container(cfg.sequence, resolve=True))
+    assert job.tasks == expected.tasks
+    shapes = [task.native_shape() for task in job.tasks]
+    assert job.canvas == (max(s[0] for s in shapes), max(s[1] for s in shapes))
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_envs_build(env: str) -> None:
-    build(composed("experiment=single_task", f"env={env}"))
+def test_envs_build(env: str, tmp_path: Path) -> None:
+    cfg, job = built(tmp_path, "experiment=single_task", f"env={env}")
+    check_common(cfg, job)
+    (task,) = job.tasks
+    assert task.env_id == cfg.env.id and task.name == cfg.env.name
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_strategies_build(strategy: str) -> None:
-    build(composed(f"strategy={strategy}"))
+def test_strategies_build(strategy: str, tmp_path: Path) -> None:
+    cfg, job = built(tmp_path, "experiment=smoke", f"strategy={strategy}")
+    check_common(cfg, job)
+    built_strategy, batch = job.strategy, cfg.run.batch_size
+    assert built_strategy.name == strategy == job.strategy_config["name"]
+    if strategy == "replay":
+        assert isinstance(built_strategy, Replay)
+        assert built_strategy.memory.capacity == 2000 and built_strategy.memory.task_quota
+        assert built_strategy.replay_batch_size == round(0.5 * batch) and built_strategy.only_past
+        assert built_strategy.memory.data["grid"].shape[1:] == job.canvas
+    elif strategy == "multitask":
+        assert isinstance(built_strategy, Multitask)
+        assert built_strategy.replay_batch_size == batch
+        assert built_strategy.sampler is job.sampler
+    elif strategy == "ewc":
+        assert isinstance(built_strategy, EWC)
+        assert (built_strategy.ewc_lambda, built_strategy.gamma) == (1.0e8, 1.0)
+        assert (built_strategy.fisher_batches, built_strategy.fisher_batch_size) == (8, 64)
+    elif strategy == "scratch":
+        assert isinstance(built_strategy, Scratch)
+    else:
+        assert type(built_strategy) is Strategy
 
 
-def test_single_task_acceptance_command_composes() -> None:
-    cfg = composed(
-        "experiment=single_task",
-        "env=sudoku",
-        "env.size=4",
-        "env.blanks=8",
-        "agent=trm",
-        "agent.halting=dqn",
-        "device=cpu",
-        "seed=0",
+# ------------------------------------------------------------------- YAML and Python agree
+@pytest.mark.parametrize("size", ["tiny", "small", "paper"])
+def test_each_size_builds_its_python_preset(size: str, tmp_path: Path) -> None:
+    _, job = built(tmp_path, "experiment=smoke", f"agent.size={size}")
+    height, width = job.canvas
+    preset = getattr(TRMConfig, size)(
+        seq_len=height * width,
+        grid_height=height,
+        grid_width=width,
+        num_task_embeddings=len(job.tasks),
     )
-    assert cfg.env.size == 4 and cfg.agent.halting == "dqn" and cfg.get("sequence") is None
-    assert {f.name for f in dataclasses.fields(RunSettings)} >= set(cfg.run)
+    assert dataclasses.asdict(job.agent.model_config) == dataclasses.asdict(preset)
+    if size == "paper":
+        model = job.agent.model_config
+        assert (model.hidden_size, model.num_heads, model.h_cycles, model.l_cycles) == (
+            512,
+            8,
+            3,
+            6,
+        )
+
+
+def test_tiny_is_what_trmgym_run_built_before_the_schemas(tmp_path: Path) -> None:
+    """`trmgym run` results must not change: the YAML's former model overrides are the preset."""
+    _, job = built(tmp_path, "experiment=smoke")
+    model = job.agent.model_config
+    assert (model.hidden_size, model.num_heads, model.expansion) == (64, 4, 4.0)
+    assert (model.h_cycles, model.l_cycles, model.puzzle_emb_len) == (2, 2, 4)
+    assert job.agent_config.dqn.buffer_size == 20_000
+
+
+def test_the_composed_agent_is_the_python_default(tmp_path: Path) -> None:
+    _, job = built(tmp_path, "experiment=smoke")
+    assert job.agent_config == TRMAgentConfig()
+    assert OmegaConf.to_object(composed("experiment=smoke").agent) == TRMAgentConfig()
+
+
+def test_the_composed_run_settings_are_the_python_default() -> None:
+    assert OmegaConf.to_object(composed("experiment=single_task").run) != RunSettings()
+    assert OmegaConf.to_object(OmegaConf.structured(TrmgymConfig).run) == RunSettings()
+    cfg = composed("experiment=quickstart")
+    assert OmegaConf.to_container(cfg.demo) == {"episodes": 2, "cells_per_step": 0}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_strategy_yaml_holds_only_deliberate_values(strategy: str) -> None:
+    node = OmegaConf.to_container(composed(f"strategy={strategy}").strategy)
+    schema = dataclasses.asdict(STRATEGY_SCHEMAS[strategy]())
+    differs = {k: v for k, v in node.items() if schema.get(k) != v}
+    assert differs == ON_PURPOSE.get(strategy, {})
+    assert set(node) == set(schema)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_yaml_holds_only_deliberate_values(experiment: str) -> None:
+    raw = OmegaConf.load(config_dir() / "experiment" / f"{experiment}.yaml")
+    defaults = dataclasses.asdict(RunSettings())
+    repeated = {k: v for k, v in raw.get("run", {}).items() if defaults[k] == v}
+    assert repeated == {}, f"experiment/{experiment}.yaml repeats run defaults {repeated}"
+    preset = TRMConfig.tiny()
+    model = raw.get("agent", {}).get("model", {})
+    assert {k: v for k, v in model.items() if getattr(preset, k) == v} == {}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_strategy_schema_defaults_are_the_class_defaults(strategy: str) -> None:
+    """`make_strategy({"name": ...})` (Python) and the schema (CLI) share their defaults."""
+    schema = STRATEGY_SCHEMAS[strategy]()
+    parameters = inspect.signature(get_class(schema._target_)).parameters
+    arguments = {
+        f.name: getattr(schema, f.name)
+        for f in dataclasses.fields(schema)
+        if f.name not in ("_target_", "_partial_", "name")
+    }
+    assert arguments == {name: parameters[name].default for name in arguments}
+    assert get_class(schema._target_).name == schema.name == strategy
+
+
+def test_a_saved_plain_config_builds_the_same_run(tmp_path: Path) -> None:
+    cfg, job = built(tmp_path, "experiment=smoke", "strategy=replay", "seed=4")
+    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # like .hydra/config.yaml
+    again = build_run(plain, tmp_path / "again")
+    assert again.settings == job.settings and again.agent_config == job.agent_config
+    assert again.strategy_config == job.strategy_config and again.tasks == job.tasks
+    assert again.seed == 4 and type(again.strategy) is Replay
+    plain.run.batch_sise = 8
+    with pytest.raises(Exception, match=r"batch_sise.*\n.*full_key: run\.batch_sise"):
+        build_run(plain, tmp_path / "bad")
+
+
+# --------------------------------------------------------------------------------- plugins
+def test_plugins_are_instantiated_after_the_strategy(tmp_path: Path) -> None:
+    _, job = built(
+        tmp_path, "experiment=smoke", "strategy=ewc", "plugins=[{_target_:trmgym.plugins.Plugin}]"
+    )
+    assert [type(p) for p in job.plugins] == [EWC, Plugin]
+    assert job.plugins.names == ["ewc", "plugin"]
+
+
+def test_a_plugin_that_is_not_a_plugin_is_refused(tmp_path: Path) -> None:
+    cfg = composed("experiment=smoke", "plugins=[{_target_:collections.OrderedDict}]")
+    with pytest.raises(TypeError, match=r"plugins\[0\] \(collections.OrderedDict\) must build"):
+        build_run(cfg, tmp_path)
+    cfg = composed("experiment=smoke", "plugins=[{_target_:trmgym.plugins.Nothing}]")
+    with pytest.raises(ValueError, match=r"plugins\[0\] cannot be built: .*trmgym.plugins.Nothing"):
+        build_run(cfg, tmp_path)
+    cfg = composed("experiment=smoke", "plugins=[3]")
+    with pytest.raises(ValueError, match=r"plugins\[0\] must be a node with a _target_, got 3"):
+        build_run(cfg, tmp_path)
+
+
+# ----------------------------------------------------------------- bad values name their key
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("run.batch_sise=8", r"Key 'batch_sise' not in 'RunSettings'"),
+        ("seed=abc", r"Value 'abc' of type 'str' could not be converted to Integer"),
+        ("strategy.mix_ratio=2", r"Key 'mix_ratio' not in 'NaiveConfig'"),
+        ("agent.dqn.buffer_sise=0", r"Key 'buffer_sise' not in 'DQNHaltingConfig'"),
+    ],
+)
+def test_unknown_keys_and_wrong_types_fail_while_composing(override: str, message: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigCompositionException) as error:
+        composed(override)
+    text = f"{error.value}\n{error.value.__cause__}"
+    assert re.search(message, text) and f"full_key: {key}" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["agent.halting=foo"], r"agent\.halting must be one of \['bce', 'dqn'\], got 'foo'"),
+        (
+            ["strategy=replay", "strategy.mix_ratio=2"],
+            r"strategy\.mix_ratio must be a number in \[0, 1\], got 2\.0",
+        ),
+        (["agent.dqn.buffer_size=0"], r"agent\.dqn\.buffer_size must be an int >= 1, got 0"),
+        (["run.batch_size=0"], r"run\.batch_size must be an int >= 1, got 0"),
+        (["agent.size=huge"], r"agent\.size must be one of \['tiny', 'small', 'paper'\]"),
+        (["strategy=ewc", "strategy.gamma=1.5"], r"strategy\.gamma must be a number in \[0, 1\]"),
+    ],
+)
+def test_values_out_of_range_fail_in_the_build(
+    overrides: list[str], message: str, tmp_path: Path
+) -> None:
+    cfg = composed("experiment=smoke", *overrides)
+    with pytest.raises(ValueError, match=message):
+        build_run(cfg, tmp_path)

@@ -82,7 +82,7 @@ class DQNHaltingConfig:
     """ε after ``eps_decay_steps`` acting steps (linear decay)."""
     eps_decay_steps: int = 1000
     """Acting steps over which ε decays."""
-    buffer_size: int = 50_000
+    buffer_size: int = 20_000
     """Halting transitions kept in the replay ring."""
     batch_size: int = 256
     """Transitions per TD update."""
@@ -91,21 +91,23 @@ class DQNHaltingConfig:
 
     def __post_init__(self) -> None:
         if self.q_head not in Q_HEADS:
-            raise ValueError(f"q_head must be one of {list(Q_HEADS)}, got {self.q_head!r}")
+            raise ValueError(
+                f"agent.dqn.q_head must be one of {list(Q_HEADS)}, got {self.q_head!r}"
+            )
         for name in ("hidden", "eps_decay_steps", "buffer_size", "batch_size"):
-            positive_int(getattr(self, name), name)
+            positive_int(getattr(self, name), f"agent.dqn.{name}")
         if self.q_head == "attention" and self.hidden % 4:
             raise ValueError(
-                f"hidden must be divisible by 4 for q_head='attention', got {self.hidden}"
+                f"agent.dqn.hidden must be divisible by 4 for q_head='attention', got {self.hidden}"
             )
         if self.learning_starts < 0:
-            raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
+            raise ValueError(f"agent.dqn.learning_starts must be >= 0, got {self.learning_starts}")
         for name in ("gamma", "tau", "eps_start", "eps_end"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+                raise ValueError(f"agent.dqn.{name} must lie in [0, 1], got {value}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise ValueError(f"agent.dqn.lr must be > 0, got {self.lr}")
 
 
 class QNetwork(nn.Module):

@@ -164,8 +164,9 @@ class TRMConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> TRMConfig:
-        """A CPU-test-sized model (D=64, T=2, n=3); keyword arguments override fields."""
-        base = dict(hidden_size=64, num_heads=4, expansion=2.0, h_cycles=2, l_cycles=3)
+        """A CPU-sized model (D=64, 4 heads, expansion 4, T=2, n=2), ``trmgym run``'s default
+        (``agent.size=tiny``); keyword arguments override fields."""
+        base = dict(hidden_size=64, num_heads=4, expansion=4.0, h_cycles=2, l_cycles=2)
         return cls(**{**base, "puzzle_emb_len": 4, **overrides})
 
     @classmethod

@@ -285,6 +285,14 @@ class EWC(Strategy):
         self.anchor = {k: v.clone() for k, v in state["anchor"].items()}
 
 
+#: the built-in strategy classes, by name (the order of ``STRATEGIES``)
+BUILT_IN: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (Strategy, Replay, EWC, Multitask, Scratch)
+}
+#: arguments that come from the run, passed to each strategy whose constructor takes them
+RUN_TIME_ARGUMENTS = ("grid_shape", "seed", "sampler", "batch_size")
+
+
 def make_strategy(
     config: dict[str, Any],
     *,
@@ -295,27 +303,81 @@ def make_strategy(
 ) -> Strategy:
     """Build a strategy from ``{"name": ..., **arguments}``; unknown names list the choices.
 
-    ``batch_size`` is the run's current-task batch, the unit of the strategies' ``mix_ratio``.
+    The config may also carry Hydra's ``_target_`` (the strategy class as a dotted path, e.g.
+    ``trmgym.plugins.strategies.Replay``, or a :class:`Strategy` subclass of your own) and
+    ``_partial_``, as the ``strategy`` node of ``trmgym run`` does (schemas in
+    :mod:`trmgym.config`): :func:`hydra.utils.instantiate` turns it into a partial of the class.
+    Without ``_target_`` the class is the built-in strategy of that name. Either way the partial
+    is then called with the run-time arguments its constructor takes.
+
+    Args:
+        config: ``{"name": ..., **arguments}`` (``name`` defaults to ``"naive"``); not modified.
+        grid_shape: ``(H, W)`` of the run's canvas (the replay memory's grids).
+        seed: seeds the strategy's generator.
+        sampler: ``sampler(task_index, n)``, fresh training puzzles (multitask, EWC).
+        batch_size: the run's current-task batch, the unit of the strategies' ``mix_ratio``.
+
+    Raises:
+        ValueError: an unknown name, argument or ``_target_``, a run-time argument in ``config``,
+            or a value out of range; the message names the key.
+        TypeError: ``_target_`` is not a :class:`Strategy` class.
     """
+    import functools
+    import inspect
+
     config = dict(config)
     name = config.pop("name", "naive")
-    if name not in STRATEGIES:
+    target = config.pop("_target_", None)
+    config.pop("_partial_", None)
+    if target is None and name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {name!r}")
     if "replay_batch_size" in config:
         raise ValueError(
             "strategy.replay_batch_size was replaced by strategy.mix_ratio: replayed puzzles per "
             "current puzzle, in [0, 1] (0.5 with run.batch_size=64 replays 32)"
         )
-    common = {"seed": seed, "sampler": sampler}
+    supplied = sorted(set(config) & set(RUN_TIME_ARGUMENTS))
+    if supplied:  # a partial would let the config's value win silently
+        raise ValueError(
+            f"strategy.{supplied[0]} is set by the run, not the strategy config "
+            f"(run-time arguments: {list(RUN_TIME_ARGUMENTS)})"
+        )
+    if target is None:
+        factory = functools.partial(BUILT_IN[name], **config)
+    else:
+        factory = _partial_of_target(target, config)
+        cls = factory.func
+        if name in BUILT_IN and cls.name != name:
+            raise ValueError(
+                f"strategy.name {name!r} is the built-in {BUILT_IN[name].__name__} strategy, but "
+                f"strategy._target_ is {target!r} (a {cls.name!r} strategy)"
+            )
+    parameters = inspect.signature(factory.func).parameters
+    any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    run_time = {
+        "grid_shape": grid_shape,
+        "seed": seed,
+        "sampler": sampler,
+        "batch_size": batch_size,
+    }
+    run_time = {k: v for k, v in run_time.items() if any_keyword or k in parameters}
     try:
-        if name == "naive":
-            return Strategy(**config, **common)
-        if name == "scratch":
-            return Scratch(**config, **common)
-        if name == "replay":
-            return Replay(grid_shape=grid_shape, batch_size=batch_size, **config, **common)
-        if name == "multitask":
-            return Multitask(batch_size=batch_size, **config, **common)
-        return EWC(**config, **common)
+        return factory(**run_time)
     except TypeError as error:  # an unknown argument: name it
         raise ValueError(f"bad arguments for strategy {name!r}: {error}") from None
+
+
+def _partial_of_target(target: Any, arguments: dict[str, Any]) -> Callable[..., Strategy]:
+    """``hydra.utils.instantiate`` of a ``_partial_`` strategy node, its class checked."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    node = {"_target_": str(target), **arguments}
+    try:
+        factory = instantiate(node, _partial_=True, _convert_="all")
+    except InstantiationException as error:
+        raise ValueError(f"strategy._target_ {target!r} cannot be loaded: {error}") from None
+    cls = getattr(factory, "func", None)
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise TypeError(f"strategy._target_ must name a Strategy subclass, got {target!r}")
+    return factory

@@ -1,0 +1,356 @@
+"""Structured configs of ``trmgym run``: dataclass schemas in Hydra's ConfigStore, and the build.
+
+The schemas are the single source of defaults. Each YAML group in ``configs/`` starts from a
+stored schema (its defaults list names it) and holds only comments and values that differ from the
+schema on purpose, so ``trmgym run`` and the Python API build the same objects:
+
+====================  ==========================  ============================================
+stored as             schema                      built by
+====================  ==========================  ============================================
+``base_config``       :class:`TrmgymConfig`       :func:`build_run` -> ``ContinualRun``
+``agent/base_trm``    :class:`TRMAgentConfig`     ``OmegaConf.to_object``
+``strategy/base_*``   :class:`NaiveConfig`, ...   ``make_strategy``: its ``_target_`` class,
+                                                  completed with the run-time arguments
+(root ``run``)        :class:`RunSettings`        ``OmegaConf.to_object``
+(root ``plugins``)    ``_target_`` nodes          ``hydra.utils.instantiate``
+====================  ==========================  ============================================
+
+Typed fields make Hydra refuse a misspelt key (``run.batch_sise=8``) or a value of the wrong type
+(``seed=abc``) while composing, naming the key; range checks live in the dataclasses'
+``__post_init__`` (and the strategies' constructors) and run in :func:`build_run`, before any
+training. ``env`` and ``sequence`` stay untyped: their keys are env constructor arguments, checked
+by :class:`~trmgym.curricula.sequence.TaskSpec`.
+
+Importing this module registers the schemas (:func:`register_configs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from trmgym.agents.trm_agent import TRMAgentConfig
+from trmgym.checks import positive_int
+
+if TYPE_CHECKING:
+    from trmgym.curricula.sequence import TaskSpec
+    from trmgym.experiment import ContinualRun
+    from trmgym.plugins import Plugin
+
+__all__ = [
+    "DemoConfig",
+    "EWCConfig",
+    "MultitaskConfig",
+    "NaiveConfig",
+    "ReplayConfig",
+    "STRATEGY_SCHEMAS",
+    "RunSettings",
+    "ScratchConfig",
+    "StrategyConfig",
+    "TrmgymConfig",
+    "build_plugins",
+    "build_run",
+    "build_tasks",
+    "register_configs",
+    "task_spec",
+    "typed",
+]
+
+_STRATEGIES = "trmgym.plugins.strategies"
+
+
+# ----------------------------------------------------------------------------- run settings
+@dataclass
+class RunSettings:
+    """Budgets and evaluation of a run (the ``run`` config node)."""
+
+    train_steps: int = 2000
+    """Optimizer steps (= env steps of the whole batch) per task."""
+    batch_size: int = 128
+    """Puzzles trained in parallel."""
+    max_reasoning_steps: int = 8
+    """Reasoning steps per puzzle before truncation (the env's step limit)."""
+    eval_episodes: int = 500
+    """Held-out puzzles per task and evaluation."""
+    eval_every: int = 250
+    """Optimizer steps per chunk: a current-task evaluation and a checkpoint after each."""
+    canvas: list[int] | None = None
+    """Common (H, W) for every task; None: the largest task grid."""
+    task_labels: bool = True
+    """Give the agent the task's index in the sequence (a learned task embedding)."""
+    difficulty_probe: list[dict[str, Any]] = field(default_factory=list)
+    """Extra final evaluations of the last task with reset options (e.g. [{blanks: 4}])."""
+    reference: str | None = None
+    """A ``strategy=scratch`` run of the same sequence (its directory or results.json): adds
+    Continual World's forward transfer ``metrics.ft`` (and ``forward_transfer``) to the results."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "train_steps",
+            "batch_size",
+            "max_reasoning_steps",
+            "eval_episodes",
+            "eval_every",
+        ):
+            positive_int(getattr(self, name), f"run.{name}")
+        if self.reference is not None and not isinstance(self.reference, str | Path):
+            raise ValueError(
+                f"run.reference must be null or the path of a scratch run, got {self.reference!r}"
+            )
+        if self.canvas is not None and (len(self.canvas) != 2 or min(self.canvas) < 1):
+            raise ValueError(
+                f"run.canvas must be null or [H, W] with H, W >= 1, got {self.canvas!r}"
+            )
+
+
+# ------------------------------------------------------------------------------- strategies
+@dataclass
+class StrategyConfig:
+    """The base of every strategy schema (the type of the root's ``strategy`` node).
+
+    A strategy node is a partial of its class: ``grid_shape``, ``seed``, ``sampler`` and
+    ``batch_size`` are supplied by the run (see
+    :func:`~trmgym.plugins.strategies.make_strategy`). Argument ranges are checked by the
+    strategy classes when the run is built.
+    """
+
+    _target_: str = f"{_STRATEGIES}.Strategy"
+    """The strategy class (a :class:`~trmgym.plugins.strategies.Strategy`), as a dotted path."""
+    _partial_: bool = True
+    """Hydra builds a partial: the run-time arguments come from the run."""
+    name: str = "naive"
+    """The strategy's name in results.json (``strategy``)."""
+
+
+@dataclass
+class NaiveConfig(StrategyConfig):
+    """Naive fine-tuning: train each task in turn, nothing else."""
+
+
+@dataclass
+class ScratchConfig(StrategyConfig):
+    """A fresh agent for every task: the single-task reference for forward transfer."""
+
+    _target_: str = f"{_STRATEGIES}.Scratch"
+    name: str = "scratch"
+
+
+@dataclass
+class ReplayConfig(StrategyConfig):
+    """Experience replay from a reservoir with per-task quotas (Chaudhry et al. 2019)."""
+
+    _target_: str = f"{_STRATEGIES}.Replay"
+    name: str = "replay"
+    memory_size: int = 2000
+    """Puzzles kept in the reservoir (split evenly among tasks when ``task_quota``)."""
+    mix_ratio: float = 0.5
+    """Replayed puzzles per current puzzle, in [0, 1]: ``round(mix_ratio * run.batch_size)`` are
+    added to every update on top of the full current-task batch."""
+    task_quota: bool = True
+    """Balance the memory across tasks."""
+    only_past: bool = True
+    """Replay only tasks before the current one."""
+
+
+@dataclass
+class MultitaskConfig(StrategyConfig):
+    """Joint training on fresh puzzles of every earlier task (the upper reference)."""
+
+    _target_: str = f"{_STRATEGIES}.Multitask"
+    name: str = "multitask"
+    mix_ratio: float = 1.0
+    """Earlier-task puzzles per current puzzle, in [0, 1] (``round(mix_ratio * run.batch_size)``
+    per update, on top of the full current-task batch)."""
+
+
+@dataclass
+class EWCConfig(StrategyConfig):
+    """Online elastic weight consolidation (Kirkpatrick et al. 2017, Schwarz et al. 2018)."""
+
+    _target_: str = f"{_STRATEGIES}.EWC"
+    name: str = "ewc"
+    ewc_lambda: float = 100.0
+    """Penalty strength λ of ``λ/2 Σ F (θ − θ*)²`` (``configs/strategy/ewc.yaml`` sets the value
+    measured on the quickstart sequence)."""
+    gamma: float = 1.0
+    """Decay of earlier tasks' Fisher, in [0, 1] (1: a plain sum over tasks)."""
+    fisher_batches: int = 8
+    """Batches of fresh puzzles used to estimate the Fisher after each task."""
+    fisher_batch_size: int = 64
+    """Puzzles per Fisher batch."""
+
+
+#: the stored schema of each strategy, by ``name``
+STRATEGY_SCHEMAS: dict[str, type[StrategyConfig]] = {
+    "naive": NaiveConfig,
+    "scratch": ScratchConfig,
+    "replay": ReplayConfig,
+    "multitask": MultitaskConfig,
+    "ewc": EWCConfig,
+}
+
+
+# ------------------------------------------------------------------------------------- root
+@dataclass
+class DemoConfig:
+    """What ``trmgym demo`` shows (the ``demo`` node)."""
+
+    episodes: int = 2
+    """Puzzles shown."""
+    cells_per_step: int = 0
+    """Cells the scripted reasoner fixes per step (0: spread over the step limit)."""
+
+
+@dataclass
+class TrmgymConfig:
+    """The root config of ``trmgym run`` and ``trmgym demo`` (stored as ``base_config``)."""
+
+    experiment_name: str = "${hydra:runtime.choices.experiment}"
+    """A name for results.json and the run directory (default: the chosen experiment)."""
+    seed: int = 0
+    """The run seed: every random draw of the run derives from it."""
+    device: str = "auto"
+    """"auto" (CUDA when present), "cpu", "cuda" or "cuda:<index>"."""
+    console: bool = True
+    """Print a progress bar and tables."""
+    env: Any = MISSING
+    """The task of a single-task run (``sequence: null``): ``{id, name, train, eval, **env}``."""
+    sequence: Any = None
+    """The task list of a continual run, ``{name, tasks: [...]}``; null: the single task ``env``."""
+    agent: TRMAgentConfig = field(default_factory=TRMAgentConfig)
+    """The TRM agent (model size, halting, optimiser, EMA)."""
+    strategy: StrategyConfig = MISSING
+    """The continual-learning strategy (a partial of a strategy class; the YAML default picks
+    ``naive``)."""
+    plugins: list[Any] = field(default_factory=list)
+    """More training plugins, ``_target_`` nodes instantiated and run after the strategy, in
+    order (:class:`~trmgym.plugins.base.Plugin`)."""
+    run: RunSettings = field(default_factory=RunSettings)
+    """Budgets and evaluation."""
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    """``trmgym demo`` settings."""
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (called on import; storing twice is harmless)."""
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=TrmgymConfig)
+    store.store(group="agent", name="base_trm", node=TRMAgentConfig)
+    for name, schema in STRATEGY_SCHEMAS.items():
+        store.store(group="strategy", name=f"base_{name}", node=schema)
+
+
+register_configs()
+
+
+# ------------------------------------------------------------------------------------ build
+def task_spec(node: Any, where: str) -> TaskSpec:
+    """A :class:`~trmgym.curricula.sequence.TaskSpec` from an env-style config node.
+
+    Args:
+        node: an ``env`` node (or one entry of ``sequence.tasks``), a DictConfig or a mapping.
+        where: the node's key, named in error messages (e.g. ``"env"``).
+    """
+    from trmgym.curricula.sequence import TaskSpec
+
+    entry = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return TaskSpec.from_mapping(entry, where)
+
+
+def build_tasks(cfg: DictConfig) -> list[TaskSpec]:
+    """The run's tasks: ``sequence.tasks`` in order, or the single task ``env``."""
+    from trmgym.curricula.sequence import TaskSequence
+
+    if cfg.get("sequence") is None:
+        return [task_spec(cfg.env, "env")]
+    return TaskSequence.from_config(OmegaConf.to_container(cfg.sequence, resolve=True)).tasks
+
+
+def build_plugins(nodes: Any) -> list[Plugin]:
+    """Instantiate the ``plugins`` list (``_target_`` nodes), checking each is a Plugin."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from trmgym.plugins import Plugin
+
+    plugins = []
+    for index, node in enumerate(nodes or []):
+        if not isinstance(node, DictConfig | dict) or "_target_" not in node:
+            raise ValueError(f"plugins[{index}] must be a node with a _target_, got {node!r}")
+        try:
+            plugin = instantiate(node, _convert_="all")
+        except InstantiationException as error:
+            raise ValueError(f"plugins[{index}] cannot be built: {error}") from None
+        if not isinstance(plugin, Plugin):
+            raise TypeError(
+                f"plugins[{index}] ({node['_target_']}) must build a trmgym Plugin, "
+                f"got {type(plugin).__name__}"
+            )
+        plugins.append(plugin)
+    return plugins
+
+
+def typed(cfg: Any) -> DictConfig:
+    """``cfg`` (a plain mapping or DictConfig with the root's keys) checked against the schemas.
+
+    The strategy node is checked against the built-in schema of its ``name``; a strategy of your
+    own (a :class:`StrategyConfig` subclass stored in the ConfigStore, named by its YAML's
+    defaults list) is only known to Hydra's composition, so build such runs from composed
+    configs.
+    """
+    schema = OmegaConf.structured(TrmgymConfig)
+    strategy = cfg.get("strategy") or {}
+    name = strategy.get("name", "naive") if hasattr(strategy, "get") else None
+    if name in STRATEGY_SCHEMAS:
+        schema.strategy = OmegaConf.structured(STRATEGY_SCHEMAS[name])
+    return OmegaConf.merge(schema, cfg)
+
+
+def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
+    """Everything ``trmgym run`` does before training: check the config and build the run.
+
+    Args:
+        cfg: a config composed from ``configs/config.yaml`` (inside a Hydra app, or by
+            ``hydra.compose`` with the Hydra config set, which ``experiment_name`` reads), or any
+            config with its keys, e.g. a run's saved ``.hydra/config.yaml``, which is checked
+            against :class:`TrmgymConfig` first.
+        run_dir: the run directory (results, checkpoints, events; resumed when it holds a
+            checkpoint). Nothing is written there until :meth:`ContinualRun.run`.
+
+    Returns:
+        The built run; ``build_run(cfg, run_dir).run()`` trains and evaluates it.
+
+    Raises:
+        ValueError: a value out of range, naming its key (e.g. ``run.batch_size``,
+            ``agent.halting``, ``agent.dqn.buffer_size``, ``strategy.mix_ratio``).
+        TypeError: a ``plugins`` entry that does not build a Plugin, or a strategy
+            ``_target_`` that is not a Strategy class.
+        omegaconf.errors.OmegaConfBaseException: an unknown key or a value of the wrong type in a
+            config that was not composed against the schemas (a composed one was refused by
+            Hydra already, naming the key).
+    """
+    from trmgym.experiment import ContinualRun
+
+    if OmegaConf.get_type(cfg) is not TrmgymConfig:
+        cfg = typed(cfg)
+    settings: RunSettings = OmegaConf.to_object(cfg.run)
+    agent: TRMAgentConfig = OmegaConf.to_object(cfg.agent)
+    tasks = build_tasks(cfg)
+    strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
+    plugins = build_plugins(cfg.plugins)
+    return ContinualRun(
+        tasks,
+        agent,
+        strategy,
+        settings,
+        run_dir,
+        seed=cfg.seed,
+        device=cfg.device,
+        experiment=cfg.experiment_name,
+        console=cfg.console,
+        plugins=plugins,
+    )
