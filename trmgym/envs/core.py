@@ -51,6 +51,24 @@ def place(grids: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
     return out
 
 
+_NUMBERS = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def _column_values(values: Any, n: int) -> np.ndarray:
+    """``n`` per-puzzle values as a numeric 1-D array when they are all numbers, else objects."""
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "biuf":
+        if values.size != n:
+            raise RuntimeError(f"an extra column holds {values.size} values for {n} puzzles")
+        return values
+    values = list(values)
+    if len(values) != n:
+        raise RuntimeError(f"an extra column holds {len(values)} values for {n} puzzles")
+    if values and all(isinstance(value, _NUMBERS) for value in values):
+        return np.asarray(values)
+    # fromiter keeps tuples and lists as single objects (np.asarray would make them a 2-D array)
+    return np.fromiter(values, dtype=object, count=n)
+
+
 class PuzzleCore:
     """``B`` puzzles of one source on one canvas, stepped together.
 
@@ -104,7 +122,8 @@ class PuzzleCore:
         self.demos: np.ndarray | None = None
         """``[B]`` object array: each puzzle's demonstration pairs (sources with demos)."""
         self.extra: dict[str, np.ndarray] = {}
-        """``[B]`` object array per key of the source's ``PuzzleBatch.extra``."""
+        """``[B]`` array per key of the source's ``PuzzleBatch.extra``: numeric (int, float or
+        bool dtype) when the values are numbers, else an object array."""
 
     # ----------------------------------------------------------------------------------- spaces
     def observation_space(self) -> spaces.Dict:
@@ -160,9 +179,32 @@ class PuzzleCore:
                     for i, o in pairs
                 ]
         for key, values in (batch.extra or {}).items():
-            column = self.extra.setdefault(key, np.full(self.batch_size, None, dtype=object))
-            for row, value in zip(index.tolist(), values):
-                column[row] = value
+            self._store_extra(key, index, values)
+
+    def _store_extra(self, key: str, index: np.ndarray, values: Any) -> None:
+        """Write one ``extra`` column for the rows in ``index``.
+
+        Numeric columns (ints, floats, bools) are kept as numeric arrays, promoted when a later
+        batch needs a wider dtype, so the vector env's infos batch like ``SyncVectorEnv``'s;
+        anything else (names, augmentations) lives in a 1-D object array.
+        """
+        values = _column_values(values, int(index.size))
+        column = self.extra.get(key)
+        if column is None:
+            column = (
+                np.zeros(self.batch_size, dtype=values.dtype)
+                if values.dtype != object
+                else np.full(self.batch_size, None, dtype=object)
+            )
+        elif column.dtype != values.dtype:
+            wider = (
+                np.result_type(column, values)
+                if object not in (column.dtype, values.dtype)
+                else object
+            )
+            column = column.astype(wider)
+        column[index] = values
+        self.extra[key] = column
 
     def _check_batch(self, batch: PuzzleBatch, n: int) -> None:
         expected = (n, *self.native)
@@ -290,7 +332,7 @@ class PuzzleCore:
         if self.demos is not None:
             info["demos"] = self.demos[row]
         for key, column in self.extra.items():
-            info[key] = column[row]
+            info[key] = column[row] if column.dtype == object else column[row].item()
         return info
 
 
