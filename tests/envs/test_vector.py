@@ -119,3 +119,41 @@ def test_toy_extra_list_of_ints_becomes_int_array() -> None:
     _, info = env.reset(seed=0)
     assert info["shift"].dtype.kind == "i"
     np.testing.assert_array_equal(info["shift"], env.core.task_id + 1)
+
+
+# ------------------------------------------------------------------------------------------ seeds
+def maze_grids(seed) -> np.ndarray:
+    env = gym.make_vec("trmgym/Maze-v0", num_envs=3, size=7)
+    obs, _ = env.reset(seed=seed)
+    return obs["grid"]
+
+
+def test_seed_lists_follow_gymnasiums_contract() -> None:
+    same = maze_grids([0, 1, 2])
+    np.testing.assert_array_equal(same, maze_grids([0, 1, 2]))
+    np.testing.assert_array_equal(same, maze_grids(np.array([0, 1, 2])))
+    np.testing.assert_array_equal(same, maze_grids((0, 1, 2)))
+    assert not np.array_equal(same, maze_grids([0, 7, 9]))
+    assert not np.array_equal(same, maze_grids([2, 1, 0]))
+    assert not np.array_equal(maze_grids([5, 0, 0]), maze_grids(5))  # the length is mixed in
+    np.testing.assert_array_equal(maze_grids(np.int64(4)), maze_grids(4))
+
+
+@pytest.mark.parametrize(
+    ("seed", "error", "match"),
+    [
+        ([0], ValueError, r"list of 3 ints >= 0 .*got a list of 1 seeds for num_envs=3"),
+        ([0, 1, 2, 3, 4], ValueError, r"got a list of 5 seeds for num_envs=3"),
+        ([], ValueError, r"got a list of 0 seeds for num_envs=3"),
+        ([0, None, 2], TypeError, r"None only as the whole seed"),
+        ([0, 1.5, 2], TypeError, r"seed must be None, an int >= 0, or a list of 3 ints"),
+        ([0, -1, 2], ValueError, r"the list holds -1"),
+        (-3, ValueError, r"seed must be None, an int >= 0.*got -3"),
+        ("7", TypeError, r"seed must be .*got str"),
+        (np.zeros((3, 1), dtype=int), TypeError, r"array of shape \(3, 1\)"),
+    ],
+)
+def test_bad_seeds_name_seed_and_num_envs(seed, error, match) -> None:
+    env = gym.make_vec("trmgym/Maze-v0", num_envs=3, size=7)
+    with pytest.raises(error, match=match):
+        env.reset(seed=seed)

@@ -9,6 +9,7 @@ puzzles (Gymnasium's ``NEXT_STEP`` mode by default; ``SAME_STEP`` puts the final
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -36,6 +37,39 @@ def _autoreset_mode(value: Any) -> AutoresetMode:
     raise ValueError(
         f"autoreset_mode must be one of {[m.name.lower() for m in allowed]}, got {value!r}"
     )
+
+
+def _check_seed(seed: Any, num_envs: int) -> list[int] | None:
+    """``None`` for an int or ``None`` seed; the checked ints of a per-env seed list."""
+    allowed = f"None, an int >= 0, or a list of {num_envs} ints >= 0 (one per env)"
+    if seed is None:
+        return None
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+        if seed < 0:
+            raise ValueError(f"seed must be {allowed}, got {seed}")
+        return None
+    if isinstance(seed, np.ndarray):
+        if seed.ndim != 1 or (seed.size and seed.dtype.kind not in "iu"):
+            raise TypeError(
+                f"seed must be {allowed}, got an array of shape {seed.shape} {seed.dtype}"
+            )
+        seed = seed.tolist()
+    if not isinstance(seed, (list, tuple)):
+        raise TypeError(f"seed must be {allowed}, got {type(seed).__name__}")
+    if len(seed) != num_envs:
+        raise ValueError(
+            f"seed must be {allowed}; got a list of {len(seed)} seeds for num_envs={num_envs}"
+        )
+    bad = [
+        s for s in seed if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer))
+    ]
+    if bad:
+        raise TypeError(
+            f"seed must be {allowed} (None only as the whole seed); the list holds {bad[0]!r}"
+        )
+    if min(seed) < 0:
+        raise ValueError(f"seed must be {allowed}; the list holds {min(seed)}")
+    return [int(s) for s in seed]
 
 
 class PuzzleVectorEnv(gym.vector.VectorEnv):
@@ -116,11 +150,30 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         return int(self.source.num_tasks)
 
     def reset(
-        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+        self,
+        *,
+        seed: int | Sequence[int] | np.ndarray | None = None,
+        options: dict[str, Any] | None = None,
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if isinstance(seed, list):  # Gymnasium allows one seed per env; one stream serves all
-            seed = seed[0] if seed else None
-        super().reset(seed=seed)
+        """Draw new puzzles for every row.
+
+        Args:
+            seed: ``None`` (continue the current stream), an int ``>= 0`` (as Gymnasium), or
+                one int ``>= 0`` per env (a list, tuple or 1-D array of ``num_envs`` ints):
+                the batch's single generator is then seeded from the whole list, so equal
+                lists give equal puzzles and different lists different ones.
+            options: the base reset options (see the family's source), used by this and every
+                later reset; per-row options from :meth:`set_options` are merged over them.
+        """
+        seeds = _check_seed(seed, self.num_envs)
+        if seeds is None:
+            super().reset(seed=None if seed is None else int(seed))
+        else:
+            super().reset(seed=None)
+            # one generator for the batch, seeded by every entry (numpy pads entropy shorter
+            # than its pool with zeros, so the length is mixed in: [3, 0] is not the int 3)
+            sequence = np.random.SeedSequence(seeds, spawn_key=(len(seeds),))
+            self.np_random = np.random.Generator(np.random.PCG64(sequence))
         self._options = options
         self.core.reset(self.np_random, np.arange(self.num_envs), options)
         self._needs_reset[:] = False
