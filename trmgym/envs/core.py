@@ -69,6 +69,10 @@ def _column_values(values: Any, n: int) -> np.ndarray:
     return np.fromiter(values, dtype=object, count=n)
 
 
+def _is_per_row(value: Any, batch_size: int) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim == 1 and value.size == batch_size
+
+
 class PuzzleCore:
     """``B`` puzzles of one source on one canvas, stepped together.
 
@@ -155,11 +159,21 @@ class PuzzleCore:
 
     # ------------------------------------------------------------------------------------ reset
     def reset(self, rng: np.random.Generator, index: np.ndarray, options: dict | None) -> None:
-        """Draw new puzzles for the rows in ``index`` (an int array) from ``rng``."""
+        """Draw new puzzles for the rows in ``index`` (an int array) from ``rng``.
+
+        A checked option holding a 1-D array of ``batch_size`` values (one per row, e.g. ARC's
+        ``task_id``) is cut to the rows in ``index``.
+        """
         options = self.source.check_options(options)
         index = np.asarray(index, dtype=np.int64)
         if index.size == 0:
             return
+        # a per-puzzle option array over the whole batch (ARC's task_id per env) applies to
+        # the rows being reset only
+        options = {
+            key: value[index] if _is_per_row(value, self.batch_size) else value
+            for key, value in options.items()
+        }
         batch = self.source.sample(rng, int(index.size), options)
         self._check_batch(batch, int(index.size))
         self.grid[index] = place(batch.grid, self.canvas)
