@@ -27,7 +27,8 @@ class PuzzleEnv(gym.Env):
     current draft (``answer``, initialised to the puzzle) and the puzzle's ``task_id``. Each
     step is one reasoning step: the agent proposes a whole answer (``grid`` mode) or writes one
     token (``edit`` mode), and may halt. Halting ends the episode; the registered time limit
-    (``max_episode_steps``, 16 by default) truncates it.
+    (``max_episode_steps``, 16 by default) truncates it. No puzzle is solved at reset: a draw
+    whose input already solves it is drawn again (:mod:`trmgym.envs.draw`).
 
     ## Action Space
     - ``action_mode="grid"``: ``Dict(answer=Box(0, V-1, (H, W), int64), halt=Discrete(2))``.

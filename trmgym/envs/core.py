@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from trmgym.envs.source import PuzzleBatch, PuzzleSource
+from trmgym.envs.draw import draw_puzzles
+from trmgym.envs.source import PuzzleSource
 from trmgym.envs.tokens import PAD, VOCAB_SIZE
 
 ACTION_MODES = ("grid", "edit")
@@ -174,8 +175,7 @@ class PuzzleCore:
             key: value[index] if _is_per_row(value, self.batch_size) else value
             for key, value in options.items()
         }
-        batch = self.source.sample(rng, int(index.size), options)
-        self._check_batch(batch, int(index.size))
+        batch = draw_puzzles(self.source, rng, int(index.size), options)
         self.grid[index] = place(batch.grid, self.canvas)
         self.target[index] = place(batch.target, self.canvas)
         self.answer[index] = self.grid[index]
@@ -219,16 +219,6 @@ class PuzzleCore:
             column = column.astype(wider)
         column[index] = values
         self.extra[key] = column
-
-    def _check_batch(self, batch: PuzzleBatch, n: int) -> None:
-        expected = (n, *self.native)
-        for name in ("grid", "target"):
-            array = getattr(batch, name)
-            if array.shape != expected:
-                raise RuntimeError(
-                    f"{type(self.source).__name__}.sample returned {name} of shape "
-                    f"{array.shape}, expected {expected}"
-                )
 
     # ------------------------------------------------------------------------------------- step
     def check_grid_action(self, answer: Any, halt: Any) -> tuple[np.ndarray, np.ndarray]:
