@@ -360,6 +360,9 @@ class ARCEnv(PuzzleEnv):
     - ``pairs`` (``"test"`` | ``"demos"``, default ``"test"``): pose a test pair with all
       demonstrations, or a demonstration pair with the other demonstrations (leave-one-out).
     - ``reset(options={"task_id": i})`` picks the task.
+    - ``holdout`` (``None`` | ``"train"`` | ``"test"``, default ``None``): only episodes whose
+      (augmented) input/output pair lies in that held-out split (:mod:`trmgym.envs.holdout`); a
+      task with too few pairs (and no ``augment``) may have none in a split, which fails clearly.
     - ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
       ``render_mode``: see :class:`~trmgym.envs.base.PuzzleEnv`.
 

@@ -349,6 +349,9 @@ class ARCGenEnv(PuzzleEnv):
     - ``min_size`` (3..max_size, default 3), ``max_size`` (min_size..30, default 10).
     - ``num_demos`` (int >= 1, default 3).
     - ``reset(options={"task_id": i})`` or ``{"family": name}`` steer the task choice.
+    - ``holdout`` (``None`` | ``"train"`` | ``"test"``, default ``None``): only puzzles (test
+      input/output pairs) of that held-out split (:mod:`trmgym.envs.holdout`); demonstrations
+      are not split.
     - ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
       ``render_mode``: see :class:`~trmgym.envs.base.PuzzleEnv`.
 

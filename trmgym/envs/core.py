@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from trmgym.envs.draw import draw_puzzles
+from trmgym.envs.holdout import check_holdout
 from trmgym.envs.source import PuzzleSource
 from trmgym.envs.tokens import PAD, VOCAB_SIZE
 
@@ -85,6 +86,8 @@ class PuzzleCore:
             one cell, or halt).
         step_cost: subtracted from the reward at every reasoning step (>= 0).
         solve_bonus: added when the agent halts on a correct answer (>= 0).
+        holdout: ``None`` (every puzzle), ``"train"`` or ``"test"``: only puzzles of that
+            held-out split (:mod:`trmgym.envs.holdout`); ``None`` draws exactly as before.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class PuzzleCore:
         action_mode: str = "grid",
         step_cost: float = 0.01,
         solve_bonus: float = 1.0,
+        holdout: str | None = None,
     ) -> None:
         if action_mode not in ACTION_MODES:
             raise ValueError(
@@ -112,6 +116,7 @@ class PuzzleCore:
         self.action_mode = action_mode
         self.step_cost = float(step_cost)
         self.solve_bonus = float(solve_bonus)
+        self.holdout = check_holdout(holdout)
         self.native = (int(source.shape[0]), int(source.shape[1]))
 
         shape = (self.batch_size, *self.canvas)
@@ -175,7 +180,7 @@ class PuzzleCore:
             key: value[index] if _is_per_row(value, self.batch_size) else value
             for key, value in options.items()
         }
-        batch = draw_puzzles(self.source, rng, int(index.size), options)
+        batch = draw_puzzles(self.source, rng, int(index.size), options, self.holdout)
         self.grid[index] = place(batch.grid, self.canvas)
         self.target[index] = place(batch.target, self.canvas)
         self.answer[index] = self.grid[index]
@@ -349,6 +354,7 @@ def build_core(
     expose_target: bool,
     step_cost: float,
     solve_bonus: float,
+    holdout: str | None,
     render_mode: str | None,
     render_modes: list[str],
     source_kwargs: dict[str, Any],
@@ -368,4 +374,5 @@ def build_core(
         action_mode=action_mode,
         step_cost=step_cost,
         solve_bonus=solve_bonus,
+        holdout=holdout,
     )

@@ -86,6 +86,8 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         autoreset_mode: ``"next_step"`` (Gymnasium's default) or ``"same_step"``.
         canvas, action_mode, expose_target, step_cost, solve_bonus, render_mode: as for
             :class:`~trmgym.envs.base.PuzzleEnv`.
+        holdout: ``None`` (every puzzle, the default), ``"train"`` or ``"test"``: pose only
+            puzzles of that held-out split (:mod:`trmgym.envs.holdout`).
         **source_kwargs: the family's arguments.
     """
 
@@ -107,6 +109,7 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         expose_target: bool = False,
         step_cost: float = 0.01,
         solve_bonus: float = 1.0,
+        holdout: str | None = None,
         render_mode: str | None = None,
         **source_kwargs: Any,
     ) -> None:
@@ -134,11 +137,13 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
             expose_target=expose_target,
             step_cost=step_cost,
             solve_bonus=solve_bonus,
+            holdout=holdout,
             render_mode=render_mode,
             render_modes=RENDER_MODES,
             source_kwargs=source_kwargs,
         )
         self.source = self.core.source
+        self.holdout = self.core.holdout
         self.action_mode = action_mode
         self.expose_target = expose_target
         self.render_mode = render_mode
