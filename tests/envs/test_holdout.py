@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import trmgym  # noqa: F401  (registers the env ids)
-from tests.envs.test_vector import FINGERPRINTS, PINNED, fingerprint
+from tests.envs.pinned import FINGERPRINTS, PINNED, fingerprint
 from trmgym.envs.arc import ARCSource
 from trmgym.envs.holdout import TEST_FRACTION, check_holdout, content_hash, split_of
 from trmgym.envs.maze import MazeSource

@@ -2,76 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import trmgym  # noqa: F401  (registers the env ids)
+from tests.envs.pinned import FINGERPRINTS, PINNED, fingerprint
 from tests.envs.toy import ToyVectorEnv
-
-# Settings whose draws are pinned below. ARCGen uses two families that can never emit a
-# degenerate pair (their outputs differ from their inputs in shape), so its draws did not move
-# when degenerate pairs started being redrawn.
-PINNED = {
-    "sudoku": ("trmgym/Sudoku-v0", {"size": 4, "blanks": 8}),
-    "maze": ("trmgym/Maze-v0", {"size": 7}),
-    "arc": (
-        "trmgym/ARC-v0",
-        {"task_ids": ["007bbfb7", "00d62c1b", "017c7c7b"], "augment": True},
-    ),
-    "arcgen": (
-        "trmgym/ARCGen-v0",
-        {"families": ["scale_up", "count_to_bar"], "tasks_per_family": 4},
-    ),
-}
-# sha256 prefixes recorded from the code before per-row options, list seeds and holdout existed
-# (commit 6676fa7); any change to how int-seeded draws are made shows up here.
-FINGERPRINTS = {
-    ("sudoku", "next_step"): "e75b461a94cca0cb",
-    ("sudoku", "same_step"): "b0b3f28a13e63935",
-    ("maze", "next_step"): "bed0ad2cc4a9b646",
-    ("maze", "same_step"): "373f71901de9df5c",
-    ("arc", "next_step"): "4a941d2b1333ca4b",
-    ("arc", "same_step"): "c71169a379cb3457",
-    ("arcgen", "next_step"): "19590e2a9fb609d9",
-    ("arcgen", "same_step"): "57cd8d6dcccedb74",
-}
-
-
-def _update(digest, *arrays) -> None:
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-
-
-def fingerprint(env_id: str, kwargs: dict, autoreset_mode: str, **extra) -> str:
-    """Digest of a seeded vector rollout with autoresets, a second reset and three single envs."""
-    env = gym.make_vec(
-        env_id,
-        num_envs=4,
-        vectorization_mode="vector_entry_point",
-        autoreset_mode=autoreset_mode,
-        expose_target=True,
-        max_episode_steps=3,
-        **kwargs,
-        **extra,
-    )
-    digest = hashlib.sha256()
-    obs, info = env.reset(seed=123)
-    _update(digest, obs["grid"], obs["task_id"], info["target"])
-    for t in range(6):
-        halt = ((np.arange(4) + t) % 3 == 0).astype(np.int64)
-        obs, reward, terminated, truncated, info = env.step({"answer": obs["answer"], "halt": halt})
-        _update(digest, obs["grid"], obs["task_id"], info["target"], reward, terminated, truncated)
-    obs, info = env.reset(seed=7)
-    _update(digest, obs["grid"], info["target"])
-    single = gym.make(env_id, expose_target=True, **kwargs, **extra)
-    for seed in range(3):
-        obs, info = single.reset(seed=seed)
-        _update(digest, obs["grid"], info["target"])
-    return digest.hexdigest()[:16]
 
 
 @pytest.mark.parametrize(("name", "autoreset_mode"), sorted(FINGERPRINTS))
@@ -293,3 +231,16 @@ def test_arc_task_id_per_env_survives_autoreset() -> None:
     env.set_options({"task_id": 1}, rows=[2])
     obs, _ = env.reset(seed=2)
     assert obs["task_id"].tolist() == [2, 0, 1]
+
+
+def test_ever_new_row_options_do_not_pile_up() -> None:
+    # a curriculum with a continuous knob sets new options all the time; unused ones are dropped
+    env = ToyVectorEnv(num_envs=3)
+    env.reset(seed=0)
+    for value in range(500):  # toy task t shifts colours by t + 1 (mod 10): keep that at 1
+        env.set_options({"task_id": 10 * value}, rows=[value % 3])
+    expected = [4980, 4990, 4970]
+    assert [env.options_of(row) for row in range(3)] == [{"task_id": t} for t in expected]
+    assert len(env._row_options._overrides) <= 4 * 3 + 64 + 1
+    obs, _ = env.reset(seed=0)
+    assert obs["task_id"].tolist() == expected
