@@ -417,3 +417,49 @@ def test_vector_env_batches_episodes_with_per_env_tasks() -> None:
     for row, task_id in enumerate([4, 0, 4]):
         test_in = tasks[task_id].test[infos["test_index"][row]][0]
         np.testing.assert_array_equal(back[row], placed(test_in))
+
+
+# ------------------------------------------------------------------ pairs already solved at reset
+# ARC-AGI-1 training tasks with a demonstration whose output equals its input
+IDENTITY_DEMO_IDS = ["22eb0ac0", "253bf280", "44d8ac46", "4938f0c2"]
+
+
+def test_demos_mode_never_poses_a_pair_whose_output_is_its_input() -> None:
+    source = ARCSource(task_ids=IDENTITY_DEMO_IDS, pairs="demos")
+    batch = source.sample(np.random.default_rng(0), 2000)
+    assert not np.any(np.all(batch.grid == batch.target, axis=(1, 2)))
+    posed_index = np.asarray(batch.extra["demo_index"])
+    for task_id, task in enumerate(source.tasks):
+        same = {k for k, (i, o) in enumerate(task.train) if np.array_equal(i, o)}
+        posed = set(posed_index[batch.task_id == task_id].tolist())
+        assert same and posed == set(range(len(task.train))) - same
+        row = int(np.flatnonzero(batch.task_id == task_id)[0])
+        shown = [np.array_equal(i, o) for i, o in batch.demos[row]]
+        assert sum(shown) == len(same)  # still shown as demonstrations
+
+
+def test_do_nothing_agent_solves_no_arc_episode() -> None:
+    # halting on the initial draft (the input) used to solve 161 of these 500 episodes
+    env = gym.make_vec("trmgym/ARC-v0", num_envs=50, task_ids=IDENTITY_DEMO_IDS, pairs="demos")
+    obs, info = env.reset(seed=0)
+    solved = 0
+    for _ in range(10):
+        assert not info["solved"].any()
+        halt = np.ones(50, dtype=np.int64)
+        obs, _, _, _, info = env.step({"answer": obs["answer"], "halt": halt})
+        solved += int(info["solved"].sum())
+        obs, _, _, _, info = env.step({"answer": obs["answer"], "halt": halt})
+    assert solved == 0
+
+
+def test_task_without_a_real_pair_to_pose_is_refused(tmp_path: Path) -> None:
+    still = {"input": [[1, 0]], "output": [[1, 0]]}
+    write_task(tmp_path, "still_test", _with(test=[still]))
+    write_task(tmp_path, "still_demos", _with(train=[still, still]))
+    with pytest.raises(ValueError, match=r"\['still_test'\] have no test pair whose output"):
+        ARCSource(tasks_path=tmp_path, pairs="test")
+    with pytest.raises(ValueError, match=r"\['still_demos'\] have no demos pair whose output"):
+        ARCSource(tasks_path=tmp_path, pairs="demos")
+    source = ARCSource(tasks_path=tmp_path, task_ids=["still_demos"], pairs="test")
+    batch = source.sample(np.random.default_rng(0), 4)
+    assert not np.any(np.all(batch.grid == batch.target, axis=(1, 2)))

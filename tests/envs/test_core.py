@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from tests.envs.toy import ToyEnv, ToyVectorEnv
+from tests.envs.toy import LazyVectorEnv, ToyEnv, ToyVectorEnv
 from trmgym.envs.tokens import PAD, VOCAB_SIZE
 
 
@@ -218,3 +218,14 @@ def test_vector_seed_determinism_and_bad_batch() -> None:
         a.step({"answer": np.zeros((3, 3, 4), dtype=np.int64), "halt": np.zeros(4, int)})
     with pytest.raises(ValueError, match="num_envs must be an int >= 1"):
         ToyVectorEnv(num_envs=0)
+
+
+def test_draws_already_solved_at_reset_are_redrawn() -> None:
+    env = LazyVectorEnv(num_envs=64, lazy=0.5, expose_target=True)
+    for seed in range(4):
+        obs, info = env.reset(seed=seed)
+        assert not info["solved"].any()
+        assert not np.any(np.all(obs["grid"] == info["target"], axis=(1, 2)))
+        np.testing.assert_array_equal(info["shift"], obs["task_id"] + 1)  # extras follow
+    with pytest.raises(ValueError, match=r"already solved at reset .* in 200 redraws"):
+        LazyVectorEnv(num_envs=2, lazy=1.0).reset(seed=0)

@@ -340,3 +340,13 @@ def test_registered_id_builds_maze_env() -> None:
     assert isinstance(env.unwrapped, MazeEnv)
     obs, _ = env.reset(seed=0)
     assert obs["grid"].shape == (5, 5)
+
+
+@pytest.mark.parametrize("braid", [0.0, 1.0])
+def test_nearest_endpoints_still_pose_a_path(braid: float) -> None:
+    # min_distance=1 allows neighbouring rooms: distance 2, one path cell to mark
+    source = MazeSource(size=5, min_distance=1, braid=braid)
+    batch = source.sample(np.random.default_rng(0), 4000)
+    assert batch.extra["distance"].min() == 2
+    assert np.all((batch.target == MAZE_PATH).sum(axis=(1, 2)) >= 1)
+    assert not source.is_solved(batch.grid, batch.target, batch.grid).any()

@@ -100,3 +100,30 @@ def test_make_vec_is_native_and_consistent(env_id: str) -> None:
     obs, reward, terminated, truncated, info = vec.step(action)
     assert reward.shape == (3,) and not terminated.any()
     np.testing.assert_allclose(reward, -0.01)  # unchanged answer: only the step cost
+
+
+# the easiest settings of each family: the likeliest to pose a puzzle that is already solved
+EASIEST = {
+    "trmgym/Sudoku-v0": {"size": 4, "blanks": 1},
+    "trmgym/Maze-v0": {"size": 5, "min_distance": 1, "braid": 1.0},
+    "trmgym/ARC-v0": {  # each has a demonstration whose output equals its input
+        "task_ids": ["22eb0ac0", "253bf280", "44d8ac46", "4938f0c2"],
+        "pairs": "demos",
+        "augment": True,
+    },
+    "trmgym/ARCGen-v0": {"tasks_per_family": 20, "min_size": 3, "max_size": 4},
+}
+
+
+@pytest.mark.parametrize("env_id", list(trmgym.ENV_IDS))
+def test_no_puzzle_is_solved_at_reset(env_id: str) -> None:
+    # the draft answer starts as the puzzle: halting at once must never solve it
+    assert set(EASIEST) == set(trmgym.ENV_IDS)
+    env = gym.make_vec(env_id, num_envs=128, expose_target=True, **EASIEST[env_id])
+    halt = np.ones(128, dtype=np.int64)
+    for seed in range(8):
+        obs, info = env.reset(seed=seed)
+        assert not info["solved"].any()
+        assert not np.any(np.all(obs["answer"] == info["target"], axis=(1, 2)))
+        _, _, terminated, _, info = env.step({"answer": obs["answer"], "halt": halt})
+        assert terminated.all() and not info["solved"].any()

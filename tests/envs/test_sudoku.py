@@ -324,3 +324,17 @@ def test_env_and_vector_env(tmp_path: Path) -> None:
     np.testing.assert_array_equal((obs["grid"] == DIGIT_BLANK).sum(axis=(1, 2)), 20)
     np.testing.assert_array_equal(sudoku_gen.count_solutions(digits(obs["grid"])), 1)
     vec.close()
+
+
+def test_zero_blanks_is_refused_everywhere(small) -> None:
+    # a Sudoku without blanks is solved before the first step
+    with pytest.raises(ValueError, match=r"blanks must lie in 1\.\.12 for size=4, got 0"):
+        small(blanks=0)
+    env = gym.make_vec("trmgym/Sudoku-v0", num_envs=2, size=4, blanks=4)
+    with pytest.raises(ValueError, match=r"blanks must lie in 1\.\.12 for size=4, got 0"):
+        env.reset(seed=0, options={"blanks": 0})
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"blanks must lie in 1\.\.12 for size=4, got 0"):
+        env.unwrapped.set_options({"blanks": 0}, rows=[1])
+    obs, info = env.reset(seed=0, options={"blanks": 1})  # one blank is the easiest puzzle
+    assert info["blanks"].tolist() == [1, 1] and not info["solved"].any()

@@ -54,3 +54,22 @@ class ToyEnv(PuzzleEnv):
 
 class ToyVectorEnv(PuzzleVectorEnv):
     source_cls = ToySource
+
+
+class LazySource(ToySource):
+    """The toy family, but a share ``lazy`` of its draws has the target equal to the grid."""
+
+    def __init__(self, lazy: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lazy = lazy
+
+    def sample(
+        self, rng: np.random.Generator, n: int, options: dict[str, Any] | None = None
+    ) -> PuzzleBatch:
+        batch = super().sample(rng, n, options)
+        lazy = rng.random(n) < self.lazy
+        return batch._replace(target=np.where(lazy[:, None, None], batch.grid, batch.target))
+
+
+class LazyVectorEnv(PuzzleVectorEnv):
+    source_cls = LazySource

@@ -79,6 +79,11 @@ class ARCSource(PuzzleSource):
     (where the target may be exposed) and evaluate with ``pairs="test"``: training on the test
     pairs themselves would make the evaluation a memorisation check.
 
+    A pair whose output equals its input (a few ARC demonstrations say "leave it as it is") is
+    never posed, since the draft answer starts as the input and would already solve it; it is
+    still shown among the demonstrations. A task without any other pair of the posed kind is
+    refused at construction.
+
     Args:
         dataset: ``"arc-agi-1"`` or ``"arc-agi-2"``.
         split: ``"training"`` or ``"evaluation"``.
@@ -125,6 +130,36 @@ class ARCSource(PuzzleSource):
                     f"pairs='demos' needs at least 2 demonstration pairs per task (one posed, one "
                     f"shown); task(s) {few[:10]} have only 1 (use pairs='test' for them)"
                 )
+        self._posable = self._posable_pairs()
+
+    def _posable_pairs(self) -> np.ndarray:
+        """``[num_tasks, max_pairs]``: per task, the indices of the pairs it may pose, ``-1``-padded.
+
+        A pair whose output equals its input (a few ARC demonstrations: "leave it as it is")
+        would be solved before the first step, since the draft answer starts as the input; it
+        is still shown as a demonstration but never posed.
+        """
+        store = self._store
+        if self.pairs == "test":
+            start, count = store.test_start[self._rows], store.test_count[self._rows]
+            same = np.all(store.test_in == store.test_out, axis=(1, 2))
+        else:
+            start, count = store.demo_start[self._rows], store.demo_count[self._rows]
+            same = np.all(store.demo_in == store.demo_out, axis=(1, 2))
+        within = np.arange(max(int(count.max()), 1))
+        exists = within[None, :] < count[:, None]
+        posable = exists & ~same[np.where(exists, start[:, None] + within, 0)]
+        empty = np.flatnonzero(~posable.any(axis=1))
+        if empty.size:
+            names = [store.tasks[self._rows[task]].task_id for task in empty[:10].tolist()]
+            raise ValueError(
+                f"task(s) {names} have no {self.pairs} pair whose output differs from its input, "
+                f"so pairs={self.pairs!r} cannot pose them; leave them out of task_ids"
+                + (" or use pairs='demos'" if self.pairs == "test" else "")
+            )
+        # posable pair indices first, in order (a stable sort of "not posable")
+        order = np.argsort(~posable, axis=1, kind="stable")
+        return np.where(np.take_along_axis(posable, order, axis=1), order, -1)
 
     @property
     def tasks(self) -> tuple[ARCTask, ...]:
@@ -177,14 +212,15 @@ class ARCSource(PuzzleSource):
         store = self._store
         row = self._rows[task]
         counts = store.demo_count[row]
+        choices = self._posable[task]
+        pick = rng.integers(0, (choices >= 0).sum(axis=1))  # uniform among the posable pairs
+        pair_index = choices[np.arange(n), pick]
         if self.pairs == "test":
-            pair_index = rng.integers(0, store.test_count[row])
             puzzle = store.test_start[row] + pair_index
             puzzle_in = (store.test_in, store.test_in_shape)
             puzzle_out = (store.test_out, store.test_out_shape)
             left_out = np.full(n, -1)  # no demonstration is posed, so none is held back
         else:
-            pair_index = rng.integers(0, counts)
             puzzle = store.demo_start[row] + pair_index
             puzzle_in = (store.demo_in, store.demo_in_shape)
             puzzle_out = (store.demo_out, store.demo_out_shape)
@@ -324,6 +360,9 @@ class ARCEnv(PuzzleEnv):
     - ``pairs`` (``"test"`` | ``"demos"``, default ``"test"``): pose a test pair with all
       demonstrations, or a demonstration pair with the other demonstrations (leave-one-out).
     - ``reset(options={"task_id": i})`` picks the task.
+    - ``holdout`` (``None`` | ``"train"`` | ``"test"``, default ``None``): only episodes whose
+      (augmented) input/output pair lies in that held-out split (:mod:`trmgym.envs.holdout`); a
+      task with too few pairs (and no ``augment``) may have none in a split, which fails clearly.
     - ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
       ``render_mode``: see :class:`~trmgym.envs.base.PuzzleEnv`.
 

@@ -14,6 +14,12 @@ families chosen: the family's programs are visited in a seeded random order with
 so the first ``min(tasks_per_family, num_programs)`` tasks of a family run pairwise different
 programs; families with fewer programs than tasks (``rotate`` has 3, ``flip`` 4, ``scale_up`` 8,
 ``gravity`` 40) cycle, task ``i`` and ``i + num_programs`` sharing a program but not their style.
+
+No pair — posed or shown — has an output equal to its input (a puzzle the initial draft, the
+input itself, would already solve): such draws are drawn again, the filter re-arc applies to its
+generators (Hodel, "Addressing the Abstraction and Reasoning Corpus via Procedural Example
+Generation", arXiv:2404.07353, 2024). A task that maps every input of the chosen sizes to itself
+(a cyclic shift by the grid's own side) is refused at construction.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from trmgym.envs.vector import PuzzleVectorEnv
 MIN_GRID = 3  # smallest grid side: closed shapes with a hole need 3 x 3
 MAX_GRID = 30  # ARC's largest grid side
 _PROGRAM_DRAWS = 64  # programs drawn per chunk when ordering a family's programs
+#: draws of a pair before a task is declared unable to pose a puzzle; the worst supported case,
+#: ``denoise`` on 3x3 grids, is degenerate 96% of the time (0.96 ** 1000 < 1e-17)
+MAX_REDRAWS = 1000
 assert OUTSIDE + COLOR_OFFSET == PAD  # lets colors_to_tokens_padded map the outside by addition
 
 
@@ -142,6 +151,19 @@ class ARCGenSource(PuzzleSource):
             )
             stacked.update(family.draw_styles(style_rng, stacked))
             self._stacked.append(stacked)
+            identity = np.flatnonzero(family.identity_tasks(stacked, self.min_size, self.max_size))
+            if identity.size:
+                index = int(identity[0])
+                params = {
+                    key: values[index].item() for key, values in stacked.items() if values.ndim == 1
+                }
+                task_id = self.families.index(name) * self.tasks_per_family + index
+                side = self.min_size
+                raise ValueError(
+                    f"family {name!r}: task_id {task_id} ({params}) maps every {side}x{side} "
+                    f"input to itself, so it cannot pose a puzzle; use max_size > min_size "
+                    f"or leave {name!r} out of families"
+                )
 
     # ------------------------------------------------------------------------------ task lookup
     def describe_task(self, task_id: int) -> tuple[str, Params]:
@@ -237,16 +259,38 @@ class ARCGenSource(PuzzleSource):
         positions = task_ids // self.tasks_per_family
         for position in np.unique(positions).tolist():
             rows = np.flatnonzero(positions == position)
-            family = FAMILIES[self.families[position]]
             local = task_ids[rows] % self.tasks_per_family
-            batch = {key: values[local] for key, values in self._stacked[position].items()}
-            max_h, max_w = family.max_input_shape(batch, size)
-            heights = rng.integers(np.minimum(self.min_size, max_h), max_h + 1)
-            widths = rng.integers(np.minimum(self.min_size, max_w), max_w + 1)
-            grids = family.sample_inputs(rng, batch, heights, widths, size)
-            inputs[rows] = grids
-            outputs[rows] = family.transform(batch, grids, heights, widths)
+            # A pair whose output equals its input (nothing to do) is drawn again, as re-arc
+            # filters its generators; a pair that is fine on the first draw is never redrawn,
+            # so draws without degenerate pairs are unchanged.
+            for _ in range(MAX_REDRAWS):
+                pair_in, pair_out = self._draw(rng, position, local)
+                inputs[rows], outputs[rows] = pair_in, pair_out
+                degenerate = np.all(pair_in == pair_out, axis=(1, 2))
+                rows, local = rows[degenerate], local[degenerate]
+                if not rows.size:
+                    break
+            else:
+                family, params = self.describe_task(int(task_ids[rows[0]]))
+                raise ValueError(
+                    f"family {family!r} task {int(task_ids[rows[0]])} ({params}) gave an output "
+                    f"equal to its input in {MAX_REDRAWS} draws (min_size={self.min_size}, "
+                    f"max_size={self.max_size}); it cannot pose a puzzle at these sizes: widen "
+                    f"min_size..max_size or leave {family!r} out of families"
+                )
         return inputs, outputs
+
+    def _draw(
+        self, rng: np.random.Generator, position: int, local: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One ``(input, output)`` pair per task of family ``position`` (task indices ``local``)."""
+        family = FAMILIES[self.families[position]]
+        batch = {key: values[local] for key, values in self._stacked[position].items()}
+        max_h, max_w = family.max_input_shape(batch, self.max_size)
+        heights = rng.integers(np.minimum(self.min_size, max_h), max_h + 1)
+        widths = rng.integers(np.minimum(self.min_size, max_w), max_w + 1)
+        grids = family.sample_inputs(rng, batch, heights, widths, self.max_size)
+        return grids, family.transform(batch, grids, heights, widths)
 
     def __repr__(self) -> str:
         return (
@@ -305,6 +349,9 @@ class ARCGenEnv(PuzzleEnv):
     - ``min_size`` (3..max_size, default 3), ``max_size`` (min_size..30, default 10).
     - ``num_demos`` (int >= 1, default 3).
     - ``reset(options={"task_id": i})`` or ``{"family": name}`` steer the task choice.
+    - ``holdout`` (``None`` | ``"train"`` | ``"test"``, default ``None``): only puzzles (test
+      input/output pairs) of that held-out split (:mod:`trmgym.envs.holdout`); demonstrations
+      are not split.
     - ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
       ``render_mode``: see :class:`~trmgym.envs.base.PuzzleEnv`.
 

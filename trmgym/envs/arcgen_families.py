@@ -173,6 +173,13 @@ class TaskFamily(abc.ABC):
             "density": np.round(low + (high - low) * draws[:, NUM_COLORS], 2),
         }
 
+    def identity_tasks(self, batch: Batch, min_size: int, max_size: int) -> np.ndarray:
+        """``[T]`` bool: tasks whose output equals the input on every input of the given sizes.
+
+        Such a task cannot pose a puzzle; the source refuses it at construction. Default: none.
+        """
+        return np.zeros(len(next(iter(batch.values()))), dtype=bool)
+
     def stack(self, tasks: list[Params]) -> Batch:
         """Per-task parameter arrays (first axis: task) for batched sampling and transforms."""
         return {key: np.asarray([task[key] for task in tasks]) for key in tasks[0]}
@@ -220,6 +227,18 @@ class ColourMap(TaskFamily):
             digit, code = divmod(code, math.factorial(place))
             mapping.append(remaining.pop(digit))
         return {"mapping": tuple(mapping)}
+
+    def draw_styles(self, rng, programs):
+        styles = super().draw_styles(rng, programs)
+        # A permutation that fixes black and all three palette colours maps every input to
+        # itself; swap the last palette colour for the first colour the permutation moves
+        # (one exists: the permutation is never the identity, and black is fixed).
+        mapping, palette = programs["mapping"], styles["palette"]
+        moved = mapping != np.arange(NUM_COLORS)
+        rows = np.arange(len(mapping))[:, None]
+        stuck = ~moved[:, 0] & ~moved[rows, palette].any(axis=1)
+        palette[stuck, -1] = moved[stuck].argmax(axis=1)
+        return styles
 
     def transform(self, batch, grids, heights, widths):
         flat = np.clip(grids, 0, None).reshape(len(grids), -1)
@@ -307,6 +326,14 @@ class Translate(TaskFamily):
         shift, mode = divmod(index, len(self.MODES))
         dy, dx = self.SHIFTS[shift]
         return {"dy": dy, "dx": dx, "mode": self.MODES[mode]}
+
+    def identity_tasks(self, batch, min_size, max_size):
+        # a cyclic shift by a multiple of the side is the identity; every side in
+        # min_size..max_size divides a shift of at most 3 only when that range is one side
+        def still(shift: np.ndarray) -> np.ndarray:
+            return (shift == 0) | ((min_size == max_size) & (shift % min_size == 0))
+
+        return (batch["mode"] == "wrap") & still(batch["dy"]) & still(batch["dx"])
 
     def transform(self, batch, grids, heights, widths):
         rows, cols = _coords(grids.shape[1])

@@ -27,7 +27,8 @@ class PuzzleEnv(gym.Env):
     current draft (``answer``, initialised to the puzzle) and the puzzle's ``task_id``. Each
     step is one reasoning step: the agent proposes a whole answer (``grid`` mode) or writes one
     token (``edit`` mode), and may halt. Halting ends the episode; the registered time limit
-    (``max_episode_steps``, 16 by default) truncates it.
+    (``max_episode_steps``, 16 by default) truncates it. No puzzle is solved at reset: a draw
+    whose input already solves it is drawn again (:mod:`trmgym.envs.draw`).
 
     ## Action Space
     - ``action_mode="grid"``: ``Dict(answer=Box(0, V-1, (H, W), int64), halt=Discrete(2))``.
@@ -46,8 +47,11 @@ class PuzzleEnv(gym.Env):
     augmentation applied).
 
     ## Arguments
-    canvas, action_mode, expose_target, step_cost, solve_bonus, render_mode; every other keyword
-    goes to the family's source (see its class).
+    canvas, action_mode, expose_target, step_cost, solve_bonus, holdout, render_mode; every
+    other keyword goes to the family's source (see its class). ``holdout`` (``None`` | ``"train"``
+    | ``"test"``, default ``None``): pose only puzzles of that held-out split, chosen by a fixed
+    hash of each puzzle's contents (about 20% are "test"; :mod:`trmgym.envs.holdout`), so a
+    training env and an evaluation env never share a puzzle; ``None`` poses every puzzle.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 4}
@@ -61,6 +65,7 @@ class PuzzleEnv(gym.Env):
         expose_target: bool = False,
         step_cost: float = 0.01,
         solve_bonus: float = 1.0,
+        holdout: str | None = None,
         render_mode: str | None = None,
         **source_kwargs: Any,
     ) -> None:
@@ -72,11 +77,13 @@ class PuzzleEnv(gym.Env):
             expose_target=expose_target,
             step_cost=step_cost,
             solve_bonus=solve_bonus,
+            holdout=holdout,
             render_mode=render_mode,
             render_modes=RENDER_MODES,
             source_kwargs=source_kwargs,
         )
         self.source = self.core.source
+        self.holdout = self.core.holdout
         self.action_mode = action_mode
         self.expose_target = expose_target
         self.render_mode = render_mode

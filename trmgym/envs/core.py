@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from trmgym.envs.source import PuzzleBatch, PuzzleSource
+from trmgym.envs.draw import draw_puzzles
+from trmgym.envs.holdout import check_holdout
+from trmgym.envs.source import PuzzleSource
 from trmgym.envs.tokens import PAD, VOCAB_SIZE
 
 ACTION_MODES = ("grid", "edit")
@@ -51,6 +53,28 @@ def place(grids: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
     return out
 
 
+_NUMBERS = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def _column_values(values: Any, n: int) -> np.ndarray:
+    """``n`` per-puzzle values as a numeric 1-D array when they are all numbers, else objects."""
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "biuf":
+        if values.size != n:
+            raise RuntimeError(f"an extra column holds {values.size} values for {n} puzzles")
+        return values
+    values = list(values)
+    if len(values) != n:
+        raise RuntimeError(f"an extra column holds {len(values)} values for {n} puzzles")
+    if values and all(isinstance(value, _NUMBERS) for value in values):
+        return np.asarray(values)
+    # fromiter keeps tuples and lists as single objects (np.asarray would make them a 2-D array)
+    return np.fromiter(values, dtype=object, count=n)
+
+
+def _is_per_row(value: Any, batch_size: int) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim == 1 and value.size == batch_size
+
+
 class PuzzleCore:
     """``B`` puzzles of one source on one canvas, stepped together.
 
@@ -62,6 +86,8 @@ class PuzzleCore:
             one cell, or halt).
         step_cost: subtracted from the reward at every reasoning step (>= 0).
         solve_bonus: added when the agent halts on a correct answer (>= 0).
+        holdout: ``None`` (every puzzle), ``"train"`` or ``"test"``: only puzzles of that
+            held-out split (:mod:`trmgym.envs.holdout`); ``None`` draws exactly as before.
     """
 
     def __init__(
@@ -73,6 +99,7 @@ class PuzzleCore:
         action_mode: str = "grid",
         step_cost: float = 0.01,
         solve_bonus: float = 1.0,
+        holdout: str | None = None,
     ) -> None:
         if action_mode not in ACTION_MODES:
             raise ValueError(
@@ -89,6 +116,7 @@ class PuzzleCore:
         self.action_mode = action_mode
         self.step_cost = float(step_cost)
         self.solve_bonus = float(solve_bonus)
+        self.holdout = check_holdout(holdout)
         self.native = (int(source.shape[0]), int(source.shape[1]))
 
         shape = (self.batch_size, *self.canvas)
@@ -104,7 +132,8 @@ class PuzzleCore:
         self.demos: np.ndarray | None = None
         """``[B]`` object array: each puzzle's demonstration pairs (sources with demos)."""
         self.extra: dict[str, np.ndarray] = {}
-        """``[B]`` object array per key of the source's ``PuzzleBatch.extra``."""
+        """``[B]`` array per key of the source's ``PuzzleBatch.extra``: numeric (int, float or
+        bool dtype) when the values are numbers, else an object array."""
 
     # ----------------------------------------------------------------------------------- spaces
     def observation_space(self) -> spaces.Dict:
@@ -136,13 +165,22 @@ class PuzzleCore:
 
     # ------------------------------------------------------------------------------------ reset
     def reset(self, rng: np.random.Generator, index: np.ndarray, options: dict | None) -> None:
-        """Draw new puzzles for the rows in ``index`` (an int array) from ``rng``."""
+        """Draw new puzzles for the rows in ``index`` (an int array) from ``rng``.
+
+        A checked option holding a 1-D array of ``batch_size`` values (one per row, e.g. ARC's
+        ``task_id``) is cut to the rows in ``index``.
+        """
         options = self.source.check_options(options)
         index = np.asarray(index, dtype=np.int64)
         if index.size == 0:
             return
-        batch = self.source.sample(rng, int(index.size), options)
-        self._check_batch(batch, int(index.size))
+        # a per-puzzle option array over the whole batch (ARC's task_id per env) applies to
+        # the rows being reset only
+        options = {
+            key: value[index] if _is_per_row(value, self.batch_size) else value
+            for key, value in options.items()
+        }
+        batch = draw_puzzles(self.source, rng, int(index.size), options, self.holdout)
         self.grid[index] = place(batch.grid, self.canvas)
         self.target[index] = place(batch.target, self.canvas)
         self.answer[index] = self.grid[index]
@@ -160,19 +198,32 @@ class PuzzleCore:
                     for i, o in pairs
                 ]
         for key, values in (batch.extra or {}).items():
-            column = self.extra.setdefault(key, np.full(self.batch_size, None, dtype=object))
-            for row, value in zip(index.tolist(), values):
-                column[row] = value
+            self._store_extra(key, index, values)
 
-    def _check_batch(self, batch: PuzzleBatch, n: int) -> None:
-        expected = (n, *self.native)
-        for name in ("grid", "target"):
-            array = getattr(batch, name)
-            if array.shape != expected:
-                raise RuntimeError(
-                    f"{type(self.source).__name__}.sample returned {name} of shape "
-                    f"{array.shape}, expected {expected}"
-                )
+    def _store_extra(self, key: str, index: np.ndarray, values: Any) -> None:
+        """Write one ``extra`` column for the rows in ``index``.
+
+        Numeric columns (ints, floats, bools) are kept as numeric arrays, promoted when a later
+        batch needs a wider dtype, so the vector env's infos batch like ``SyncVectorEnv``'s;
+        anything else (names, augmentations) lives in a 1-D object array.
+        """
+        values = _column_values(values, int(index.size))
+        column = self.extra.get(key)
+        if column is None:
+            column = (
+                np.zeros(self.batch_size, dtype=values.dtype)
+                if values.dtype != object
+                else np.full(self.batch_size, None, dtype=object)
+            )
+        elif column.dtype != values.dtype:
+            wider = (
+                np.result_type(column, values)
+                if object not in (column.dtype, values.dtype)
+                else object
+            )
+            column = column.astype(wider)
+        column[index] = values
+        self.extra[key] = column
 
     # ------------------------------------------------------------------------------------- step
     def check_grid_action(self, answer: Any, halt: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -290,7 +341,7 @@ class PuzzleCore:
         if self.demos is not None:
             info["demos"] = self.demos[row]
         for key, column in self.extra.items():
-            info[key] = column[row]
+            info[key] = column[row] if column.dtype == object else column[row].item()
         return info
 
 
@@ -303,6 +354,7 @@ def build_core(
     expose_target: bool,
     step_cost: float,
     solve_bonus: float,
+    holdout: str | None,
     render_mode: str | None,
     render_modes: list[str],
     source_kwargs: dict[str, Any],
@@ -322,4 +374,5 @@ def build_core(
         action_mode=action_mode,
         step_cost=step_cost,
         solve_bonus=solve_bonus,
+        holdout=holdout,
     )

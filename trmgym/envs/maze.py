@@ -374,6 +374,10 @@ class MazeSource(PuzzleSource):
             extra={"distance": distance},
         )
 
+    def holdout_grids(self, grid: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The maze alone: its target is one of possibly several shortest paths."""
+        return (grid,)
+
     def is_solved(self, answer: np.ndarray, target: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """Whether each answer marks *a* shortest path from start to goal.
 
@@ -438,6 +442,8 @@ class MazeEnv(PuzzleEnv):
     - ``min_distance`` (int, ``1..max_min_distance(size, braid)``, default ``size`` or the bound
       if lower): difficulty; also ``reset(options={"min_distance": d})``.
     - ``braid`` (float in ``[0, 1]``, default 0): fraction of dead ends opened.
+    - ``holdout`` (``None`` | ``"train"`` | ``"test"``, default ``None``): only mazes of that
+      held-out split, hashed from the maze grid (:mod:`trmgym.envs.holdout`).
     - ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
       ``render_mode``: see :class:`~trmgym.envs.base.PuzzleEnv`.
 

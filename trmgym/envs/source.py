@@ -72,6 +72,14 @@ class PuzzleSource(abc.ABC):
         """
         return np.all(answer == target, axis=(1, 2))
 
+    def holdout_grids(self, grid: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The contents whose hash puts each puzzle in a held-out split (default: both grids).
+
+        Families whose stored target is one of several correct answers (mazes with more than one
+        shortest path) hash the grid alone, so one puzzle never lands in both splits.
+        """
+        return grid, target
+
     def check_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
         """Reject unknown ``reset`` option keys with a message listing the allowed ones."""
         if options is None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from trmgym.envs import sudoku_gen
 from trmgym.envs.base import PuzzleEnv
+from trmgym.envs.holdout import splitmix64 as _splitmix64
 from trmgym.envs.source import PuzzleBatch, PuzzleSource
 from trmgym.envs.tokens import digits_to_tokens
 from trmgym.envs.vector import PuzzleVectorEnv
@@ -48,19 +49,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TRMGYM_CACHE") or Path.home() / ".cache" / "trmgym")
 
 
-def _splitmix64(values: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser, elementwise on uint64 arrays (wrapping arithmetic)."""
-    values = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return values ^ (values >> np.uint64(31))
-
-
 def split_of(puzzles: np.ndarray) -> np.ndarray:
     """The split (0 = train, 1 = test) of each digit grid ``[n, size, size]``, by a fixed hash.
 
     The hash is a sum of per-(cell, digit) random 64-bit keys, mixed once more; it depends only on
     the grid, so a grid always lands in the same split whichever pool or augmentation produced it.
+    (Every env's ``holdout`` split, :mod:`trmgym.envs.holdout`, hashes puzzles the same way.)
     """
     puzzles = np.asarray(puzzles)
     num, size = len(puzzles), puzzles.shape[-1]
@@ -325,7 +319,9 @@ class SudokuEnv(PuzzleEnv):
     18 / 45), ``split`` (``"train"``/``"test"``), ``augment`` (default True), ``pool_size``,
     ``pool_seed``, ``cache_dir``, ``cache`` — see :class:`SudokuSource` — and the common
     ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
-    ``render_mode``. ``reset(options={"blanks": k})`` changes the difficulty.
+    ``render_mode``. ``reset(options={"blanks": k})`` changes the difficulty. ``holdout``
+    (``None`` | ``"train"`` | ``"test"``, default ``None``): only puzzles of that held-out split
+    of every env (:mod:`trmgym.envs.holdout`), on top of ``split``, which picks the pool.
 
     ## Version History
     * v0: initial version.

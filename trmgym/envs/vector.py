@@ -9,6 +9,7 @@ puzzles (Gymnasium's ``NEXT_STEP`` mode by default; ``SAME_STEP`` puts the final
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -19,6 +20,7 @@ from gymnasium.vector.utils import batch_space
 from trmgym.envs.base import RENDER_MODES
 from trmgym.envs.core import build_core
 from trmgym.envs.render import ansi_panels, rgb_panels
+from trmgym.envs.row_options import RowOptions
 from trmgym.envs.source import PuzzleSource
 
 
@@ -38,8 +40,45 @@ def _autoreset_mode(value: Any) -> AutoresetMode:
     )
 
 
+def _check_seed(seed: Any, num_envs: int) -> list[int] | None:
+    """``None`` for an int or ``None`` seed; the checked ints of a per-env seed list."""
+    allowed = f"None, an int >= 0, or a list of {num_envs} ints >= 0 (one per env)"
+    if seed is None:
+        return None
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+        if seed < 0:
+            raise ValueError(f"seed must be {allowed}, got {seed}")
+        return None
+    if isinstance(seed, np.ndarray):
+        if seed.ndim != 1 or (seed.size and seed.dtype.kind not in "iu"):
+            raise TypeError(
+                f"seed must be {allowed}, got an array of shape {seed.shape} {seed.dtype}"
+            )
+        seed = seed.tolist()
+    if not isinstance(seed, (list, tuple)):
+        raise TypeError(f"seed must be {allowed}, got {type(seed).__name__}")
+    if len(seed) != num_envs:
+        raise ValueError(
+            f"seed must be {allowed}; got a list of {len(seed)} seeds for num_envs={num_envs}"
+        )
+    bad = [
+        s for s in seed if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer))
+    ]
+    if bad:
+        raise TypeError(
+            f"seed must be {allowed} (None only as the whole seed); the list holds {bad[0]!r}"
+        )
+    if min(seed) < 0:
+        raise ValueError(f"seed must be {allowed}; the list holds {min(seed)}")
+    return [int(s) for s in seed]
+
+
 class PuzzleVectorEnv(gym.vector.VectorEnv):
     """``num_envs`` puzzles of one family, batched with numpy (see :class:`PuzzleEnv`).
+
+    Each row may have reset options of its own (:meth:`set_options`), merged over the base
+    options of ``reset(options=...)``: a curriculum picks the task or level of every row's
+    next puzzle, drawn at that row's autoreset.
 
     Args:
         num_envs: batch size ``B >= 1``.
@@ -47,6 +86,8 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         autoreset_mode: ``"next_step"`` (Gymnasium's default) or ``"same_step"``.
         canvas, action_mode, expose_target, step_cost, solve_bonus, render_mode: as for
             :class:`~trmgym.envs.base.PuzzleEnv`.
+        holdout: ``None`` (every puzzle, the default), ``"train"`` or ``"test"``: pose only
+            puzzles of that held-out split (:mod:`trmgym.envs.holdout`).
         **source_kwargs: the family's arguments.
     """
 
@@ -68,6 +109,7 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         expose_target: bool = False,
         step_cost: float = 0.01,
         solve_bonus: float = 1.0,
+        holdout: str | None = None,
         render_mode: str | None = None,
         **source_kwargs: Any,
     ) -> None:
@@ -95,11 +137,13 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
             expose_target=expose_target,
             step_cost=step_cost,
             solve_bonus=solve_bonus,
+            holdout=holdout,
             render_mode=render_mode,
             render_modes=RENDER_MODES,
             source_kwargs=source_kwargs,
         )
         self.source = self.core.source
+        self.holdout = self.core.holdout
         self.action_mode = action_mode
         self.expose_target = expose_target
         self.render_mode = render_mode
@@ -109,6 +153,7 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._has_puzzles = False
+        self._row_options = RowOptions(self.num_envs, self.source.check_options)
 
     @property
     def num_tasks(self) -> int:
@@ -116,13 +161,32 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         return int(self.source.num_tasks)
 
     def reset(
-        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+        self,
+        *,
+        seed: int | Sequence[int] | np.ndarray | None = None,
+        options: dict[str, Any] | None = None,
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if isinstance(seed, list):  # Gymnasium allows one seed per env; one stream serves all
-            seed = seed[0] if seed else None
-        super().reset(seed=seed)
-        self._options = options
-        self.core.reset(self.np_random, np.arange(self.num_envs), options)
+        """Draw new puzzles for every row.
+
+        Args:
+            seed: ``None`` (continue the current stream), an int ``>= 0`` (as Gymnasium), or
+                one int ``>= 0`` per env (a list, tuple or 1-D array of ``num_envs`` ints):
+                the batch's single generator is then seeded from the whole list, so equal
+                lists give equal puzzles and different lists different ones.
+            options: the base reset options (see the family's source), used by this and every
+                later reset; per-row options from :meth:`set_options` are merged over them.
+        """
+        seeds = _check_seed(seed, self.num_envs)
+        self._row_options.set_base(options)  # checked before anything changes
+        if seeds is None:
+            super().reset(seed=None if seed is None else int(seed))
+        else:
+            super().reset(seed=None)
+            # one generator for the batch, seeded by every entry (numpy pads entropy shorter
+            # than its pool with zeros, so the length is mixed in: [3, 0] is not the int 3)
+            sequence = np.random.SeedSequence(seeds, spawn_key=(len(seeds),))
+            self.np_random = np.random.Generator(np.random.PCG64(sequence))
+        self._reset_rows(np.arange(self.num_envs))
         self._needs_reset[:] = False
         self._has_puzzles = True
         return self.core.observation(slice(None)), self._infos()
@@ -147,7 +211,7 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
 
         restarted = np.flatnonzero(self._needs_reset)
         if restarted.size:  # NEXT_STEP: these rows ignore the action and start a new puzzle
-            self.core.reset(self.np_random, restarted, self._options)
+            self._reset_rows(restarted)
             reward[restarted] = 0.0
             terminated[restarted] = False
             truncated[restarted] = False
@@ -167,10 +231,47 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
                 infos["final_info"][row] = self.core.info(row, self.expose_target)
             infos["_final_obs"] = done.copy()
             infos["_final_info"] = done.copy()
-            self.core.reset(self.np_random, finished, self._options)
+            self._reset_rows(finished)
             # same-step autoreset: every per-puzzle key describes the new puzzles
             infos.update({k: v for k, v in self._infos().items() if not k.startswith("_")})
         return self.core.observation(slice(None)), reward, terminated, truncated, infos
+
+    def set_options(
+        self,
+        options: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None,
+        rows: Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        """Set per-row reset options: the task or level of each row's next puzzles.
+
+        A row's options are merged over the base options of the last ``reset(options=...)``
+        (the row's win on shared keys) and used at every later reset of that row — autoresets
+        in both modes and explicit ``reset()`` calls — until changed; ``reset(options=...)``
+        replaces the base but keeps them. Rows with equal options are drawn together, one source
+        draw per distinct option set; without per-row options the draws are exactly those of an
+        env that never had any.
+
+        Args:
+            options: one mapping (for every row in ``rows``), ``None`` (clear the rows' options),
+                or a sequence with one mapping or ``None`` per row in ``rows``.
+            rows: distinct row indices (a 1-D list or int array); ``None`` means every row.
+
+        Raises:
+            TypeError: ``rows`` is not a list/array of ints (a boolean mask included), or
+                ``options`` or one of its entries is not a mapping or ``None``.
+            ValueError: a row outside ``0..num_envs-1`` or repeated, a sequence of ``options``
+                whose length differs from ``rows``', or an option the family rejects (the
+                source's own error, raised now rather than at the next reset).
+        """
+        self._row_options.set(options, rows)
+
+    def options_of(self, row: int) -> dict[str, Any] | None:
+        """The options the next reset of ``row`` uses: the base merged with the row's own."""
+        return self._row_options.options_of(row)
+
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        """Draw new puzzles for ``rows``, one draw per group of rows with equal options."""
+        for group, options in self._row_options.groups(rows):
+            self.core.reset(self.np_random, group, options)
 
     def _infos(self) -> dict[str, Any]:
         everyone = np.ones(self.num_envs, dtype=bool)
