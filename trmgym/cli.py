@@ -43,16 +43,34 @@ def run(cfg: Any) -> dict[str, Any]:
     """
     from hydra.core.hydra_config import HydraConfig
 
+    from trmgym import checkpoint
     from trmgym.config import build_run
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         job = build_run(cfg, run_dir)
+        # a run directory belongs to one configuration: check before .hydra/ is (re)written
+        job.check_resumable(checkpoint.load_latest(Path(run_dir) / "checkpoints"))
     except (ValueError, TypeError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         raise SystemExit(f"trmgym run: {error}") from None
+    save_hydra_files(cfg, Path(run_dir))
     return job.run()
+
+
+def save_hydra_files(cfg: Any, run_dir: Path) -> None:
+    """Write ``.hydra/{config,hydra,overrides}.yaml`` as Hydra would (``hydra.output_subdir`` is
+    null in ``configs/config.yaml`` so that Hydra does not write them before the resume check)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hydra_cfg = HydraConfig.get()
+    folder = run_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), folder / "overrides.yaml")
 
 
 def scripted_step(

@@ -173,7 +173,7 @@ class EWCConfig(StrategyConfig):
 
     _target_: str = f"{_STRATEGIES}.EWC"
     name: str = "ewc"
-    ewc_lambda: float = 100.0
+    ewc_lambda: float = 1.0e8
     """Penalty strength λ of ``λ/2 Σ F (θ − θ*)²`` (``configs/strategy/ewc.yaml`` sets the value
     measured on the quickstart sequence)."""
     gamma: float = 1.0

@@ -106,6 +106,7 @@ class ContinualRun:
             seed=seed_for(self.seed, STRATEGY_PURPOSE),
             sampler=self.sampler,
             batch_size=settings.batch_size,
+            num_tasks=len(tasks),
         )
         #: every training plugin of the run, the strategy first
         self.plugins = Plugins([self.strategy, *plugins])

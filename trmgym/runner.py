@@ -203,13 +203,17 @@ class PuzzleSampler:
 
     def __call__(self, task_index: int, n: int) -> PuzzleMemory:
         from trmgym.envs.core import place
+        from trmgym.envs.draw import draw_puzzles
 
         if task_index not in self._sources:
             env = self.tasks[task_index].make_vec(1, train=True, max_steps=1, canvas=self.canvas)
-            self._sources[task_index] = env.unwrapped.source
+            core = env.unwrapped.core
+            self._sources[task_index] = (core.source, core.holdout)
             env.close()
-        source = self._sources[task_index]
-        batch = source.sample(self.rng, n, source.check_options(self.tasks[task_index].options))
+        source, holdout = self._sources[task_index]
+        options = source.check_options(self.tasks[task_index].options)
+        # the training envs' own draw: never a puzzle solved at reset, only the training split
+        batch = draw_puzzles(source, self.rng, n, options, holdout)
         return PuzzleMemory(
             place(batch.grid, self.canvas), place(batch.target, self.canvas), np.full(n, task_index)
         )

@@ -191,7 +191,8 @@ def test_bad_strategy(tmp_path: Path, strategy: dict, match: str) -> None:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # ROOT on the path: `plugins=[{_target_: tests.plugins.recording.RecordingPlugin}]` imports
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "trmgym.cli", "run", *args],
         cwd=cwd,
@@ -211,12 +212,17 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> No
         "console=false",
         "run.train_steps=60",
     ]
-    whole = cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
+
+    def recorder(name: str) -> str:  # a plugin recording every hook call (tests/plugins)
+        path = tmp_path / f"{name}-events.json"
+        return f"plugins=[{{_target_:tests.plugins.recording.RecordingPlugin,path:'{path}'}}]"
+
+    whole = cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", recorder("whole"), cwd=tmp_path)
     assert whole.wait(timeout=600) == 0, whole.stdout.read()
     reference = json.loads((tmp_path / "whole" / "results.json").read_text())
 
     # 2 tasks x 3 chunks -> 6 checkpoints; kill after the 3rd or 4th (~55% of the run)
-    victim = cli(*args, f"hydra.run.dir={tmp_path / 'split'}", cwd=tmp_path)
+    victim = cli(*args, f"hydra.run.dir={tmp_path / 'split'}", recorder("split"), cwd=tmp_path)
     ckpt = tmp_path / "split" / "checkpoints"
     deadline = time.time() + 600
     seen = set()
@@ -231,9 +237,22 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> No
     assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (tmp_path / "split" / "results.json").exists()
 
-    again = cli(*args, f"hydra.run.dir={tmp_path / 'split'}", cwd=tmp_path)
+    config = (tmp_path / "split" / ".hydra" / "config.yaml").read_text()
+    # a restart with other overrides is refused before anything is written
+    other = cli(
+        *args, "seed=7", f"hydra.run.dir={tmp_path / 'split'}", recorder("split"), cwd=tmp_path
+    )
+    assert other.wait(timeout=600) == 1
+    assert "seed was 0 there and is 7 now" in other.stdout.read()
+    assert (tmp_path / "split" / ".hydra" / "config.yaml").read_text() == config
+
+    again = cli(*args, f"hydra.run.dir={tmp_path / 'split'}", recorder("split"), cwd=tmp_path)
     assert again.wait(timeout=600) == 0, again.stdout.read()
     resumed = json.loads((tmp_path / "split" / "results.json").read_text())
+    # the plugin's state was checkpointed by name and resumed: the same hook calls, once each
+    events = json.loads((tmp_path / "whole-events.json").read_text())
+    assert json.loads((tmp_path / "split-events.json").read_text()) == events
+    assert ["after_task", 1] in events["events"] and events["per_step"]["penalty"] == 120
     assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
     assert resumed["cell_accuracy_matrix"] == reference["cell_accuracy_matrix"]
     assert resumed["metrics"] == reference["metrics"]

@@ -103,3 +103,69 @@ def test_sequence_rules() -> None:
         }
     )
     assert sequence.names == ["a", "b"] and len(sequence) == 2 and sequence[1].name == "b"
+
+
+def puzzle_keys(spec: TaskSpec, *, train: bool, batches: int, seed: int) -> set[bytes]:
+    """Distinct (grid, target) puzzles a task's train or eval env draws over several resets."""
+    env = spec.make_vec(64, train=True, max_steps=2, canvas=None)  # targets exposed for keys
+    if not train:
+        env.close()
+        kwargs = spec.env_kwargs(train=False)
+        import gymnasium as gym
+
+        env = gym.make_vec(spec.env_id, num_envs=64, expose_target=True, **kwargs)
+    keys = set()
+    for k in range(batches):
+        obs, info = env.reset(seed=seed + k, options=spec.options or None)
+        for grid, target in zip(obs["grid"], info["target"]):
+            keys.add(grid.tobytes() + target.tobytes())
+    env.close()
+    return keys
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"id": "trmgym/Maze-v0", "size": 7},
+        {"id": "trmgym/Sudoku-v0", "size": 4, "blanks": 4},
+        {
+            "id": "trmgym/ARCGen-v0",
+            "families": ["colour_map"],
+            "tasks_per_family": 1,
+            "min_size": 3,
+            "max_size": 3,
+            "options": {"task_id": 0},
+        },
+    ],
+    ids=["maze7", "sudoku4", "arcgen3"],
+)
+def test_evaluation_puzzles_are_held_out_by_default(entry: dict) -> None:
+    """An entry without explicit splits is evaluated on puzzles it never trains on."""
+    spec = TaskSpec.from_mapping(entry)
+    assert spec.holdout and not spec.explicit_splits
+    assert spec.env_kwargs(train=True)["holdout"] == "train"
+    assert spec.env_kwargs(train=False)["holdout"] == "test"
+    trained = puzzle_keys(spec, train=True, batches=6, seed=0)
+    evaluated = puzzle_keys(spec, train=False, batches=6, seed=1000)
+    assert len(trained) > 50 and len(evaluated) > 10
+    assert trained.isdisjoint(evaluated)
+    # opting out evaluates on the training pool: small pools then share puzzles
+    shared = TaskSpec.from_mapping({**entry, "holdout": False})
+    assert "holdout" not in shared.env_kwargs(train=False)
+    if entry["id"] == "trmgym/Maze-v0":  # 7x7 mazes: a small pool, overlap is certain
+        pool = puzzle_keys(shared, train=True, batches=6, seed=0)
+        assert not pool.isdisjoint(puzzle_keys(shared, train=False, batches=6, seed=1000))
+
+
+def test_explicit_splits_are_kept_and_bad_holdout_is_named() -> None:
+    spec = TaskSpec.from_mapping(
+        {
+            "id": "trmgym/Sudoku-v0",
+            "size": 4,
+            "train": {"split": "train"},
+            "eval": {"split": "test"},
+        }
+    )
+    assert spec.explicit_splits and "holdout" not in spec.env_kwargs(train=False)
+    with pytest.raises(ValueError, match=r"sequence.tasks\[0\].holdout must be true or false"):
+        TaskSpec.from_mapping({"id": "trmgym/Maze-v0", "holdout": "yes"}, "sequence.tasks[0]")

@@ -203,3 +203,55 @@ def test_recording_plugin_state_round_trips() -> None:
     other = RecordingPlugin()
     other.load_state_dict(json.loads(json.dumps(plugin.state_dict())))
     assert other.events == plugin.events and other.per_step == plugin.per_step
+
+
+class Alternate(Plugin):
+    """Chooses each new puzzle's ARCGen task by row parity, flipping after every episode end."""
+
+    name = "alternate"
+
+    def __init__(self) -> None:
+        self.flipped = np.zeros(8, dtype=bool)
+        self.ended: list[int] = []
+
+    def reset_options(self, rows):
+        return [{"task_id": int((r % 2) ^ self.flipped[r])} for r in rows]
+
+    def on_episodes_end(self, task, rows, solved, cell_accuracy, steps):
+        self.ended += [int(r) for r in rows]
+        self.flipped[rows] ^= True
+
+
+def test_per_row_reset_options_steer_every_new_puzzle() -> None:
+    from trmgym.agents.trm_agent import TRMAgent
+    from trmgym.runner import TaskTrainer
+
+    task = TaskSpec(
+        "two-programs",
+        "trmgym/ARCGen-v0",
+        {"families": ["colour_map"], "tasks_per_family": 2, "min_size": 3, "max_size": 3},
+    )
+    agent = TRMAgent(AGENT, canvas=(3, 3), max_steps=3, seed=0, device="cpu")
+    chooser = Alternate()
+    trainer = TaskTrainer(
+        agent,
+        task,
+        batch_size=8,
+        max_steps=3,
+        canvas=(3, 3),
+        seed=1,
+        plugins=Plugins([chooser]),
+    )
+    # the first puzzles follow the first choice: task = row parity
+    assert trainer.obs["task_id"].tolist() == [0, 1] * 4
+    ends = np.zeros(8, dtype=int)
+    for _ in range(9):
+        before = len(chooser.ended)
+        trainer.train(1)
+        for row in chooser.ended[before:]:
+            ends[row] += 1
+        # a row's current puzzle was chosen when its previous one started (one-puzzle lookahead):
+        # after e episode ends, the row plays the choice made after e - 1 flips
+        expected = (np.arange(8) % 2) ^ (np.maximum(ends - 1, 0) % 2) * (ends > 0)
+        assert trainer.obs["task_id"].tolist() == expected.tolist()
+    assert ends.min() >= 3  # every row finished at least 3 episodes (3-step limit)

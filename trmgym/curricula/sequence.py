@@ -23,7 +23,10 @@ import gymnasium as gym
 from trmgym.checks import positive_int
 
 #: keys of a task entry that are not env constructor arguments
-RESERVED_KEYS = ("id", "name", "train", "eval", "options")
+RESERVED_KEYS = ("id", "name", "train", "eval", "options", "train_steps", "holdout")
+#: env arguments that choose which puzzles a split holds; an entry setting any of them in its
+#: ``train``/``eval`` sections has explicit splits, so no automatic held-out split is added
+SPLIT_KEYS = ("split", "pairs", "holdout")
 
 
 def _trmgym_ids() -> list[str]:
@@ -48,6 +51,11 @@ class TaskSpec:
     """``reset`` options of every episode (e.g. ``task_id: 3`` picks one ARCGen program)."""
     train_steps: int | None = None
     """This task's training budget in optimizer steps; ``None``: the run's ``run.train_steps``."""
+    holdout: bool = True
+    """Evaluate on puzzles disjoint from the training puzzles. When the entry has no explicit
+    splits (no ``split``/``pairs``/``holdout`` in ``train``/``eval``), training envs get
+    ``holdout="train"`` and evaluation envs ``holdout="test"`` (a fixed hash of each puzzle
+    decides its side). ``False`` opts out: evaluation then draws from the training pool."""
 
     def __post_init__(self) -> None:
         if self.env_id not in _trmgym_ids():
@@ -55,12 +63,28 @@ class TaskSpec:
                 f"task {self.name!r}: env_id must be one of {_trmgym_ids()}, got {self.env_id!r}"
             )
         positive_int(self.train_steps, f"task {self.name!r}: train_steps", allow_none=True)
+        if not isinstance(self.holdout, bool):
+            raise ValueError(
+                f"task {self.name!r}: holdout must be true or false, got {self.holdout!r}"
+            )
+
+    @property
+    def explicit_splits(self) -> bool:
+        """Whether the entry chooses its training and evaluation puzzles itself."""
+        return any(k in self.train_kwargs or k in self.eval_kwargs for k in SPLIT_KEYS)
+
+    def env_kwargs(self, *, train: bool) -> dict[str, Any]:
+        """Constructor arguments of the task's training (or evaluation) env."""
+        kwargs = {**self.kwargs, **(self.train_kwargs if train else self.eval_kwargs)}
+        if self.holdout and not self.explicit_splits:
+            kwargs["holdout"] = "train" if train else "test"
+        return kwargs
 
     def make_vec(
         self, num_envs: int, *, train: bool, max_steps: int, canvas: tuple[int, int] | None
     ) -> gym.vector.VectorEnv:
         """The task's native vector env (training: target exposed, same-step autoreset)."""
-        kwargs = {**self.kwargs, **(self.train_kwargs if train else self.eval_kwargs)}
+        kwargs = self.env_kwargs(train=train)
         if canvas is not None:
             kwargs["canvas"] = tuple(canvas)
         return gym.make_vec(
@@ -81,7 +105,8 @@ class TaskSpec:
 
     @classmethod
     def from_mapping(cls, entry: Mapping[str, Any], where: str = "task") -> TaskSpec:
-        """Build from a config entry ``{id, name?, train?, eval?, options?, train_steps?, **env}``.
+        """Build from a config entry
+        ``{id, name?, train?, eval?, options?, train_steps?, holdout?, **env}``.
 
         ``where`` names the entry in error messages (e.g. ``sequence.tasks[2]``); ``None`` values
         are dropped so a config can leave an argument at its default.
@@ -102,6 +127,9 @@ class TaskSpec:
         steps = positive_int(
             entry.pop("train_steps", None), f"{where}.train_steps", allow_none=True
         )
+        holdout = entry.pop("holdout", True)
+        if not isinstance(holdout, bool):
+            raise ValueError(f"{where}.holdout must be true or false, got {holdout!r}")
         kwargs = {k: v for k, v in entry.items() if v is not None}
         return cls(
             name=name,
@@ -111,6 +139,7 @@ class TaskSpec:
             eval_kwargs=sections["eval"],
             options=sections["options"],
             train_steps=steps,
+            holdout=holdout,
         )
 
 

@@ -232,7 +232,7 @@ class EWC(Strategy):
     def __init__(
         self,
         *,
-        ewc_lambda: float = 100.0,
+        ewc_lambda: float = 1.0e8,
         gamma: float = 1.0,
         fisher_batches: int = 8,
         fisher_batch_size: int = 64,
@@ -290,7 +290,7 @@ BUILT_IN: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (Strategy, Replay, EWC, Multitask, Scratch)
 }
 #: arguments that come from the run, passed to each strategy whose constructor takes them
-RUN_TIME_ARGUMENTS = ("grid_shape", "seed", "sampler", "batch_size")
+RUN_TIME_ARGUMENTS = ("grid_shape", "seed", "sampler", "batch_size", "num_tasks")
 
 
 def make_strategy(
@@ -300,6 +300,7 @@ def make_strategy(
     seed: int,
     sampler: Sampler,
     batch_size: int = 64,
+    num_tasks: int | None = None,
 ) -> Strategy:
     """Build a strategy from ``{"name": ..., **arguments}``; unknown names list the choices.
 
@@ -316,6 +317,7 @@ def make_strategy(
         seed: seeds the strategy's generator.
         sampler: ``sampler(task_index, n)``, fresh training puzzles (multitask, EWC).
         batch_size: the run's current-task batch, the unit of the strategies' ``mix_ratio``.
+        num_tasks: tasks in the sequence (replay refuses a per-task quota it cannot fill).
 
     Raises:
         ValueError: an unknown name, argument or ``_target_``, a run-time argument in ``config``,
@@ -359,6 +361,7 @@ def make_strategy(
         "seed": seed,
         "sampler": sampler,
         "batch_size": batch_size,
+        "num_tasks": num_tasks,
     }
     run_time = {k: v for k, v in run_time.items() if any_keyword or k in parameters}
     try:
