@@ -314,3 +314,33 @@ def test_results_record_the_model_actually_built(tmp_path: Path) -> None:
     assert (built["grid_height"], built["grid_width"], built["seq_len"]) == (3, 3, 9)
     assert built["num_task_embeddings"] == 2
     assert results["agent"]["size"] == "tiny"
+
+
+def test_one_task_run_reports_undefined_metrics_as_null(tmp_path: Path) -> None:
+    run = ContinualRun(
+        TASKS[:1], AGENT, {"name": "naive"}, SETTINGS, tmp_path, seed=3, device="cpu", console=False
+    )
+    results = run.run()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    for key in ("bwt", "fwt", "avg_forgetting"):
+        assert results["metrics"][key] is None and saved["metrics"][key] is None
+    assert saved["metrics"]["avg_accuracy"] == saved["accuracy_matrix"][0][0]
+    assert "n/a" in (tmp_path / "report.html").read_text()
+
+
+def test_a_replay_quota_that_cannot_hold_every_task_is_refused_at_start_up(tmp_path: Path) -> None:
+    tasks = [*TASKS, dataclasses.replace(TASKS[0], name="recolour-c")]
+    with pytest.raises(ValueError, match=r"strategy.memory_size=2 is too small for 3 tasks"):
+        ContinualRun(
+            tasks, AGENT, {"name": "replay", "memory_size": 2}, SETTINGS, tmp_path, device="cpu"
+        )
+    assert not tmp_path.joinpath("checkpoints").exists()
+    # without per-task quotas a 2-slot reservoir is allowed (its puzzles are then any tasks')
+    ContinualRun(
+        tasks,
+        AGENT,
+        {"name": "replay", "memory_size": 2, "task_quota": False},
+        SETTINGS,
+        tmp_path,
+        device="cpu",
+    )
