@@ -13,35 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_run import AGENT, SETTINGS, TASKS, interrupt_after_saves
 from trmgym import metrics
-from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.experiment import ContinualRun, RunSettings
 from trmgym.results import forward_transfer
-from trmgym.runner import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-TASKS = [
-    TaskSpec(
-        "recolour",
-        "trmgym/ARCGen-v0",
-        {"families": ["colour_map"], "tasks_per_family": 2, "min_size": 3, "max_size": 3},
-        options={"task_id": 0},
-    ),
-    TaskSpec(
-        "recolour-b",
-        "trmgym/ARCGen-v0",
-        {"families": ["colour_map"], "tasks_per_family": 2, "min_size": 3, "max_size": 3},
-        options={"task_id": 1},
-    ),
-]
-AGENT = TRMAgentConfig(
-    size="tiny",
-    model={"hidden_size": 32, "num_heads": 2, "h_cycles": 1, "l_cycles": 1},
-    dqn={"learning_starts": 16, "batch_size": 32, "buffer_size": 512},
-)
-SETTINGS = RunSettings(
-    train_steps=6, batch_size=8, max_reasoning_steps=3, eval_episodes=8, eval_every=3
-)
 
 
 def make_run(run_dir: Path, strategy: str = "replay") -> ContinualRun:
@@ -124,19 +101,9 @@ def test_resume_after_interruption_is_identical(
 ) -> None:
     reference = make_run(tmp_path / "whole").run()
 
-    calls = {"n": 0}
-    original = ContinualRun._save
-
-    def save_then_die(self, state):  # interrupt right after the third checkpoint
-        original(self, state)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ContinualRun, "_save", save_then_die)
+    interrupt_after_saves(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         make_run(tmp_path / "split").run()
-    monkeypatch.setattr(ContinualRun, "_save", original)
     resumed = make_run(tmp_path / "split").run()
     assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
     assert resumed["cell_accuracy_matrix"] == reference["cell_accuracy_matrix"]
@@ -263,19 +230,9 @@ def test_resuming_with_different_settings_is_refused_before_anything_is_written(
 ) -> None:
     """A Ctrl-C at seed 3 / batch 8, then a start with seed 7 / batch 4 on the same directory:
     refused at start-up, naming the key, and the directory is left exactly as it was."""
-    calls = {"n": 0}
-    original = ContinualRun._save
-
-    def save_then_die(self, state):
-        original(self, state)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ContinualRun, "_save", save_then_die)
+    interrupt_after_saves(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         make_run(tmp_path).run()
-    monkeypatch.setattr(ContinualRun, "_save", original)
 
     def snapshot() -> dict[str, bytes]:
         return {str(p): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}

@@ -12,28 +12,10 @@ import pytest
 import torch
 
 from tests.plugins.recording import RecordingPlugin
-from trmgym.agents.trm_agent import TRMAgentConfig
-from trmgym.experiment import ContinualRun, RunSettings
+from tests.tiny_run import AGENT, SETTINGS, TASKS, interrupt_after_saves
+from trmgym.experiment import ContinualRun
 from trmgym.plugins import Plugin, Plugins, PuzzleMemory, TaskDirective
 from trmgym.runner import TaskSpec
-
-TASKS = [
-    TaskSpec(
-        name,
-        "trmgym/ARCGen-v0",
-        {"families": ["colour_map"], "tasks_per_family": 2, "min_size": 3, "max_size": 3},
-        options={"task_id": k},
-    )
-    for k, name in enumerate(["recolour", "recolour-b"])
-]
-AGENT = TRMAgentConfig(
-    size="tiny",
-    model={"hidden_size": 32, "num_heads": 2, "h_cycles": 1, "l_cycles": 1},
-    dqn={"learning_starts": 16, "batch_size": 32, "buffer_size": 512},
-)
-SETTINGS = RunSettings(
-    train_steps=6, batch_size=8, max_reasoning_steps=3, eval_episodes=8, eval_every=3
-)
 
 
 def make_run(run_dir: Path, *plugins: Plugin, strategy: str = "replay", **changes) -> ContinualRun:
@@ -166,19 +148,9 @@ def test_plugin_state_is_checkpointed_by_name_and_resumed_exactly(
     whole = RecordingPlugin()
     reference = make_run(tmp_path / "whole", whole).run()
 
-    calls = {"n": 0}
-    original = ContinualRun._save
-
-    def save_then_die(self, state):
-        original(self, state)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ContinualRun, "_save", save_then_die)
+    interrupt_after_saves(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         make_run(tmp_path / "split", RecordingPlugin()).run()
-    monkeypatch.setattr(ContinualRun, "_save", original)
 
     saved = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
     assert sorted(saved["plugins"]) == ["recorder", "replay"]  # every plugin, by name
