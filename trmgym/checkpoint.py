@@ -24,19 +24,47 @@ _ARRAY = "__ndarray__"
 LAST, PREVIOUS = "last.pt", "previous.pt"
 
 
-def to_tensors(value: Any) -> Any:
-    """Recursively replace numpy arrays/scalars by tensors (marked) and tuples by lists."""
+#: plain values ``torch.load(..., weights_only=True)`` restores as they were saved
+_PLAIN = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def to_tensors(value: Any, path: str = "state") -> Any:
+    """Recursively replace numpy arrays/scalars by tensors (marked), checking that every value
+    loads back with ``weights_only=True``.
+
+    Kept as they are: tensors, ``bool``/``int``/``float``/``complex``/``str``/``bytes``/``None``,
+    dicts, lists, tuples and sets of those. Numeric and bool numpy arrays become marked tensors,
+    numpy scalars Python numbers.
+
+    Raises:
+        TypeError: any other value (an object array, a string array, a deque, a custom class),
+            naming where it is, e.g. ``state.plugins.curriculum.queue`` — at save time, so a
+            checkpoint that could not be restored is never written.
+    """
+    if isinstance(value, torch.Tensor) or isinstance(value, _PLAIN):
+        return value
     if isinstance(value, np.ndarray):
-        if value.dtype == object:
-            raise TypeError("object arrays cannot be checkpointed safely")
+        if value.dtype.kind not in "biufc":
+            raise TypeError(
+                f"{path}: a numpy array of dtype {value.dtype} cannot be checkpointed safely; "
+                "allowed: bool, int, float and complex arrays (store strings or objects as lists)"
+            )
         return {_ARRAY: torch.from_numpy(np.ascontiguousarray(value)).clone()}
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {k: to_tensors(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_tensors(v) for v in value]
-    return value
+        return {k: to_tensors(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_tensors(v, f"{path}[{k}]") for k, v in enumerate(value)]
+    if type(value) is tuple:
+        return tuple(to_tensors(v, f"{path}[{k}]") for k, v in enumerate(value))
+    if type(value) in (set, frozenset):
+        return type(value)(to_tensors(v, f"{path}{{}}") for v in value)
+    raise TypeError(
+        f"{path}: a {type(value).__name__} cannot be checkpointed safely (torch.load with "
+        "weights_only=True refuses it); allowed: tensors, numpy arrays of numbers, numbers, "
+        "strings, bytes, None, and dicts, lists, tuples and sets of them"
+    )
 
 
 def from_tensors(value: Any) -> Any:
@@ -47,6 +75,8 @@ def from_tensors(value: Any) -> Any:
         return {k: from_tensors(v) for k, v in value.items()}
     if isinstance(value, list):
         return [from_tensors(v) for v in value]
+    if type(value) is tuple:
+        return tuple(from_tensors(v) for v in value)
     return value
 
 
@@ -81,8 +111,17 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_latest(directory: str | os.PathLike) -> dict[str, Any] | None:
-    """The newest readable checkpoint in ``directory`` (``None`` when there is none)."""
+    """The newest readable checkpoint in ``directory`` (``None`` when there is none).
+
+    Falls back from ``last.pt`` to ``previous.pt`` with a warning when the newer file is
+    unreadable (a kill during a write on a file system without atomic rename).
+
+    Raises:
+        RuntimeError: checkpoint files exist but none can be read — a run must then stop rather
+            than silently start again from scratch over the directory's results.
+    """
     directory = Path(directory)
+    errors = []
     for name in (LAST, PREVIOUS):
         path = directory / name
         if not path.exists():
@@ -90,9 +129,16 @@ def load_latest(directory: str | os.PathLike) -> dict[str, Any] | None:
         try:
             return load(path)
         except Exception as error:  # noqa: BLE001 - any unreadable file means: try the older one
+            errors.append(f"{path}: {error!r}")
             warnings.warn(
                 f"checkpoint {path} is unreadable ({error!r}); trying an older one", stacklevel=2
             )
+    if errors:
+        raise RuntimeError(
+            f"no checkpoint in {directory} can be read, so the run cannot resume (and would "
+            f"start again over its results): {'; '.join(errors)}. Move the directory away to "
+            "start afresh"
+        )
     return None
 
 

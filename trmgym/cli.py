@@ -51,7 +51,7 @@ def run(cfg: Any) -> dict[str, Any]:
         job = build_run(cfg, run_dir)
         # a run directory belongs to one configuration: check before .hydra/ is (re)written
         job.check_resumable(checkpoint.load_latest(Path(run_dir) / "checkpoints"))
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RuntimeError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         raise SystemExit(f"trmgym run: {error}") from None
@@ -63,12 +63,15 @@ def save_hydra_files(cfg: Any, run_dir: Path) -> None:
     """Write ``.hydra/{config,hydra,overrides}.yaml`` as Hydra would (``hydra.output_subdir`` is
     null in ``configs/config.yaml`` so that Hydra does not write them before the resume check)."""
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
     hydra_cfg = HydraConfig.get()
     folder = run_dir / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml")
+    saved = cfg.copy()
+    with open_dict(saved):  # resolved, so build_run can rebuild the run from this file alone
+        saved.experiment_name = str(cfg.experiment_name)
+    OmegaConf.save(saved, folder / "config.yaml")
     OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
     OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), folder / "overrides.yaml")
 

@@ -342,6 +342,7 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
     tasks = build_tasks(cfg)
     strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
     plugins = build_plugins(cfg.plugins)
+    plugin_configs = [OmegaConf.to_container(node, resolve=True) for node in cfg.plugins or []]
     return ContinualRun(
         tasks,
         agent,
@@ -353,4 +354,5 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
         experiment=cfg.experiment_name,
         console=cfg.console,
         plugins=plugins,
+        plugin_configs=plugin_configs,
     )

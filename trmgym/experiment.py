@@ -55,6 +55,9 @@ class ContinualRun:
         console: print progress and tables.
         plugins: training plugins run after the strategy, in this order (see
             :mod:`trmgym.plugins.base`); their states are checkpointed by name.
+        plugin_configs: the arguments each plugin was built from (``trmgym run`` passes its
+            ``plugins`` nodes); recorded in results.json and the checkpoint, so resuming with
+            other plugin arguments is refused. Without them only names and classes are compared.
     """
 
     def __init__(
@@ -70,12 +73,20 @@ class ContinualRun:
         experiment: str = "run",
         console: bool = True,
         plugins: Sequence[Plugin] = (),
+        plugin_configs: Sequence[dict[str, Any] | None] | None = None,
     ) -> None:
         if not tasks:
             raise ValueError("the task sequence is empty; give at least one task")
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+        if not isinstance(console, bool):
+            raise ValueError(f"console must be true or false, got {console!r}")
+        for k, task in enumerate(tasks):  # bad arguments and options fail before any training
+            probes = settings.difficulty_probe if k == len(tasks) - 1 else ()
+            task.check(probes)
         self.tasks, self.settings, self.seed = tasks, settings, int(seed)
         self.run_dir = Path(run_dir)
         self.experiment, self.console = experiment, console
@@ -110,6 +121,21 @@ class ContinualRun:
         )
         #: every training plugin of the run, the strategy first
         self.plugins = Plugins([self.strategy, *plugins])
+        if plugin_configs is not None and len(plugin_configs) != len(plugins):
+            raise ValueError(
+                f"plugin_configs has {len(plugin_configs)} entries for {len(plugins)} plugins"
+            )
+        #: what results.json and the resume guard record of the plugins after the strategy
+        self.plugin_records = [
+            {
+                "name": p.name,
+                "class": f"{type(p).__module__}.{type(p).__qualname__}",
+                "config": None if plugin_configs is None else plugin_configs[k],
+            }
+            for k, p in enumerate(plugins)
+        ]
+        # a plugin state that could not be restored must fail now, not at the first checkpoint
+        checkpoint.to_tensors(self.plugins.state_dict(), "plugins")
 
     # --------------------------------------------------------------------------- building
     def _new_agent(self) -> TRMAgent:
@@ -157,10 +183,7 @@ class ContinualRun:
                     "run": asdict(self.settings),
                     "agent": asdict(self.agent_config),
                     "strategy": self.strategy_config,
-                    "plugins": [
-                        f"{p.name}: {type(p).__module__}.{type(p).__qualname__}"
-                        for p in self.plugins
-                    ],
+                    "plugins": self.plugin_records,
                 },
                 default=str,
             )
@@ -358,6 +381,7 @@ class ContinualRun:
             "tasks": [asdict(t) for t in self.tasks],
             "strategy": self.strategy_config.get("name"),
             "strategy_config": self.strategy_config,
+            "plugins": self.plugin_records,
             "seed": self.seed,
             "accuracy_matrix": R,
             "cell_accuracy_matrix": state["cell_accuracy_matrix"],

@@ -259,8 +259,8 @@ def _overrides(run_dir: Path) -> list[str] | None:
 def aggregate_groups(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     """:func:`aggregate` per configuration: runs that differ only in their seed form a group.
 
-    A group's configuration is the run's experiment, strategy, tasks, settings and agent, plus
-    its Hydra overrides other than ``seed`` (which carry e.g. strategy arguments); its label is
+    A group's configuration is the run's experiment, strategy (and its arguments), plugins,
+    tasks, settings and agent, plus its Hydra overrides other than ``seed`` (which carry e.g. strategy arguments); its label is
     those overrides, or ``experiment / strategy``.
     """
     groups: dict[str, tuple[str, list[tuple[Path, dict[str, Any]]]]] = {}
@@ -268,7 +268,16 @@ def aggregate_groups(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
         overrides = _overrides(path.parent)
         config = {
             k: results.get(k)
-            for k in ("experiment", "strategy", "tasks", "sequence", "settings", "agent")
+            for k in (
+                "experiment",
+                "strategy",
+                "strategy_config",
+                "plugins",
+                "tasks",
+                "sequence",
+                "settings",
+                "agent",
+            )
         }
         if isinstance(config["settings"], Mapping):  # the FT reference does not change training
             config["settings"] = {k: v for k, v in config["settings"].items() if k != "reference"}

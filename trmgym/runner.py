@@ -113,8 +113,13 @@ class TaskTrainer:
         env = task.make_vec(batch_size, train=True, max_steps=max_steps, canvas=canvas)
         self.env = plugins.wrap_env(env, task, True)
         rows = np.arange(batch_size)
+        #: per row, the plugins' options of the puzzle in flight and of the one after it (the
+        #: env draws a row's next puzzle the moment the current one ends)
+        self.current_options: list[dict[str, Any] | None] = [None] * batch_size
+        self.next_options: list[dict[str, Any] | None] = [None] * batch_size
         if plugins.chooses_options:  # the first puzzles' options, before they are drawn
             self._choose_options(rows)
+            self.current_options = list(self.next_options)
         self.obs, info = self.env.reset(seed=seed, options=task.options or None)
         if plugins.chooses_options:  # and the options of each row's next puzzle
             self._choose_options(rows)
@@ -132,8 +137,17 @@ class TaskTrainer:
 
     def _choose_options(self, rows: np.ndarray) -> None:
         options = self.plugins.reset_options(rows)
-        if options is not None:
+        if options is None:
+            options = [None] * len(rows)
+        try:
             self.env.unwrapped.set_options(options, rows)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"reset options chosen by plugins {self.plugins.names} for task "
+                f"{self.task.name!r}: {error}"
+            ) from None
+        for row, chosen in zip(rows.tolist(), options):
+            self.next_options[row] = chosen
 
     def train(
         self, steps: int, on_step: Callable[[dict[str, float]], None] | None = None
@@ -169,7 +183,10 @@ class TaskTrainer:
         self.solved += int(solved.sum())
         self.episode_steps += int(steps.sum())
         self.episodes += len(rows)
-        self.plugins.on_episodes_end(self.task_index, rows, solved, cells, steps)
+        finished = [self.current_options[row] for row in rows.tolist()]
+        for row in rows.tolist():  # the rows' new puzzles were drawn with their next options
+            self.current_options[row] = self.next_options[row]
+        self.plugins.on_episodes_end(self.task_index, rows, solved, cells, steps, finished)
         if self.plugins.chooses_options:
             self._choose_options(rows)
 

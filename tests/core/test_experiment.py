@@ -301,3 +301,30 @@ def test_a_replay_quota_that_cannot_hold_every_task_is_refused_at_start_up(tmp_p
         tmp_path,
         device="cpu",
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"options": {"task_id": 5}}, r"task 'recolour': options \{'task_id': 5\}"),
+        ({"train_kwargs": {"splt": "train"}}, r"task 'recolour' \(train env\):.*splt"),
+        ({"eval_kwargs": {"max_size": 1}}, r"task 'recolour' \(eval env\)"),
+    ],
+)
+def test_bad_task_arguments_fail_before_training(tmp_path: Path, change: dict, match: str) -> None:
+    tasks = [dataclasses.replace(TASKS[0], **change), TASKS[1]]
+    with pytest.raises(ValueError, match=match):
+        ContinualRun(tasks, AGENT, {"name": "naive"}, SETTINGS, tmp_path, device="cpu")
+    assert not tmp_path.joinpath("checkpoints").exists()
+
+
+def test_a_difficulty_probe_the_last_task_cannot_take_fails_at_start_up(tmp_path: Path) -> None:
+    settings = dataclasses.replace(SETTINGS, difficulty_probe=[{"blanks": 2}])
+    with pytest.raises(ValueError, match=r"task 'recolour-b': run.difficulty_probe .*blanks"):
+        ContinualRun(TASKS, AGENT, {"name": "naive"}, settings, tmp_path, device="cpu")
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_bad_seed_is_named(tmp_path: Path, seed) -> None:
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        ContinualRun(TASKS, AGENT, {"name": "naive"}, SETTINGS, tmp_path, seed=seed, device="cpu")

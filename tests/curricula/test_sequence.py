@@ -143,15 +143,18 @@ def test_evaluation_puzzles_are_held_out_by_default(entry: dict) -> None:
     """An entry without explicit splits is evaluated on puzzles it never trains on."""
     spec = TaskSpec.from_mapping(entry)
     assert spec.holdout and not spec.explicit_splits
-    assert spec.env_kwargs(train=True)["holdout"] == "train"
-    assert spec.env_kwargs(train=False)["holdout"] == "test"
+    # the family's own split: Sudoku's base-puzzle split (augmented copies never cross), else the
+    # content-hash holdout
+    key = "split" if entry["id"] == "trmgym/Sudoku-v0" else "holdout"
+    assert spec.env_kwargs(train=True)[key] == "train"
+    assert spec.env_kwargs(train=False)[key] == "test"
     trained = puzzle_keys(spec, train=True, batches=6, seed=0)
     evaluated = puzzle_keys(spec, train=False, batches=6, seed=1000)
     assert len(trained) > 50 and len(evaluated) > 10
     assert trained.isdisjoint(evaluated)
     # opting out evaluates on the training pool: small pools then share puzzles
     shared = TaskSpec.from_mapping({**entry, "holdout": False})
-    assert "holdout" not in shared.env_kwargs(train=False)
+    assert key not in shared.env_kwargs(train=False)
     if entry["id"] == "trmgym/Maze-v0":  # 7x7 mazes: a small pool, overlap is certain
         pool = puzzle_keys(shared, train=True, batches=6, seed=0)
         assert not pool.isdisjoint(puzzle_keys(shared, train=False, batches=6, seed=1000))
@@ -169,3 +172,21 @@ def test_explicit_splits_are_kept_and_bad_holdout_is_named() -> None:
     assert spec.explicit_splits and "holdout" not in spec.env_kwargs(train=False)
     with pytest.raises(ValueError, match=r"sequence.tasks\[0\].holdout must be true or false"):
         TaskSpec.from_mapping({"id": "trmgym/Maze-v0", "holdout": "yes"}, "sequence.tasks[0]")
+
+
+def test_an_arc_entry_without_splits_trains_on_demonstrations_and_is_evaluated_on_test_pairs():
+    """Never train on the test pair whose answer the evaluation scores (with augmentation, a hash
+    of the augmented pair would put symmetric copies of it on both sides)."""
+    spec = TaskSpec.from_mapping(
+        {"id": "trmgym/ARC-v0", "task_ids": ["0ca9ddb6"], "train": {"augment": True}}
+    )
+    assert spec.env_kwargs(train=True)["pairs"] == "demos"
+    assert spec.env_kwargs(train=False)["pairs"] == "test"
+    env = spec.make_vec(16, train=True, max_steps=2, canvas=None)
+    _, info = env.reset(seed=0)
+    assert "demo_index" in info and "test_index" not in info  # demonstrations only
+    env.close()
+    env = spec.make_vec(4, train=False, max_steps=2, canvas=None)
+    _, info = env.reset(seed=0)
+    assert "test_index" in info
+    env.close()

@@ -47,9 +47,10 @@ class RecordingPlugin(Plugin):
         self.events.append(["reset_options", [int(r) for r in rows]])
         return None if self.options is None else [dict(self.options) for _ in rows]
 
-    def on_episodes_end(self, task, rows, solved, cell_accuracy, steps) -> None:
+    def on_episodes_end(self, task, rows, solved, cell_accuracy, steps, options) -> None:
         assert solved.dtype == bool and steps.dtype == np.int64
-        assert len(rows) == len(solved) == len(cell_accuracy) == len(steps)
+        assert len(rows) == len(solved) == len(cell_accuracy) == len(steps) == len(options)
+        assert all(o == self.options for o in options)
         self.events.append(
             ["episodes_end", int(task), [int(r) for r in rows], [int(s) for s in steps]]
         )

@@ -162,10 +162,61 @@ def test_plugin_state_is_checkpointed_by_name_and_resumed_exactly(
     assert resumed["curves"] == reference["curves"]
 
 
-def test_a_plugin_added_or_renamed_on_resume_is_refused(tmp_path: Path) -> None:
-    make_run(tmp_path, RecordingPlugin()).run()
-    with pytest.raises(ValueError, match=r"plugins\[1\] was 'recorder: .*' there and is 'other"):
-        make_run(tmp_path, RecordingPlugin("other")).run()
+def test_a_plugin_renamed_dropped_or_reconfigured_on_resume_is_refused(tmp_path: Path) -> None:
+    def run(*plugins, configs=None):
+        return ContinualRun(
+            TASKS,
+            AGENT,
+            {"name": "replay"},
+            SETTINGS,
+            tmp_path,
+            seed=3,
+            device="cpu",
+            console=False,
+            plugins=plugins,
+            plugin_configs=configs,
+        )
+
+    results = run(RecordingPlugin(), configs=[{"_target_": "x.Recorder", "scale": 100}]).run()
+    assert results["plugins"] == [
+        {
+            "name": "recorder",
+            "class": "tests.plugins.recording.RecordingPlugin",
+            "config": {"_target_": "x.Recorder", "scale": 100},
+        }
+    ]
+    with pytest.raises(ValueError, match=r"plugins\[0\].name was 'recorder' there and is 'other'"):
+        run(RecordingPlugin("other"), configs=[{"_target_": "x.Recorder", "scale": 100}]).run()
+    with pytest.raises(ValueError, match=r"plugins\[0\].config.scale was 100 there and is 1 now"):
+        run(RecordingPlugin(), configs=[{"_target_": "x.Recorder", "scale": 1}]).run()
+    with pytest.raises(ValueError, match=r"plugins \(length\) was 1 there and is 0 now"):
+        run().run()
+
+
+class DequeState(Plugin):
+    name = "deque"
+
+    def state_dict(self):
+        import collections
+
+        return {"recent": collections.deque([1, 2])}
+
+
+def test_a_state_that_could_not_be_restored_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"plugins.deque.recent: a deque cannot be checkpointed"):
+        make_run(tmp_path, DequeState())
+    assert not tmp_path.joinpath("checkpoints").exists()
+
+
+def test_unreadable_checkpoints_stop_the_run_instead_of_starting_over(tmp_path: Path) -> None:
+    make_run(tmp_path).run()
+    before = (tmp_path / "results.json").read_bytes()
+    for name in ("last.pt", "previous.pt"):
+        (tmp_path / "checkpoints" / name).write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable"):
+        with pytest.raises(RuntimeError, match="no checkpoint in .* can be read"):
+            make_run(tmp_path).run()
+    assert (tmp_path / "results.json").read_bytes() == before
 
 
 def test_recording_plugin_state_round_trips() -> None:
@@ -185,11 +236,15 @@ class Alternate(Plugin):
     def __init__(self) -> None:
         self.flipped = np.zeros(8, dtype=bool)
         self.ended: list[int] = []
+        self.credited: list[tuple[int, int]] = []
 
     def reset_options(self, rows):
         return [{"task_id": int((r % 2) ^ self.flipped[r])} for r in rows]
 
-    def on_episodes_end(self, task, rows, solved, cell_accuracy, steps):
+    def on_episodes_end(self, task, rows, solved, cell_accuracy, steps, options):
+        # the finished puzzle was drawn with the choice made when it started: credit it there
+        for row, chosen in zip(rows, options):
+            self.credited.append((int(row), chosen["task_id"]))
         self.ended += [int(r) for r in rows]
         self.flipped[rows] ^= True
 
@@ -219,7 +274,10 @@ def test_per_row_reset_options_steer_every_new_puzzle() -> None:
     ends = np.zeros(8, dtype=int)
     for _ in range(9):
         before = len(chooser.ended)
+        playing = trainer.obs["task_id"].copy()  # each row's puzzle in flight
         trainer.train(1)
+        for row, credited in chooser.credited[before:]:
+            assert credited == playing[row]  # outcomes are credited to the options drawn with
         for row in chooser.ended[before:]:
             ends[row] += 1
         # a row's current puzzle was chosen when its previous one started (one-puzzle lookahead):
@@ -227,3 +285,25 @@ def test_per_row_reset_options_steer_every_new_puzzle() -> None:
         expected = (np.arange(8) % 2) ^ (np.maximum(ends - 1, 0) % 2) * (ends > 0)
         assert trainer.obs["task_id"].tolist() == expected.tolist()
     assert ends.min() >= 3  # every row finished at least 3 episodes (3-step limit)
+
+
+def test_plugin_answers_of_the_wrong_kind_name_the_plugin() -> None:
+    one_mapping = Fixed("curriculum")
+    one_mapping.reset_options = lambda rows: {"blanks": 2}  # an instance hook counts too
+    plugins = Plugins([one_mapping])
+    assert plugins.chooses_options
+    with pytest.raises(TypeError, match="'curriculum': reset_options must return None or a list"):
+        plugins.reset_options(np.array([0, 1]))
+    one_mapping.reset_options = lambda rows: ["blanks", "task_id"]
+    with pytest.raises(TypeError, match="'curriculum': reset_options entry 0 must be a mapping"):
+        plugins.reset_options(np.array([0, 1]))
+    model = torch.nn.Linear(1, 1)
+    for penalty, error, match in [
+        (torch.tensor(float("nan")), FloatingPointError, "'p': penalty is nan"),
+        (torch.ones(3), TypeError, r"'p': penalty must return None or a scalar tensor, got Tensor"),
+        (0.5, TypeError, "'p': penalty must return None or a scalar tensor, got float"),
+    ]:
+        with pytest.raises(error, match=match):
+            Plugins([Fixed("p", penalty=penalty)]).penalty(model)
+    with pytest.raises(ValueError, match=r"the strategy is a plugin named after it.*\['replay'\]"):
+        make_run(Path("/nonexistent"), Fixed("replay"))

@@ -175,7 +175,6 @@ def test_mix_ratio_non_number_error_names_the_field(name: str, value: Any) -> No
         (0.5, 64, 32),
         (0.25, 10, 2),  # round(2.5) == 2: Python rounds half to even
         (0.75, 2, 2),  # round(1.5) == 2
-        (0.125, 4, 0),  # round(0.5) == 0: replay silently off
         (0.01, 64, 1),
         (1, 7, 7),
         (1.0, 64, 64),
@@ -201,12 +200,16 @@ def test_mix_ratio_sets_the_mixed_count(mix_ratio: float, batch_size: int, expec
 @settings(max_examples=40, deadline=None)
 @given(st.floats(0, 1), st.integers(1, 256))
 def test_replay_batch_length_is_round_of_ratio_times_batch(mix_ratio: float, batch: int) -> None:
+    expected = round(mix_ratio * batch)
+    if mix_ratio > 0 and expected == 0:  # would silently switch replay off: refused
+        with pytest.raises(ValueError, match="mixes in no puzzle at all"):
+            build({"name": "replay", "mix_ratio": mix_ratio}, batch_size=batch)
+        return
     strategy = build({"name": "replay", "memory_size": 4, "mix_ratio": mix_ratio}, batch_size=batch)
     strategy.before_task(0)
     strategy.observe(*tagged(0, 0, 4))
     strategy.before_task(1)
     replayed = strategy.replay_batch()
-    expected = round(mix_ratio * batch)
     assert (0 if replayed is None else len(replayed.task)) == expected
 
 
@@ -677,3 +680,57 @@ def test_state_without_current_task_loads_as_the_last_seen() -> None:
     del state["current"]  # a checkpoint from before `current` was saved
     strategy.load_state_dict(state)
     assert strategy.current == 1
+
+
+# ------------------------------------------------------------ faults found from outside
+class ForwardingReplay(Replay):
+    """A user's strategy whose constructor forwards ``**kwargs`` to its base."""
+
+    name = "forwarding"
+
+    def __init__(self, *, boost: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.boost = boost
+
+
+def test_a_strategy_forwarding_kwargs_gets_exactly_what_its_bases_take() -> None:
+    strategy = make_strategy(
+        {"name": "forwarding", "_target_": f"{__name__}.ForwardingReplay", "boost": 2.0},
+        grid_shape=GRID,
+        seed=0,
+        sampler=task_sampler,
+        batch_size=8,
+        num_tasks=2,
+    )
+    assert isinstance(strategy, ForwardingReplay) and strategy.boost == 2.0
+    assert strategy.replay_batch_size == 4 and strategy.memory.data["grid"].shape[1:] == GRID
+
+
+@pytest.mark.parametrize("name", ["replay", "multitask"])
+def test_a_mix_ratio_that_rounds_to_no_puzzle_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match=r"strategy.mix_ratio=0.5 with run.batch_size=1 mixes in"):
+        make_strategy(
+            {"name": name, "mix_ratio": 0.5},
+            grid_shape=GRID,
+            seed=0,
+            sampler=task_sampler,
+            batch_size=1,
+        )
+    assert (
+        make_strategy(
+            {"name": name, "mix_ratio": 0.0}, grid_shape=GRID, seed=0, sampler=task_sampler
+        ).replay_batch_size
+        == 0
+    )
+
+
+def test_ewc_state_loaded_on_the_cpu_follows_the_model_to_its_device() -> None:
+    model = nn.Linear(2, 1, bias=False)
+    trained = make_ewc(constant_sampler([1.0]), fisher_batches=1)
+    trained.after_task(0, model, lambda batch: model(torch.ones(1, 2)).sum())
+    restored = make_ewc(constant_sampler([1.0]), fisher_batches=1)
+    restored.load_state_dict(copy.deepcopy(trained.state_dict()))  # tensors on the CPU
+    on_meta = copy.deepcopy(model).to("meta")  # stands in for a CUDA model
+    penalty = restored.penalty(on_meta)
+    assert penalty.device.type == "meta"
+    assert restored.fisher["weight"].device.type == "meta"

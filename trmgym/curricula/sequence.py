@@ -14,7 +14,7 @@ training-only and evaluation-only overrides (e.g. Sudoku's ``split``, ARC's ``pa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +53,11 @@ class TaskSpec:
     """This task's training budget in optimizer steps; ``None``: the run's ``run.train_steps``."""
     holdout: bool = True
     """Evaluate on puzzles disjoint from the training puzzles. When the entry has no explicit
-    splits (no ``split``/``pairs``/``holdout`` in ``train``/``eval``), training envs get
-    ``holdout="train"`` and evaluation envs ``holdout="test"`` (a fixed hash of each puzzle
-    decides its side). ``False`` opts out: evaluation then draws from the training pool."""
+    splits (no ``split``/``pairs``/``holdout`` in ``train``/``eval``), the env family's own
+    held-out split is added (its source's ``held_out_kwargs``): Sudoku ``split=train|test`` (base
+    puzzles, so augmented copies never cross), ARC ``pairs=demos|test``, others
+    ``holdout=train|test`` (a fixed hash of each puzzle). ``False`` opts out: evaluation then
+    draws from the training pool."""
 
     def __post_init__(self) -> None:
         if self.env_id not in _trmgym_ids():
@@ -77,8 +79,15 @@ class TaskSpec:
         """Constructor arguments of the task's training (or evaluation) env."""
         kwargs = {**self.kwargs, **(self.train_kwargs if train else self.eval_kwargs)}
         if self.holdout and not self.explicit_splits:
-            kwargs["holdout"] = "train" if train else "test"
+            kwargs.update(self.held_out_kwargs()[0 if train else 1])
         return kwargs
+
+    def held_out_kwargs(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The env family's (training, evaluation) split arguments (see :attr:`holdout`)."""
+        from gymnasium.envs.registration import load_env_creator
+
+        env_cls = load_env_creator(gym.spec(self.env_id).vector_entry_point)
+        return env_cls.source_cls.held_out_kwargs
 
     def make_vec(
         self, num_envs: int, *, train: bool, max_steps: int, canvas: tuple[int, int] | None
@@ -95,6 +104,29 @@ class TaskSpec:
             max_episode_steps=max_steps,
             **kwargs,
         )
+
+    def check(self, probes: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Build the task's training and evaluation envs and check its reset options (and any
+        extra evaluation ``probes`` over them), so a bad argument fails before any training.
+
+        Raises:
+            ValueError: naming the task and the bad argument or option.
+        """
+        for train in (True, False):
+            try:
+                env = self.make_vec(1, train=train, max_steps=1, canvas=None)
+            except (TypeError, ValueError) as error:
+                side = "train" if train else "eval"
+                raise ValueError(f"task {self.name!r} ({side} env): {error}") from None
+            source = env.unwrapped.source
+            env.close()
+            for extra in [{}, *(probes if not train else ())]:
+                options = {**self.options, **dict(extra)}
+                try:
+                    source.check_options(options)
+                except (TypeError, ValueError) as error:
+                    what = "run.difficulty_probe" if extra else "options"
+                    raise ValueError(f"task {self.name!r}: {what} {options}: {error}") from None
 
     def native_shape(self) -> tuple[int, int]:
         """The task's grid shape without a canvas."""

@@ -100,6 +100,8 @@ class ARCSource(PuzzleSource):
     shape = (MAX_GRID_SIZE, MAX_GRID_SIZE)
     option_keys = ("task_id",)
     name = "arc"
+    # train on the demonstrations (leave-one-out), evaluate on the test pairs
+    held_out_kwargs = ({"pairs": "demos"}, {"pairs": "test"})
 
     def __init__(
         self,

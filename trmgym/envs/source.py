@@ -51,6 +51,14 @@ class PuzzleSource(abc.ABC):
     option_keys: tuple[str, ...] = ()
     #: short human name used in ``repr`` and rendering titles.
     name: str = "puzzle"
+    #: constructor arguments that put a task's training and evaluation puzzles on disjoint
+    #: sides: ``(training kwargs, evaluation kwargs)``. The default is the shared content-hash
+    #: split; a source whose draws are augmented copies of base puzzles overrides it with a split
+    #: of the base puzzles, so no evaluation puzzle is a symmetry of a training one.
+    held_out_kwargs: tuple[dict[str, Any], dict[str, Any]] = (
+        {"holdout": "train"},
+        {"holdout": "test"},
+    )
 
     @abc.abstractmethod
     def sample(

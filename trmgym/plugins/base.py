@@ -14,7 +14,7 @@ Hooks, in the order a run calls them::
     observe(grid, target, task)                    puzzles the agent starts on while training
     replay_batch() -> PuzzleMemory | None          extra supervised puzzles for this update
     penalty(model) -> Tensor | None                a regulariser added to this update's loss
-    on_episodes_end(task, rows, solved, cell_accuracy, steps)   finished training episodes
+    on_episodes_end(task, rows, solved, cell_accuracy, steps, options)   finished episodes
     after_task(i, model, loss_fn)                  the task's training is over (consolidation)
     state_dict() / load_state_dict(state)          checkpointed by plugin name
 
@@ -100,6 +100,7 @@ class Plugin:
         solved: np.ndarray,
         cell_accuracy: np.ndarray,
         steps: np.ndarray,
+        options: Sequence[Mapping[str, Any] | None],
     ) -> None:
         """Training episodes ended on ``rows`` (``[k]``) of task ``task``.
 
@@ -109,6 +110,9 @@ class Plugin:
             solved: ``[k]`` bool, exact answer at the end.
             cell_accuracy: ``[k]`` float in [0, 1].
             steps: ``[k]`` int, reasoning steps taken.
+            options: the per-row reset options each finished puzzle was drawn with (what
+                :meth:`reset_options` chose for it, merged over the plugins), ``None`` where no
+                plugin chose (the task's own options) — the level or task to credit the outcome to.
         """
 
     # -------------------------------------------------------------------------- updates
@@ -153,7 +157,10 @@ class Plugins(Sequence[Plugin]):
         names = [p.name for p in plugins]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise ValueError(f"plugin names must be unique within a run; repeated: {repeated}")
+            raise ValueError(
+                f"plugin names must be unique within a run (they key the checkpoint; the "
+                f"strategy is a plugin named after it, e.g. 'replay'); repeated: {repeated}"
+            )
         self._plugins = plugins
         # only plugins that override a hook are asked (the per-step hooks run every step)
         self._options = [p for p in plugins if _overrides(p, "reset_options")]
@@ -207,6 +214,11 @@ class Plugins(Sequence[Plugin]):
             chosen = plugin.reset_options(rows)
             if chosen is None:
                 continue
+            if isinstance(chosen, Mapping | str | bytes) or not isinstance(chosen, Sequence):
+                raise TypeError(
+                    f"plugin {plugin.name!r}: reset_options must return None or a list with one "
+                    f"mapping (or None) per row, got {type(chosen).__name__}"
+                )
             if len(chosen) != len(rows):
                 raise ValueError(
                     f"plugin {plugin.name!r}: reset_options returned {len(chosen)} entries for "
@@ -215,8 +227,14 @@ class Plugins(Sequence[Plugin]):
             if merged is None:
                 merged = [None] * len(rows)
             for k, options in enumerate(chosen):
-                if options is not None:
-                    merged[k] = {**(merged[k] or {}), **dict(options)}
+                if options is None:
+                    continue
+                if not isinstance(options, Mapping):
+                    raise TypeError(
+                        f"plugin {plugin.name!r}: reset_options entry {k} must be a mapping or "
+                        f"None, got {options!r}"
+                    )
+                merged[k] = {**(merged[k] or {}), **dict(options)}
         return merged
 
     def on_episodes_end(
@@ -226,9 +244,10 @@ class Plugins(Sequence[Plugin]):
         solved: np.ndarray,
         cell_accuracy: np.ndarray,
         steps: np.ndarray,
+        options: Sequence[Mapping[str, Any] | None],
     ) -> None:
         for plugin in self._episodes:
-            plugin.on_episodes_end(task, rows, solved, cell_accuracy, steps)
+            plugin.on_episodes_end(task, rows, solved, cell_accuracy, steps, options)
 
     # -------------------------------------------------------------------------- updates
     def observe(self, grid: np.ndarray, target: np.ndarray, task: np.ndarray) -> None:
@@ -245,8 +264,19 @@ class Plugins(Sequence[Plugin]):
         total = None
         for plugin in self._plugins:
             term = plugin.penalty(model)
-            if term is not None:
-                total = term if total is None else total + term
+            if term is None:
+                continue
+            if not isinstance(term, torch.Tensor) or term.numel() != 1:
+                raise TypeError(
+                    f"plugin {plugin.name!r}: penalty must return None or a scalar tensor, got "
+                    f"{type(term).__name__}{tuple(term.shape) if torch.is_tensor(term) else ''}"
+                )
+            if not bool(torch.isfinite(term.detach()).all()):
+                raise FloatingPointError(
+                    f"plugin {plugin.name!r}: penalty is {float(term.detach())}; a non-finite "
+                    "loss would turn every weight into NaN"
+                )
+            total = term.reshape(()) if total is None else total + term.reshape(())
         return total
 
     # ------------------------------------------------------------------------ checkpoint
@@ -268,4 +298,5 @@ class Plugins(Sequence[Plugin]):
 
 
 def _overrides(plugin: Plugin, hook: str) -> bool:
-    return getattr(type(plugin), hook) is not getattr(Plugin, hook)
+    """Whether ``plugin`` implements ``hook`` (in its class or set on the instance)."""
+    return hook in vars(plugin) or getattr(type(plugin), hook) is not getattr(Plugin, hook)

@@ -53,9 +53,22 @@ def _check_number(name: str, value: Any, low: float, high: float = float("inf"))
 
 
 def _mixed_count(mix_ratio: Any, batch_size: int) -> int:
-    """Puzzles mixed into each update: ``round(mix_ratio * batch_size)``, ratio checked."""
+    """Puzzles mixed into each update: ``round(mix_ratio * batch_size)``, ratio checked.
+
+    Raises:
+        ValueError: the ratio is out of [0, 1], or above 0 but rounds to no puzzle at all
+            (which would switch the strategy off while the run is still labelled with it).
+    """
     ratio = _check_number("mix_ratio", mix_ratio, 0.0, 1.0)
-    return int(round(ratio * _check_positive_int("batch_size", batch_size)))
+    batch = _check_positive_int("batch_size", batch_size)
+    count = int(round(ratio * batch))
+    if ratio > 0 and count == 0:
+        raise ValueError(
+            f"strategy.mix_ratio={ratio:g} with run.batch_size={batch} mixes in no puzzle at all "
+            f"(round({ratio:g} * {batch}) = 0); allowed: mix_ratio > {0.5 / batch:g} "
+            "for this batch size, or 0 to switch mixing off"
+        )
+    return count
 
 
 class Strategy(Plugin):
@@ -255,7 +268,8 @@ class EWC(Strategy):
         total = None
         for name, param in model.named_parameters():
             if name in self.fisher:
-                term = (self.fisher[name] * (param - self.anchor[name]) ** 2).sum()
+                fisher, anchor = self._on(name, param.device)
+                term = (fisher * (param - anchor) ** 2).sum()
                 total = term if total is None else total + term
         return None if total is None else 0.5 * self.ewc_lambda * total
 
@@ -273,8 +287,16 @@ class EWC(Strategy):
                     fisher[n] += p.grad.detach() ** 2 / self.fisher_batches
         model.zero_grad(set_to_none=True)
         for n, f in fisher.items():
-            self.fisher[n] = self.gamma * self.fisher[n] + f if n in self.fisher else f
+            old = self._on(n, f.device)[0] if n in self.fisher else None
+            self.fisher[n] = f if old is None else self.gamma * old + f
             self.anchor[n] = params[n].detach().clone()
+
+    def _on(self, name: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Fisher and anchor of ``name`` on ``device`` (a checkpoint loads them on the CPU)."""
+        if self.fisher[name].device != device:
+            self.fisher[name] = self.fisher[name].to(device)
+            self.anchor[name] = self.anchor[name].to(device)
+        return self.fisher[name], self.anchor[name]
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "fisher": dict(self.fisher), "anchor": dict(self.anchor)}
@@ -363,7 +385,16 @@ def make_strategy(
         "batch_size": batch_size,
         "num_tasks": num_tasks,
     }
-    run_time = {k: v for k, v in run_time.items() if any_keyword or k in parameters}
+    # a constructor taking **kwargs forwards them to its bases: give it what they name
+    accepted = set(parameters)
+    for cls in factory.func.__mro__[1:] if any_keyword else ():
+        if "__init__" not in vars(cls) or cls is object:
+            continue
+        base = inspect.signature(cls.__init__).parameters
+        accepted |= set(base)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in base.values()):
+            break
+    run_time = {k: v for k, v in run_time.items() if k in accepted}
     try:
         return factory(**run_time)
     except TypeError as error:  # an unknown argument: name it
