@@ -89,7 +89,10 @@ class Plugin:
         Returns ``None`` (no preference) or one mapping (or ``None``) per row, e.g.
         ``[{"blanks": 6}, ...]``; they are merged over the task's own options. The trainer asks
         when a row starts a puzzle, for the puzzle *after* it (the env draws the next puzzle the
-        moment the current one ends).
+        moment the current one ends); every new training env (one per chunk of
+        ``run.eval_every`` steps) asks for all its rows twice: their first puzzles, then the next
+        ones. Choices not yet drawn when a chunk ends are dropped; :meth:`on_episodes_end`
+        receives the options each finished puzzle was actually drawn with.
         """
         return None
 
