@@ -6,6 +6,12 @@ never share a puzzle. A puzzle's split depends on its contents alone — the inp
 target on the source's native grid (not the canvas) — never on the seed, the pool or the
 augmentation that produced it: about :data:`TEST_FRACTION` of all puzzles are "test".
 
+The split is of the puzzles as posed. For a source that augments base puzzles (Sudoku's
+symmetries, ARC's dihedral and colour maps) two augmentations of one base puzzle may land in
+different splits, so a held-out puzzle can be a symmetric copy of a training one: for those
+families prefer their own split of the base puzzles (Sudoku ``split``, ARC ``pairs``), which is what
+a task sequence entry without explicit splits uses (``PuzzleSource.held_out_kwargs``).
+
 The hash sums one SplitMix64 key per (cell, token) — so it sees every cell and its position —
 and mixes the sum once more (Steele, Lea and Flood, "Fast splittable pseudorandom number
 generators", OOPSLA 2014). Sudoku's pool split (:func:`trmgym.envs.sudoku.split_of`) is built
