@@ -104,10 +104,11 @@ class TaskTrainer:
         max_steps: int,
         canvas: tuple[int, int] | None,
         seed: int,
-        plugins: Plugins,
+        plugins: Plugins | None = None,
         task_label: int | None = None,
         task_index: int = 0,
     ) -> None:
+        plugins = plugins if plugins is not None else Plugins([])
         self.task_index = task_index
         self.agent, self.task, self.task_label, self.plugins = agent, task, task_label, plugins
         env = task.make_vec(batch_size, train=True, max_steps=max_steps, canvas=canvas)
