@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import trmgym  # noqa: F401  (registers the env ids)
+from tests.envs.do_nothing import do_nothing_solves
 from trmgym.envs.arc import ARCSource, load_arc_tasks
 from trmgym.envs.augment import IDENTITY, Augmentation, unaugment_answer, unaugment_grids
 from trmgym.envs.tokens import PAD, colors_to_tokens
@@ -441,15 +442,7 @@ def test_demos_mode_never_poses_a_pair_whose_output_is_its_input() -> None:
 def test_do_nothing_agent_solves_no_arc_episode() -> None:
     # halting on the initial draft (the input) used to solve 161 of these 500 episodes
     env = gym.make_vec("trmgym/ARC-v0", num_envs=50, task_ids=IDENTITY_DEMO_IDS, pairs="demos")
-    obs, info = env.reset(seed=0)
-    solved = 0
-    for _ in range(10):
-        assert not info["solved"].any()
-        halt = np.ones(50, dtype=np.int64)
-        obs, _, _, _, info = env.step({"answer": obs["answer"], "halt": halt})
-        solved += int(info["solved"].sum())
-        obs, _, _, _, info = env.step({"answer": obs["answer"], "halt": halt})
-    assert solved == 0
+    assert do_nothing_solves(env) == 0
 
 
 def test_task_without_a_real_pair_to_pose_is_refused(tmp_path: Path) -> None:

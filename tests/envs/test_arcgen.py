@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
+from tests.envs.do_nothing import do_nothing_solves
 from trmgym.envs.arcgen import ARCGenEnv, ARCGenSource, ARCGenVectorEnv, tokens_to_grid
 from trmgym.envs.arcgen_families import FAMILIES, FAMILY_NAMES, OUTSIDE, TaskFamily
 from trmgym.envs.tokens import COLOR_OFFSET, NUM_COLORS, PAD
@@ -463,13 +464,4 @@ def test_a_task_that_never_changes_its_input_fails_with_its_family(monkeypatch) 
 def test_do_nothing_agent_solves_no_episode(name: str) -> None:
     # halting at once on the initial draft (the input) used to solve 192/500 denoise episodes
     env = ARCGenVectorEnv(num_envs=50, families=[name], min_size=6, max_size=6)
-    obs, info = env.reset(seed=0)
-    solved = 0
-    for _ in range(10):
-        assert not info["solved"].any()
-        halt = np.ones(50, dtype=np.int64)
-        obs, reward, terminated, _, info = env.step({"answer": obs["answer"], "halt": halt})
-        assert terminated.all()
-        solved += int(info["solved"].sum())
-        obs, _, _, _, info = env.step({"answer": obs["answer"], "halt": halt})  # autoreset
-    assert solved == 0
+    assert do_nothing_solves(env) == 0
