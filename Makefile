@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
-EXTRAS ?= dev,joblib,ray
+EXTRAS ?= dev,joblib,ray,faiss
 
 .PHONY: install run test test-fast bench lint format clean
 
