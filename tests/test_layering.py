@@ -3,8 +3,8 @@
 - ``envs``, ``memory`` and ``curiosity`` import nothing of trmgym outside themselves (the shared
   leaf ``trmgym.checks`` aside);
 - no room imports the core modules (``cli``, ``runner``, ``experiment``, ``checkpoint``,
-  ``results``, ``report``, ``logging``, ``rundir``, ``config``); ``trmgym.metrics`` is a leaf any
-  room may use;
+  ``results``, ``report``, ``logging``, ``rundir``, ``config``); ``trmgym.metrics`` and
+  ``trmgym.distributed`` (torch.distributed helpers) are leaves any room may use;
 - the rooms' own order: ``agents`` may use ``envs``/``memory``/``curiosity``; ``plugins``,
   ``meta`` and ``curricula`` may use ``agents`` and ``envs``; nothing below imports what is above.
 """
@@ -29,7 +29,7 @@ CORE = (
     "rundir",
     "config",
 )
-LEAVES = ("trmgym.checks", "trmgym.metrics")
+LEAVES = ("trmgym.checks", "trmgym.metrics", "trmgym.distributed")
 #: what each room may import besides itself and the leaves
 ALLOWED = {
     "envs": (),

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import trmgym
-from trmgym import checkpoint, metrics, report
+from trmgym import checkpoint, distributed, metrics, report
 from trmgym import results as results_io
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
 from trmgym.config import RunSettings
@@ -38,6 +38,8 @@ def seed_for(*keys: int) -> int:
 
 
 EVAL_PURPOSE, TRAIN_PURPOSE, SAMPLER_PURPOSE, STRATEGY_PURPOSE = 1, 2, 3, 4
+#: the seeds of a data-parallel rank's own draws (training puzzles, buffers' sampling)
+RANK_PURPOSE, DQN_PURPOSE, TORCH_PURPOSE = 5, 6, 7
 
 
 class ContinualRun:
@@ -58,6 +60,12 @@ class ContinualRun:
         plugin_configs: the arguments each plugin was built from (``trmgym run`` passes its
             ``plugins`` nodes); recorded in results.json and the checkpoint, so resuming with
             other plugin arguments is refused. Without them only names and classes are compared.
+
+    Under ``torchrun`` the run trains data-parallel (:mod:`trmgym.distributed`):
+    ``settings.batch_size`` is the global batch, split evenly over the ranks; each rank draws its
+    own training puzzles and keeps its own buffers, gradients are averaged, evaluations are
+    sharded and summed, and rank 0 alone writes the run directory (rank 0's ``run_dir`` is used
+    by every rank).
     """
 
     def __init__(
@@ -84,6 +92,15 @@ class ContinualRun:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         if not isinstance(console, bool):
             raise ValueError(f"console must be true or false, got {console!r}")
+        #: this process's place in a data-parallel run (``World()``: a single process)
+        self.world = distributed.init_from_env(device)
+        if self.world.distributed:
+            self.local_batch = distributed.local_batch(settings.batch_size, self.world)
+            run_dir = distributed.gather_objects(str(run_dir))[0]  # rank 0's directory
+            if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+                device = f"cuda:{self.world.local_rank}"
+        else:
+            self.local_batch = settings.batch_size
         for k, task in enumerate(tasks):  # bad arguments and options fail before any training
             probes = settings.difficulty_probe if k == len(tasks) - 1 else ()
             task.check(probes)
@@ -110,13 +127,13 @@ class ContinualRun:
         self.agent_config, self.device = agent_config, device
         self.strategy_config = dict(strategy_config)
         self.agent = self._new_agent()
-        self.sampler = PuzzleSampler(tasks, self.canvas, seed_for(self.seed, SAMPLER_PURPOSE))
+        self.sampler = PuzzleSampler(tasks, self.canvas, self._seed(SAMPLER_PURPOSE))
         self.strategy: Strategy = make_strategy(
             self.strategy_config,
             grid_shape=self.canvas,
-            seed=seed_for(self.seed, STRATEGY_PURPOSE),
+            seed=self._seed(STRATEGY_PURPOSE),
             sampler=self.sampler,
-            batch_size=settings.batch_size,
+            batch_size=self.local_batch,
             num_tasks=len(tasks),
         )
         #: every training plugin of the run, the strategy first
@@ -138,16 +155,32 @@ class ContinualRun:
         checkpoint.to_tensors(self.plugins.state_dict(), "plugins")
 
     # --------------------------------------------------------------------------- building
+    def _seed(self, *keys: int) -> int:
+        """A seed derived from the run seed and ``keys``; in a data-parallel run also from the
+        rank, so ranks draw different puzzles (rank 0 of one process keeps the plain seeds)."""
+        if not self.world.distributed:
+            return seed_for(self.seed, *keys)
+        return seed_for(self.seed, *keys, RANK_PURPOSE, self.world.rank)
+
     def _new_agent(self) -> TRMAgent:
         labels = len(self.tasks) if self.settings.task_labels else 0
-        return TRMAgent(
+        agent = TRMAgent(
             self.agent_config,
             canvas=self.canvas,
             max_steps=self.settings.max_reasoning_steps,
             num_tasks=labels,
-            seed=self.seed,
+            seed=self.seed,  # the same initial weights on every rank
             device=self.device,
         )
+        if self.world.distributed:
+            self._reseed_rank(agent)
+        return agent
+
+    def _reseed_rank(self, agent: TRMAgent) -> None:
+        """Give this rank its own exploration and replay-sampling draws."""
+        if agent.dqn is not None:
+            agent.dqn.rng = np.random.default_rng(self._seed(DQN_PURPOSE))
+        torch.manual_seed(self._seed(TORCH_PURPOSE))
 
     def label(self, task_index: int) -> int | None:
         return task_index if self.settings.task_labels else None
@@ -164,6 +197,7 @@ class ContinualRun:
             task_label=self.label(task_index),
             options=options,
             plugins=self.plugins,
+            world=self.world,
         )
 
     # ------------------------------------------------------------------------------ state
@@ -178,7 +212,8 @@ class ContinualRun:
                 {
                     "experiment": self.experiment,
                     "seed": self.seed,
-                    "device": str(self.agent.device),
+                    # the kind only: a run may resume on another GPU, or on another rank's
+                    "device": self.agent.device.type,
                     "sequence": [asdict(t) for t in self.tasks],
                     "run": asdict(self.settings),
                     "agent": asdict(self.agent_config),
@@ -228,15 +263,33 @@ class ContinualRun:
             "done": False,
         }
 
+    def _rank_state(self) -> dict[str, Any]:
+        """What this process alone holds: weights and optimizer (the same on every rank),
+        buffers and random generators (a rank's own)."""
+        return {
+            "agent": self.agent.state_dict(),
+            "plugins": self.plugins.state_dict(),
+            "torch_rng": torch.random.get_rng_state(),
+            "sampler_rng": self.sampler.rng.bit_generator.state,
+        }
+
     def _save(self, state: dict[str, Any]) -> None:
+        """Write a checkpoint (rank 0). In a data-parallel run every rank's state is gathered
+        into it: rank 0's at the top, as a single process writes it, the others' in ``ranks``."""
+        mine = self._rank_state()
+        if self.world.distributed:
+            states = distributed.gather_objects(checkpoint.to_tensors(mine, "rank state"))
+        else:
+            states = [mine]
+        if not self.world.is_main:
+            return
         checkpoint.save_atomic(
             {
                 "progress": json.dumps(state),
                 "config": json.dumps(self.run_config()),
-                "agent": self.agent.state_dict(),
-                "plugins": self.plugins.state_dict(),
-                "torch_rng": torch.random.get_rng_state(),
-                "sampler_rng": self.sampler.rng.bit_generator.state,
+                **states[0],
+                "world_size": len(states),
+                "ranks": states[1:],
             },
             self.run_dir / "checkpoints",
         )
@@ -244,10 +297,22 @@ class ContinualRun:
     def _restore(self, saved: dict[str, Any] | None) -> dict[str, Any] | None:
         if saved is None:
             return None
-        self.agent.load_state_dict(saved["agent"])
-        self.plugins.load_state_dict(saved["plugins"])
-        torch.random.set_rng_state(saved["torch_rng"])
-        self.sampler.rng.bit_generator.state = saved["sampler_rng"]
+        ranks = [
+            {k: saved[k] for k in ("agent", "plugins", "torch_rng", "sampler_rng")},
+            *saved.get("ranks", []),
+        ]
+        mine, own = distributed.rank_state_for(ranks, self.world)
+        self.agent.load_state_dict(mine["agent"])
+        self.plugins.load_state_dict(mine["plugins"])
+        torch.random.set_rng_state(mine["torch_rng"])
+        self.sampler.rng.bit_generator.state = mine["sampler_rng"]
+        if not own:  # a rank the checkpoint did not have: its own draws from here on
+            progress = json.loads(saved["progress"])
+            resumed = (progress["task"], progress["chunk"])
+            self.sampler.rng = np.random.default_rng(self._seed(SAMPLER_PURPOSE, *resumed))
+            if self.agent.dqn is not None:
+                self.agent.dqn.rng = np.random.default_rng(self._seed(DQN_PURPOSE, *resumed))
+            torch.manual_seed(self._seed(TORCH_PURPOSE, *resumed))
         return json.loads(saved["progress"])
 
     # -------------------------------------------------------------------------------- run
@@ -256,10 +321,12 @@ class ContinualRun:
         s, T = self.settings, len(self.tasks)
         saved = checkpoint.load_latest(self.run_dir / "checkpoints")
         self.check_resumable(saved)  # before anything is written
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         state = self._restore(saved) or self._fresh_state()
         total = self.offsets[-1]
-        logger = RunLogger(self.run_dir, total, enabled=self.console)
+        main = self.world.is_main  # rank 0 alone prints and writes files
+        logger = RunLogger(self.run_dir, total, enabled=self.console and main, write=main)
         logger.set_completed(
             min(self.offsets[state["task"]] + state["chunk"] * s.eval_every, total)
         )
@@ -334,10 +401,10 @@ class ContinualRun:
         trainer = TaskTrainer(
             self.agent,
             self.tasks[i],
-            batch_size=s.batch_size,
+            batch_size=self.local_batch,
             max_steps=s.max_reasoning_steps,
             canvas=self.canvas,
-            seed=seed_for(self.seed, i, c, TRAIN_PURPOSE),
+            seed=self._seed(i, c, TRAIN_PURPOSE),
             task_label=self.label(i),
             task_index=i,
             plugins=self.plugins,
@@ -362,7 +429,7 @@ class ContinualRun:
 
         trainer.train(steps, on_step)
         logger.scalars(trainer.rollout_stats(), base + steps)
-        state["env_steps"] += trainer.env_steps
+        state["env_steps"] += int(distributed.sum_over_ranks([trainer.env_steps])[0])
         trainer.close()
 
     def _results(self, state: dict[str, Any], logger: RunLogger) -> dict[str, Any]:
@@ -404,6 +471,7 @@ class ContinualRun:
             "env_steps": state["env_steps"],
             "wall_time_s": state["wall_time_s"],
             "device": str(self.agent.device),
+            "world_size": self.world.size,
             "versions": {
                 "trmgym": trmgym.__version__,
                 "torch": torch.__version__,
@@ -416,6 +484,8 @@ class ContinualRun:
             transfer["reference"] = str(s.reference)
             results["metrics"]["ft"] = transfer["ft"]
             results["forward_transfer"] = transfer
+        if not self.world.is_main:
+            return results
         path = results_io.write_results(self.run_dir, results)
         plots = report.write_plots(self.run_dir)
         logger.image(

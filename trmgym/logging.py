@@ -27,12 +27,16 @@ class RunLogger:
         run_dir: the run directory.
         total_steps: optimizer steps of the whole run (for the progress bar).
         enabled: ``False`` silences the console (TensorBoard is still written).
+        write: ``False`` writes no TensorBoard events either (the ranks other than 0 of a
+            data-parallel run).
     """
 
-    def __init__(self, run_dir: str | Path, total_steps: int, *, enabled: bool = True) -> None:
+    def __init__(
+        self, run_dir: str | Path, total_steps: int, *, enabled: bool = True, write: bool = True
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb")) if write else _NoWriter()
         self.console = Console(highlight=False, quiet=not enabled)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -69,6 +73,13 @@ class RunLogger:
         self.progress.stop()
         self.writer.flush()
         self.writer.close()
+
+
+class _NoWriter:
+    """A SummaryWriter that writes nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
 
 
 #: footnote under a matrix with unmeasured cells (an unfinished run, or a task evaluated lazily)

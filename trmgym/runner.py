@@ -20,6 +20,7 @@ import torch
 
 import trmgym  # noqa: F401 - registers the env ids
 from trmgym.curricula.sequence import TaskSpec
+from trmgym.distributed import World, max_over_ranks, shard, sum_over_ranks
 from trmgym.plugins import Plugins, PuzzleMemory
 
 
@@ -49,39 +50,61 @@ def evaluate(
     task_label: int | None = None,
     options: dict[str, Any] | None = None,
     plugins: Plugins | None = None,
+    world: World | None = None,
 ) -> Evaluation:
     """Greedy evaluation of ``agent`` on ``episodes`` seeded held-out puzzles of ``task``.
 
     The env hides the target. Each batch slot plays exactly one puzzle; the EMA weights are used
     when the agent has them. ``options`` go to ``reset`` (e.g. ``{"blanks": 4}``); ``plugins``
     may wrap the env (``wrap_env(env, task, train=False)``).
+
+    In a data-parallel run (``world`` with more than one rank) every rank draws the same
+    ``episodes`` puzzles, the agent plays only this rank's share of them
+    (:func:`~trmgym.distributed.shard`; the other rows keep their answer and never halt, so they
+    cost no draws), and the counts are summed over the ranks: the result does not depend on the
+    number of ranks, and every rank returns it. A collective call: every rank must make it.
     """
     env = task.make_vec(episodes, train=False, max_steps=max_steps, canvas=canvas)
     env = (plugins or Plugins([])).wrap_env(env, task, False)
     obs, _ = env.reset(seed=seed, options={**task.options, **(options or {})} or None)
     if task_label is not None:
         obs["task_id"] = np.full(episodes, task_label)
-    carry = agent.initial_carry(episodes)
-    finished = np.zeros(episodes, dtype=bool)
-    solved = np.zeros(episodes, dtype=bool)
-    cells = np.zeros(episodes)
-    steps = np.zeros(episodes, dtype=np.int64)
+    owned = shard(episodes, world) if world is not None and world.distributed else None
+    mine = np.arange(episodes) if owned is None else owned
+    carry = agent.initial_carry(len(mine))
+    finished = np.zeros(len(mine), dtype=bool)
+    solved = np.zeros(len(mine), dtype=bool)
+    cells = np.zeros(len(mine))
+    steps = np.zeros(len(mine), dtype=np.int64)
     with agent.eval_weights():
         for _ in range(max_steps):
-            action, carry = agent.act(obs, carry)
+            if finished.all():
+                break
+            if owned is None:
+                action, carry = agent.act(obs, carry)
+            else:
+                local, carry = agent.act({k: v[owned] for k, v in obs.items()}, carry)
+                # rows of other ranks: keep their answer, never halt (the loop ends first)
+                action = {"answer": obs["answer"].copy(), "halt": np.zeros(episodes, np.int64)}
+                action["answer"][owned] = local["answer"]
+                action["halt"][owned] = local["halt"]
             obs, _, terminated, truncated, info = env.step(action)
             if task_label is not None:
                 obs["task_id"] = np.full(episodes, task_label)
-            ended = (terminated | truncated) & ~finished
-            solved[ended] = info["solved"][ended]
-            cells[ended] = info["cell_accuracy"][ended]
-            steps[ended] = info["steps"][ended]
+            ended = (terminated | truncated)[mine] & ~finished
+            solved[ended] = info["solved"][mine][ended]
+            cells[ended] = info["cell_accuracy"][mine][ended]
+            steps[ended] = info["steps"][mine][ended]
             finished |= ended
-            if finished.all():
-                break
     env.close()
+    if owned is None:
+        return Evaluation(
+            float(solved.mean()), float(cells.mean()), float(steps.mean()), int(steps.max())
+        )
+    total = sum_over_ranks([solved.sum(), cells.sum(), steps.sum()])
+    most = max_over_ranks(int(steps.max()) if len(steps) else 0)
     return Evaluation(
-        float(solved.mean()), float(cells.mean()), float(steps.mean()), int(steps.max())
+        float(total[0] / episodes), float(total[1] / episodes), float(total[2] / episodes), most
     )
 
 

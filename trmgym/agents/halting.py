@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trmgym.checks import positive_int
+from trmgym.distributed import all_ready, average_gradients
 from trmgym.memory.replay import RingBuffer
 
 HALTING_MODES = ("bce", "dqn")
@@ -238,7 +239,7 @@ class DQNHalting:
     def learn(self) -> dict[str, float]:
         """One TD update from replay and a soft target update; ``{}`` while warming up."""
         c = self.config
-        if len(self.buffer) < max(c.learning_starts, 1):
+        if not all_ready(len(self.buffer) >= max(c.learning_starts, 1)):
             return {}
         batch = {
             k: torch.from_numpy(v).to(self.device)
@@ -254,6 +255,7 @@ class DQNHalting:
         loss = F.smooth_l1_loss(q_taken, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.q.parameters())  # data-parallel runs: the mean over the ranks
         nn.utils.clip_grad_norm_(self.q.parameters(), 10.0)
         self.optimizer.step()
         with torch.no_grad():

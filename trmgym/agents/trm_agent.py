@@ -224,11 +224,21 @@ class TRMAgent:
         )
 
     # --------------------------------------------------------------------------------- acting
+    def to_device(self, array: Any) -> torch.Tensor:
+        """A batch (numpy array or tensor) on the agent's device; on CUDA copied through pinned
+        memory without blocking (env observations and replayed puzzles come from numpy)."""
+        if isinstance(array, torch.Tensor):
+            return array.to(self.device)
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
     def _tensor_obs(self, obs: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        grid = torch.as_tensor(obs["grid"], device=self.device).reshape(len(obs["grid"]), -1)
+        grid = self.to_device(np.asarray(obs["grid"])).reshape(len(obs["grid"]), -1)
         task = None
         if self.model_config.num_task_embeddings:
-            task = torch.as_tensor(np.asarray(obs["task_id"]), device=self.device).long()
+            task = self.to_device(np.asarray(obs["task_id"])).long()
         return grid.long(), task
 
     def act(
@@ -280,14 +290,14 @@ class TRMAgent:
     ) -> torch.Tensor:
         """Cross-entropy of one reasoning step from a fresh carry (replay, Fisher estimates)."""
         n = len(grid)
-        x = torch.as_tensor(np.asarray(grid), device=self.device).reshape(n, -1).long()
+        x = self.to_device(np.asarray(grid)).reshape(n, -1).long()
         task_t = None
         if self.model_config.num_task_embeddings and task is not None:
-            task_t = torch.as_tensor(np.asarray(task), device=self.device).long()
+            task_t = self.to_device(np.asarray(task)).long()
         carry = self.model.initial_carry(n, self.device)
         self.model.check_inputs(x, carry, task_t)
         out = self.network(x, carry, task_t)
-        y = torch.as_tensor(np.asarray(target), device=self.device).reshape(n, -1).long()
+        y = self.to_device(np.asarray(target)).reshape(n, -1).long()
         return self.model.cross_entropy(out.logits, y)
 
     def learn(
@@ -340,9 +350,7 @@ class TRMAgent:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The deep-supervision loss of one step: answer cross-entropy, replayed puzzles' CE
         (weighted per puzzle), a plugin penalty and, with ``bce`` halting, the halting loss."""
-        target_t = (
-            torch.as_tensor(np.asarray(target), device=self.device).reshape(len(target), -1).long()
-        )
+        target_t = self.to_device(np.asarray(target)).reshape(len(target), -1).long()
         ce = self.model.cross_entropy(step.logits, target_t)
         answer = step.logits.detach().argmax(-1)
         correct = (answer == target_t).all(dim=-1)

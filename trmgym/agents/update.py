@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from trmgym.agents.trm import EMA
+from trmgym.distributed import average_gradients
 
 __all__ = ["GradientUpdate", "UpdateRule"]
 
@@ -86,12 +87,17 @@ class GradientUpdate:
         return self.lr * min(1.0, (self.updates + 1) / max(self.warmup_steps, 1))
 
     def step(self, loss: torch.Tensor) -> dict[str, float]:
-        """Backpropagate ``loss``, clip, step, update the EMA; ``train/grad_norm``, ``train/lr``."""
+        """Backpropagate ``loss``, clip, step, update the EMA; ``train/grad_norm``, ``train/lr``.
+
+        In a data-parallel run (:mod:`trmgym.distributed`) the gradients are averaged over the
+        ranks before clipping, so every rank takes the same step.
+        """
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.model.parameters())
         grad_norm = (
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             if self.grad_clip > 0
