@@ -41,6 +41,7 @@ __all__ = [
     "all_ready",
     "average_gradients",
     "gather_objects",
+    "gather_to_main",
     "init_from_env",
     "rank_state_for",
     "shard",
@@ -178,6 +179,31 @@ def gather_objects(value: Any) -> list[Any]:
     out: list[Any] = [None] * w.size
     dist.all_gather_object(out, value)
     return out
+
+
+def gather_to_main(value: Any) -> list[Any] | None:
+    """``[value of rank 0, value of rank 1, ...]`` on rank 0, ``None`` on the others
+    (``[value]`` alone): what rank 0 needs to write every rank's state into one file."""
+    w = world()
+    if not w.distributed:
+        return [value]
+    out: list[Any] | None = [None] * w.size if w.is_main else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
+def to_cpu(value: Any) -> Any:
+    """``value`` with every tensor inside dicts, lists and tuples copied to the CPU (before
+    sending a state to another rank, which may sit on another machine)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_cpu(v) for v in value]
+    if type(value) is tuple:
+        return tuple(to_cpu(v) for v in value)
+    return value
 
 
 def barrier() -> None:

@@ -277,11 +277,10 @@ class ContinualRun:
         """Write a checkpoint (rank 0). In a data-parallel run every rank's state is gathered
         into it: rank 0's at the top, as a single process writes it, the others' in ``ranks``."""
         mine = self._rank_state()
-        if self.world.distributed:
-            states = distributed.gather_objects(checkpoint.to_tensors(mine, "rank state"))
-        else:
-            states = [mine]
-        if not self.world.is_main:
+        if self.world.distributed:  # tensors as a checkpoint holds them, moved to the CPU
+            mine = distributed.to_cpu(checkpoint.to_tensors(mine, "rank state"))
+        states = distributed.gather_to_main(mine)
+        if states is None:  # not rank 0
             return
         checkpoint.save_atomic(
             {
