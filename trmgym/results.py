@@ -390,10 +390,11 @@ def group_names(groups: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str
     """A readable, unique, deterministic name per :func:`group_runs` group, and what it says.
 
     The name starts with ``strategy=<strategy>`` (unless a Hydra override sets the strategy),
-    then the overrides not shared by every group, comma-separated (``strategy=replay,
-    run.batch_size=64``). When that does not tell the groups apart, every configuration key whose
-    value differs between groups is added (``settings.batch_size=64``); values longer than 40
-    characters are cut and tagged with a hash. Returns ``(name, {key: value})`` per group.
+    then the overrides not shared by every group — a strategy override first, the others sorted —
+    comma-separated (``strategy=replay,run.batch_size=64``). When that does not tell the groups
+    apart, every configuration key whose value differs between groups is added
+    (``settings.batch_size=64``); values longer than 40 characters are cut and tagged with a
+    hash; a name still shared gets ``#<index>``. Returns ``(name, {key: value})`` per group.
     """
     overrides = [list(g["overrides"] or []) for g in groups]
     shared = set.intersection(*map(set, overrides)) if overrides else set()
@@ -402,7 +403,8 @@ def group_names(groups: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str
         part = {}
         if not any(_override_key(o) == "strategy" for o in own):
             part["strategy"] = group["config"]["strategy"]
-        for override in sorted((o for o in own if o not in shared), key=_natural_text):
+        distinct = [o for o in own if o not in shared]
+        for override in sorted(distinct, key=lambda o: (_override_key(o) != "strategy", o)):
             key, _, value = override.partition("=")
             part[key] = value
         parts.append(part)
