@@ -463,7 +463,8 @@ def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
         cells = [name, str(group["n_runs"])]
         cells += [_interval(group["metrics"][m]) for m in TABLE_METRICS]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    lines += ["", *_notes(report, TABLE_METRICS)]
+    notes = _notes(report, TABLE_METRICS)
+    lines += ["", *notes] if notes else []
     pairs = report["probability_of_improvement"]["pairs"]
     if pairs:
         lines += ["", "| x | y | P(x > y) on avg_accuracy (higher is better) | 95% CI |"]
@@ -705,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.reference is not None:
             raise ValueError("--reference needs exactly one run directory (or results.json)")
+        sys.stderr.write(f"trmgym report: {args.reps} bootstrap replications per interval\n")
         report, out = write_sweep_report(args.paths, reps=args.reps, seed=args.seed)
         where = " below " + ", ".join(map(str, args.paths))
         sys.stdout.write(sweep_markdown(report, where))
