@@ -1,14 +1,16 @@
-"""Run reports: accuracy-matrix heatmap, learning curves, a self-contained HTML report, seed tables.
+"""Run reports: accuracy-matrix heatmap, learning curves, self-contained HTML reports, sweep tables.
 
 ``trmgym report RUN_DIR`` reads a run's ``results.json`` (DESIGN.md's schema, written by
 :mod:`trmgym.experiment`), writes ``plots/accuracy_matrix.png`` and ``plots/curves.png`` and a
 single-file ``report.html`` (images embedded as data URIs, inline CSS, no scripts, nothing fetched),
-and prints the metrics. ``trmgym report MULTIRUN_DIR`` (or several run directories) groups the runs
-found one or two levels below by configuration — everything but the seed — and prints, per group,
-the mean, sample standard deviation and a 95% Student-t confidence interval of each metric,
-written to ``aggregate.json`` as ``{"groups": [aggregate(...), ...]}`` (see :mod:`trmgym.results`).
+and prints the metrics. ``trmgym report FOLDER [FOLDER ...]`` finds every run at any depth below
+(a Hydra multirun ``runs/<exp>/multirun/<timestamp>/<job>/`` included), groups them by
+configuration — everything but the seed — and writes ``report.json`` and ``report.html`` into the
+first folder: per group and metric the mean and interquartile mean with 95% stratified-bootstrap
+intervals, and the probability of improvement between groups (Agarwal et al. 2021, NeurIPS, through
+rliable; see :func:`trmgym.results.sweep_report`), then prints a markdown table.
 
-The report recomputes the metrics from the saved accuracy matrix with
+The run report recomputes the metrics from the saved accuracy matrix with
 :func:`trmgym.metrics.summarize` and flags any stored value that differs by more than ``1e-9``,
 so a hand-edited or stale ``results.json`` shows itself. Undefined metrics (``null``: BWT,
 forgetting and FWT of a one-task run, ...) and unmeasured matrix cells show as "n/a" everywhere,
@@ -47,27 +49,36 @@ from trmgym.logging import (
     metrics_table,
 )
 from trmgym.results import (
+    DEFAULT_REPS,
     METRIC_NAMES,
     RESULTS_FILE,
-    aggregate_groups,
     as_matrix,
-    find_runs,
     forward_transfer,
     json_ready,
     load_results,
     results_path,
+    sweep_report,
     validate_results,
 )
 
 __all__ = [
+    "REPORT_FILE",
     "aggregate_table",
     "check_metrics",
     "main",
     "plot_accuracy_matrix",
     "plot_curves",
+    "sweep_markdown",
     "write_plots",
     "write_report",
+    "write_sweep_html",
+    "write_sweep_report",
 ]
+
+#: the sweep report written into the folder given to ``trmgym report``
+REPORT_FILE = "report.json"
+#: the columns of the printed sweep table
+TABLE_METRICS = ("avg_accuracy", "avg_forgetting", "bwt", "fwt")
 
 MISMATCH_TOLERANCE = 1e-9
 _DPI = 100
@@ -402,18 +413,272 @@ def aggregate_table(aggregate: Mapping[str, Any]) -> Table:
     return table
 
 
+# ---------------------------------------------------------------------------------- sweeps
+def _direction(metric: str, better: str | None) -> str:
+    return metric if better is None else f"{metric} ({better} is better)"
+
+
+def _interval(stats: Mapping[str, Any], point: str = "mean", ci: str = "ci95") -> str:
+    """``"mean [low, high]"`` of one group metric; "n/a" when undefined in every run."""
+    if stats[point] is None:
+        return "n/a"
+    text = f"{stats[point]:.3f}"
+    if stats[ci] is not None:
+        text += f" [{stats[ci][0]:.3f}, {stats[ci][1]:.3f}]"
+    if stats["n_undefined"]:
+        text += f" ({stats['n_undefined']} null)"
+    return text
+
+
+def _notes(report: Mapping[str, Any], metric_names: Iterable[str]) -> list[str]:
+    """Why cells read "n/a", and what a missing interval or a "null" count means."""
+    chosen = list(metric_names)
+    cells = [
+        (name, stats)
+        for group in report["groups"].values()
+        for name, stats in group["metrics"].items()
+        if name in chosen
+    ]
+    notes = [metrics.undefined_note(n for n, s in cells if s["mean"] is None)]
+    if any(s["mean"] is not None and s["ci95"] is None for _, s in cells):
+        notes.append("no interval: it needs the metric defined in at least 2 runs")
+    if any(s["mean"] is not None and s["n_undefined"] for _, s in cells):
+        notes.append("(k null): the metric is undefined in k runs, left out, not counted as 0")
+    return [note for note in notes if note]
+
+
+def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
+    """The sweep report as markdown: found/skipped counts, then per group ``n`` and the mean
+    [95% bootstrap CI] of avg_accuracy, avg_forgetting, BWT and FWT, then the probability of
+    improvement on avg_accuracy. ``report`` is :func:`trmgym.results.sweep_report`'s result."""
+    lines = [
+        f"found {report['n_found']} {RESULTS_FILE}{where}: {report['n_read']} read, "
+        f"{len(report['skipped'])} skipped"
+    ]
+    lines += [f"skipped {item['path']}: {item['reason']}" for item in report["skipped"]]
+    better = {m: s["better"] for g in report["groups"].values() for m, s in g["metrics"].items()}
+    headers = ["group", "n", *(_direction(m, better.get(m)) for m in TABLE_METRICS)]
+    lines += ["", "| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    for name, group in report["groups"].items():
+        cells = [name, str(group["n_runs"])]
+        cells += [_interval(group["metrics"][m]) for m in TABLE_METRICS]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    notes = _notes(report, TABLE_METRICS)
+    lines += ["", *notes] if notes else []
+    pairs = report["probability_of_improvement"]["pairs"]
+    if pairs:
+        lines += ["", "| x | y | P(x > y) on avg_accuracy (higher is better) | 95% CI |"]
+        lines.append("| --- | --- | --- | --- |")
+        for pair in pairs:
+            p, ci = pair["p_x_better"], pair["ci95"]
+            cells = [
+                pair["x"],
+                pair["y"],
+                "n/a" if p is None else f"{p:.3f}",
+                "n/a" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _group_html(name: str, group: Mapping[str, Any]) -> str:
+    e = html.escape
+    rows = []
+    for metric, stats in group["metrics"].items():
+        values = ", ".join(_fmt(v, 3) for v in stats["values"])
+        defined = f"{stats['n_defined']} / {stats['n_defined'] + stats['n_undefined']}"
+        ci, iqm_ci = stats["ci95"], stats["iqm_ci95"]
+        rows.append(
+            [
+                e(metric),
+                e(stats["better"] or "—"),
+                defined,
+                _fmt(stats["mean"]),
+                "n/a" if ci is None else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]",
+                _fmt(stats["iqm"]),
+                "n/a" if iqm_ci is None else f"[{_fmt(iqm_ci[0])}, {_fmt(iqm_ci[1])}]",
+                values,
+            ]
+        )
+    headers = ["metric", "better", "defined", "mean", "95% CI", "IQM", "IQM 95% CI", "per run"]
+    report = {"groups": {name: group}}
+    parts = [
+        f"<h2>{e(name)}</h2>",
+        f"<p>{group['n_runs']} run(s), seeds {e(json.dumps(group['seeds']))}; "
+        f"configuration: <code>{e(json.dumps(group['config'], sort_keys=True))}</code></p>",
+        _table(headers, rows),
+        *(_note(note) for note in _notes(report, group["metrics"])),
+        "<h3>Mean accuracy matrix (exact solve, over the runs that measured each cell)</h3>",
+    ]
+    names = group["sequence"]
+    matrix = as_matrix(group["accuracy_matrix_mean"], "accuracy_matrix_mean", len(names), name)
+    parts.append(_matrix_html(names, matrix, 3, 1.0))
+    parts.append("<details><summary>runs</summary><ul>")
+    parts += [f"<li>{e(run)}</li>" for run in group["runs"]]
+    parts.append("</ul></details>")
+    return "\n".join(parts)
+
+
+def write_sweep_html(report: Mapping[str, Any], folder: str | Path) -> Path:
+    """Write the sweep's self-contained ``report.html`` into ``folder`` (inline CSS, no scripts).
+
+    Per group: every metric's mean and IQM with 95% stratified-bootstrap intervals (Agarwal et
+    al. 2021, NeurIPS), which way it improves, its per-run values, and the mean accuracy matrix;
+    then the probability-of-improvement table and the skipped runs with their reasons.
+
+    Returns:
+        The path written.
+    """
+    e, boot = html.escape, report["bootstrap"]
+    summary_metrics = list(
+        dict.fromkeys(m for g in report["groups"].values() for m in g["metrics"])
+    )
+    better = {m: s["better"] for g in report["groups"].values() for m, s in g["metrics"].items()}
+    rows = [
+        [e(name), str(group["n_runs"])]
+        + [
+            e(_interval(group["metrics"][m])) if m in group["metrics"] else ""
+            for m in summary_metrics
+        ]
+        for name, group in report["groups"].items()
+    ]
+    headers = [
+        "group",
+        "n",
+        *(_direction(m, better.get(m)) + ": mean [95% CI]" for m in summary_metrics),
+    ]
+    parts = [
+        "<h1>trmgym sweep report</h1>",
+        f"<p>{report['n_found']} results.json found, {report['n_read']} read, "
+        f"{len(report['skipped'])} skipped. Intervals: {e(boot['method'])}, "
+        f"{boot['reps']} replications, seed {boot['seed']} — R. Agarwal et al., "
+        "“Deep Reinforcement Learning at the Edge of the Statistical Precipice”, NeurIPS 2021. "
+        "IQM: interquartile mean (mean of the middle 50% of runs).</p>",
+        "<h2>Summary</h2>",
+        _table(headers, rows),
+        *(_note(note) for note in _notes(report, summary_metrics)),
+    ]
+    poi = report["probability_of_improvement"]
+    if poi["pairs"]:
+        poi_rows = [
+            [e(p["x"]), e(p["y"]), _fmt(p["p_x_better"], 3)]
+            + [
+                "n/a"
+                if p["ci95"] is None
+                else f"[{_fmt(p['ci95'][0], 3)}, {_fmt(p['ci95'][1], 3)}]"
+            ]
+            + [str(p["n_x"]), str(p["n_y"])]
+            for p in poi["pairs"]
+        ]
+        parts += [
+            f"<h2>Probability of improvement on {e(poi['metric'])} ({e(poi['better'])} is better)</h2>",
+            _table(["x", "y", "P(x > y)", "95% CI", "runs x", "runs y"], poi_rows),
+            _note(poi["definition"]),
+        ]
+    parts += [_group_html(name, group) for name, group in report["groups"].items()]
+    if report["skipped"]:
+        skipped = [[e(item["path"]), e(item["reason"])] for item in report["skipped"]]
+        parts += ["<h2>Skipped</h2>", _table(["results.json", "reason"], skipped)]
+    document = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>trmgym sweep report</title><style>{_CSS}</style></head>\n"
+        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+    return _write_text(Path(folder) / "report.html", document)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _report_folder(paths: Sequence[Path]) -> Path:
+    """Where the sweep report goes: the first folder given, unless it is a run directory (whose
+    report.html is the run's own), then the folders' common parent."""
+    first = paths[0].parent if paths[0].is_file() else paths[0]
+    if not (first / RESULTS_FILE).is_file():
+        return first
+    common = Path(os.path.commonpath([str(p.resolve()) for p in paths]))
+    common = common.parent if common.is_file() else common
+    if (common / RESULTS_FILE).is_file():
+        raise ValueError(
+            f"{common} is a run directory: give the folder that holds the runs, so the sweep's "
+            "report.html does not replace the run's own"
+        )
+    return common
+
+
+def write_sweep_report(
+    paths: Sequence[str | Path], *, reps: int = DEFAULT_REPS, seed: int = 0
+) -> tuple[dict[str, Any], Path]:
+    """Compute :func:`trmgym.results.sweep_report` and write ``report.json`` and ``report.html``.
+
+    They go into the first folder in ``paths`` (the folders' common parent when the first is a
+    run directory). ``report.json`` never holds NaN: undefined values are ``null``.
+
+    Returns:
+        ``(report, path of report.json)``.
+
+    Raises:
+        ValueError: if no readable run is found (the message lists the skipped ones) or
+            ``reps``/``seed`` is out of range.
+    """
+    paths = [Path(p) for p in paths]
+    report = sweep_report(paths, reps=reps, seed=seed)
+    if not report["groups"]:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report["skipped"])
+        where = ", ".join(map(str, paths))
+        raise ValueError(
+            f"{where}: no readable {RESULTS_FILE} at any depth"
+            + (f" ({reasons})" if reasons else "")
+        )
+    folder = _report_folder(paths)
+    text = json.dumps(json_ready(report), indent=2, allow_nan=False)
+    out = _write_text(folder / REPORT_FILE, text + "\n")
+    write_sweep_html(report, folder)
+    return report, out
+
+
+def _report_run(run_dir: Path, reference: Path | None, console: Console) -> None:
+    """One run: (re)write its plots and report.html, print its matrix, metrics and checks."""
+    results = load_results(run_dir)
+    report = write_report(run_dir)
+    title = f"{_title(results)}: accuracy matrix (exact solve)"
+    console.print(matrix_table(results["sequence"], results["accuracy_matrix"], title))
+    console.print(metrics_table(results["metrics"]))
+    rows, reason = check_metrics(results)
+    if reason is not None:
+        console.print(f"[yellow]could not recompute the metrics: {escape(reason)}[/yellow]")
+    for row in (r for r in rows if r["mismatch"]):
+        text = f"{row['metric']} stored {row['stored']!r}, recomputed {row['recomputed']!r}"
+        console.print(f"[red]mismatch: {escape(text)}[/red]")
+    if reference is not None:
+        transfer = forward_transfer(results, reference)
+        per_task = ", ".join(_fmt(v, 3) for v in transfer["ft_per_task"])
+        console.print(f"forward transfer (vs {reference}): {_fmt(transfer['ft'])}")
+        console.print(f"  per task: {per_task}")
+        if None in (transfer["ft"], *transfer["ft_per_task"]):
+            console.print(metrics.undefined_note(["ft"]))
+    console.print(f"report: {report}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``trmgym report PATH [PATH ...]``: report one run, or aggregate several.
+    """``trmgym report PATH [PATH ...] [--reps N] [--seed S]``: report one run, or a sweep.
 
     One run directory (or its results.json): (re)write its plots and report.html and print the
-    metrics. A directory of runs (a Hydra multirun folder; searched one or two levels deep) or
-    several paths: print the aggregate table of each configuration and write ``aggregate.json``
-    into the given directory (the paths' common parent when several are given).
+    metrics. A folder of runs at any depth (a Hydra multirun, ``runs/`` ...) or several paths:
+    find every results.json (:func:`trmgym.results.scan_runs`, broken ones listed and skipped),
+    group runs that differ only in their seed, and write ``report.json`` and ``report.html``
+    (:func:`write_sweep_report`; bootstrap intervals after Agarwal et al. 2021), then print the
+    markdown table of :func:`sweep_markdown`.
     """
     parser = argparse.ArgumentParser(
-        prog="trmgym report", description="Report one trmgym run, or aggregate several."
+        prog="trmgym report", description="Report one trmgym run, or every run below folders."
     )
-    parser.add_argument("paths", nargs="+", type=Path, help="run directories or multirun folders")
+    parser.add_argument("paths", nargs="+", type=Path, help="run directories or folders of runs")
     parser.add_argument(
         "--reference",
         type=Path,
@@ -421,55 +686,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a strategy=scratch run of the same sequence: print Continual World's forward "
         "transfer of the (single) run against it",
     )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=DEFAULT_REPS,
+        help=f"bootstrap replications per interval (default {DEFAULT_REPS})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the bootstrap draws (default 0)"
+    )
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     console = Console(highlight=False)
     try:
         for path in args.paths:
             if not path.exists():
                 raise ValueError(f"{path}: no such file or directory")
-        single = len(args.paths) == 1 and results_path(args.paths[0]).is_file()
-        if single:
-            run_dir = results_path(args.paths[0]).parent
-            results = load_results(run_dir)
-            report = write_report(run_dir)
-            title = f"{_title(results)}: accuracy matrix (exact solve)"
-            console.print(matrix_table(results["sequence"], results["accuracy_matrix"], title))
-            console.print(metrics_table(results["metrics"]))
-            rows, reason = check_metrics(results)
-            if reason is not None:
-                console.print(f"[yellow]could not recompute the metrics: {escape(reason)}[/yellow]")
-            for row in (r for r in rows if r["mismatch"]):
-                text = f"{row['metric']} stored {row['stored']!r}, recomputed {row['recomputed']!r}"
-                console.print(f"[red]mismatch: {escape(text)}[/red]")
-            if args.reference is not None:
-                transfer = forward_transfer(results, args.reference)
-                per_task = ", ".join(_fmt(v, 3) for v in transfer["ft_per_task"])
-                console.print(f"forward transfer (vs {args.reference}): {_fmt(transfer['ft'])}")
-                console.print(f"  per task: {per_task}")
-                if None in (transfer["ft"], *transfer["ft_per_task"]):
-                    console.print(metrics.undefined_note(["ft"]))
-            console.print(f"report: {report}")
+        if len(args.paths) == 1 and results_path(args.paths[0]).is_file():
+            _report_run(results_path(args.paths[0]).parent, args.reference, console)
             return 0
         if args.reference is not None:
             raise ValueError("--reference needs exactly one run directory (or results.json)")
-        run_dirs = []
-        for path in args.paths:
-            found = [path.parent] if path.is_file() else find_runs(path)
-            if not found:
-                raise ValueError(f"{path}: no {RESULTS_FILE} in it or one or two levels below")
-            run_dirs += [d for d in found if d not in run_dirs]
-        groups = aggregate_groups(run_dirs)
-        for group in groups:
-            console.print(aggregate_table(group))
-        folder = (
-            args.paths[0]
-            if len(args.paths) == 1
-            else Path(os.path.commonpath([str(p.resolve()) for p in args.paths]))
-        )
-        out = folder / "aggregate.json"
-        text = json.dumps(json_ready({"groups": groups}), indent=2, allow_nan=False)
-        out.write_text(text, encoding="utf-8")
-        console.print(f"aggregate: {out}")
+        sys.stderr.write(f"trmgym report: {args.reps} bootstrap replications per interval\n")
+        report, out = write_sweep_report(args.paths, reps=args.reps, seed=args.seed)
+        where = " below " + ", ".join(map(str, args.paths))
+        sys.stdout.write(sweep_markdown(report, where))
+        sys.stdout.write(f"report: {out} and {out.with_name('report.html')}\n")
         return 0
     except ValueError as error:
         raise SystemExit(f"trmgym report: error: {error}") from None

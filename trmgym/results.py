@@ -4,17 +4,23 @@
 :mod:`trmgym.experiment` through :func:`write_results`) and checks the keys and shapes that reports
 read, naming the file in every error. Undefined metrics (BWT of a one-task run, ...) are ``null``
 in the file and ``None`` here, never 0 and never NaN (which is not JSON). :func:`find_runs` finds
-run directories below a folder (a Hydra multirun), and :func:`aggregate_groups` groups runs by
-configuration — everything but the seed — and gives, per metric, the mean, the sample standard
-deviation and a 95% Student-t confidence interval over the runs where the metric is defined.
-Plots and the HTML report live in :mod:`trmgym.report`.
+run directories at any depth below a folder (a Hydra multirun, a tree of sweeps) and
+:func:`scan_runs` reads them, listing the broken ones with their reason instead of stopping.
+:func:`group_runs` groups runs by configuration — everything but the seed.
+:func:`sweep_report` compares the groups as Agarwal et al. 2021 ("Deep Reinforcement Learning at
+the Edge of the Statistical Precipice", NeurIPS) recommend, through their library rliable: mean
+and interquartile mean with stratified-bootstrap intervals, and the probability of improvement.
+:func:`aggregate` and :func:`aggregate_groups` keep the older summary: mean, sample standard
+deviation and a 95% Student-t interval per metric. Plots and HTML live in :mod:`trmgym.report`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,18 +31,27 @@ import numpy as np
 from trmgym import metrics
 
 __all__ = [
+    "DEFAULT_REPS",
+    "METRIC_BETTER",
     "METRIC_NAMES",
     "RESULTS_FILE",
     "aggregate",
     "aggregate_groups",
     "as_matrix",
+    "bootstrap_stats",
+    "check_metric_values",
     "check_reference",
     "find_runs",
     "forward_transfer",
+    "group_names",
+    "group_runs",
+    "improvement_probability",
     "json_ready",
     "load_results",
     "results_path",
+    "scan_runs",
     "summary_stats",
+    "sweep_report",
     "t_critical",
     "validate_results",
     "write_results",
@@ -105,8 +120,8 @@ def load_results(run: str | Path) -> dict[str, Any]:
 
     Raises:
         ValueError: naming the path, if the file is missing, not JSON, lacks a required key
-            (``sequence``, ``strategy``, ``seed``, ``accuracy_matrix``, ``metrics``) or holds a
-            matrix that is not ``T x T``.
+            (``sequence``, ``strategy``, ``seed``, ``accuracy_matrix``, ``metrics``), holds a
+            matrix that is not ``T x T``, or cannot be read.
     """
     path = results_path(run)
     if not path.is_file():
@@ -117,6 +132,8 @@ def load_results(run: str | Path) -> dict[str, Any]:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
     return validate_results(results, str(path))
 
 
@@ -176,22 +193,32 @@ def summary_stats(values: Sequence[float | None]) -> dict[str, Any]:
     return stats
 
 
+def check_metric_values(results: Mapping[str, Any], source: str) -> None:
+    """Raise ValueError naming ``source`` unless every ``metrics`` value is a finite number or null."""
+    for name, value in results["metrics"].items():
+        finite = isinstance(value, numbers.Real) and math.isfinite(value)
+        if value is not None and (isinstance(value, bool) or not finite):
+            raise ValueError(
+                f"{source}: metrics.{name} must be a finite number or null, got {value!r}"
+            )
+
+
+def _metric(results: Mapping[str, Any], name: str) -> float | None:
+    """A checked metric as a float; ``None`` where it is null or absent (undefined, never 0)."""
+    value = results["metrics"].get(name)
+    return None if value is None else float(value)
+
+
 def _aggregate(loaded: list[tuple[Path, dict[str, Any]]], label: str) -> dict[str, Any]:
     names = list(METRIC_NAMES)
     for _, results in loaded:
         names += sorted(set(results["metrics"]) - set(names))
+    for path, results in loaded:
+        check_metric_values(results, str(path))
     table: dict[str, Any] = {}
     for name in names:
-        values = []
-        for path, results in loaded:
-            value = results["metrics"].get(name)
-            finite = isinstance(value, numbers.Real) and math.isfinite(value)
-            if value is not None and (isinstance(value, bool) or not finite):
-                raise ValueError(
-                    f"{path}: metrics.{name} must be a finite number or null, got {value!r}"
-                )
-            # one entry per run, in the order of "seeds": None where undefined, never 0
-            values.append(None if value is None else float(value))
+        # one entry per run, in the order of "seeds": None where undefined, never 0
+        values = [_metric(results, name) for _, results in loaded]
         table[name] = {**summary_stats(values), "values": values}
 
     def distinct(key: str) -> Any:
@@ -239,6 +266,17 @@ def aggregate(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
 
 #: overrides that do not change how a run trains, left out when runs are grouped
 _NOT_CONFIGURATION = ("seed", "console", "run.reference")
+#: results.json keys that configure a run (everything that makes two runs comparable but the seed)
+_CONFIGURATION_KEYS = (
+    "experiment",
+    "strategy",
+    "strategy_config",
+    "plugins",
+    "tasks",
+    "sequence",
+    "settings",
+    "agent",
+)
 
 
 def _overrides(run_dir: Path) -> list[str] | None:
@@ -256,42 +294,376 @@ def _overrides(run_dir: Path) -> list[str] | None:
     return [str(o) for o in items if str(o).split("=", 1)[0].lstrip("+~") not in _NOT_CONFIGURATION]
 
 
+def _configuration(results: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run was configured to do, but its seed: the keys that make runs comparable."""
+    config = {key: results.get(key) for key in _CONFIGURATION_KEYS}
+    if isinstance(config["settings"], Mapping):  # the FT reference does not change training
+        config["settings"] = {k: v for k, v in config["settings"].items() if k != "reference"}
+    return config
+
+
+def group_runs(loaded: Iterable[tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Group loaded runs that differ only in their seed, in order of first appearance.
+
+    Args:
+        loaded: ``(results.json path, results)`` pairs, e.g. from :func:`scan_runs`.
+
+    Returns:
+        One ``{"config", "overrides", "runs"}`` per configuration: ``config`` holds the run's
+        experiment, strategy (and its arguments), plugins, tasks, sequence, settings and agent;
+        ``overrides`` its Hydra overrides but ``seed`` (``None`` without ``.hydra/``); ``runs``
+        the ``(path, results)`` pairs of the group.
+
+    Raises:
+        ValueError: naming the file, if a ``.hydra/overrides.yaml`` is not valid YAML.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for path, results in loaded:
+        config, overrides = _configuration(results), _overrides(path.parent)
+        key = json.dumps({**config, "overrides": overrides}, sort_keys=True, default=str)
+        group = groups.setdefault(key, {"config": config, "overrides": overrides, "runs": []})
+        group["runs"].append((path, results))
+    return list(groups.values())
+
+
 def aggregate_groups(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     """:func:`aggregate` per configuration: runs that differ only in their seed form a group.
 
     A group's configuration is the run's experiment, strategy (and its arguments), plugins,
-    tasks, settings and agent, plus its Hydra overrides other than ``seed`` (which carry e.g. strategy arguments); its label is
-    those overrides, or ``experiment / strategy``.
+    tasks, settings and agent, plus its Hydra overrides other than ``seed`` (which carry e.g.
+    strategy arguments); its label is those overrides, or ``experiment / strategy``.
     """
-    groups: dict[str, tuple[str, list[tuple[Path, dict[str, Any]]]]] = {}
-    for path, results in _load_all(run_dirs):
-        overrides = _overrides(path.parent)
-        config = {
-            k: results.get(k)
-            for k in (
-                "experiment",
-                "strategy",
-                "strategy_config",
-                "plugins",
-                "tasks",
-                "sequence",
-                "settings",
-                "agent",
-            )
-        }
-        if isinstance(config["settings"], Mapping):  # the FT reference does not change training
-            config["settings"] = {k: v for k, v in config["settings"].items() if k != "reference"}
-        key = json.dumps({**config, "overrides": overrides}, sort_keys=True, default=str)
-        label = (
-            " ".join(overrides or [])
-            or f"{results.get('experiment', 'run')} / {results['strategy']}"
-        )
-        groups.setdefault(key, (label, []))[1].append((path, results))
-    labels = [label for label, _ in groups.values()]
+    groups = group_runs(_load_all(run_dirs))
+    labels = []
+    for group in groups:
+        results = group["runs"][0][1]
+        default = f"{results.get('experiment', 'run')} / {results['strategy']}"
+        labels.append(" ".join(group["overrides"] or []) or default)
     return [
-        _aggregate(runs, label if labels.count(label) == 1 else f"{label} #{k}")
-        for k, (label, runs) in enumerate(groups.values())
+        _aggregate(group["runs"], label if labels.count(label) == 1 else f"{label} #{k}")
+        for k, (label, group) in enumerate(zip(labels, groups))
     ]
+
+
+# ---------------------------------------------------------------------------------- sweeps
+#: which way each metric improves: "higher", "lower" (forgetting) or None (no better direction:
+#: fewer reasoning steps is cheaper but not better unless the accuracy holds)
+METRIC_BETTER: dict[str, str | None] = {
+    "avg_accuracy": "higher",
+    "avg_forgetting": "lower",
+    "bwt": "higher",
+    "fwt": "higher",
+    "avg_reasoning_steps": None,
+    "ft": "higher",
+}
+DEFAULT_REPS = 2000
+#: above this many groups, probability of improvement compares only groups differing in strategy
+ALL_PAIRS_UP_TO = 8
+_STRATEGY_KEYS = ("strategy", "strategy_config", "plugins")
+_NAME_VALUE_CHARS = 40
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a.b": leaf}``; lists and scalars are leaves."""
+    if not isinstance(value, Mapping) or not value:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key in sorted(value, key=str):
+        flat.update(_flatten(value[key], f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _show(value: Any) -> str:
+    """A config value for a group name: as typed when short, else cut with a hash of the rest."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    if len(text) <= _NAME_VALUE_CHARS:
+        return text
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{text[: _NAME_VALUE_CHARS - 12]}…#{digest}"
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def group_names(groups: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """A readable, unique, deterministic name per :func:`group_runs` group, and what it says.
+
+    The name starts with ``strategy=<strategy>`` (unless a Hydra override sets the strategy),
+    then the overrides not shared by every group — a strategy override first, the others sorted —
+    comma-separated (``strategy=replay,run.batch_size=64``). When that does not tell the groups
+    apart, every configuration key whose value differs between groups is added
+    (``settings.batch_size=64``); values longer than 40 characters are cut and tagged with a
+    hash; a name still shared gets ``#<index>``. Returns ``(name, {key: value})`` per group.
+    """
+    overrides = [list(g["overrides"] or []) for g in groups]
+    shared = set.intersection(*map(set, overrides)) if overrides else set()
+    parts: list[dict[str, Any]] = []
+    for group, own in zip(groups, overrides):
+        part = {}
+        if not any(_override_key(o) == "strategy" for o in own):
+            part["strategy"] = group["config"]["strategy"]
+        distinct = [o for o in own if o not in shared]
+        for override in sorted(distinct, key=lambda o: (_override_key(o) != "strategy", o)):
+            key, _, value = override.partition("=")
+            part[key] = value
+        parts.append(part)
+    if len({json.dumps(p, sort_keys=True) for p in parts}) < len(parts):
+        flat = [_flatten(g["config"]) for g in groups]
+        keys = sorted({k for f in flat for k in f}, key=_natural_text)
+        missing = object()
+        for key in keys:
+            if len({json.dumps(f.get(key, missing), default=repr) for f in flat}) > 1:
+                for part, config in zip(parts, flat):
+                    if key in config and key not in part:
+                        part[key] = config[key]
+    names = [",".join(f"{k}={_show(v)}" for k, v in part.items()) for part in parts]
+    return [
+        (name if names.count(name) == 1 else f"{name}#{k}", part)
+        for k, (name, part) in enumerate(zip(names, parts))
+    ]
+
+
+class _NumpySeed:
+    """Seed numpy's global RNG for one block, then restore its state.
+
+    rliable 1.2 draws its bootstrap indices with ``np.random.choice`` (its ``random_state``
+    argument reaches arch but not those draws), so seeding the global RNG is what makes its
+    intervals reproducible; restoring the state leaves the caller's random stream untouched.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        self.state = np.random.get_state()
+        np.random.seed(self.seed)
+
+    def __exit__(self, *exc: object) -> None:
+        np.random.set_state(self.state)
+
+
+def _check_bootstrap(reps: int, seed: int) -> None:
+    for name, value, low in (("reps", reps, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def _mean_and_iqm(scores: np.ndarray) -> np.ndarray:
+    from rliable import metrics as rly_metrics
+
+    return np.array([rly_metrics.aggregate_mean(scores), rly_metrics.aggregate_iqm(scores)])
+
+
+def _mean_twice(scores: np.ndarray) -> np.ndarray:
+    # Below 4 runs the IQM trims nothing (scipy cuts int(0.25 n) per end): it is the mean of every
+    # resample, and scipy's trim_mean costs ~7x the mean per bootstrap replication.
+    from rliable import metrics as rly_metrics
+
+    mean = rly_metrics.aggregate_mean(scores)
+    return np.array([mean, mean])
+
+
+def _defined(values: Iterable[float | None]) -> np.ndarray:
+    """The defined values as a ``[runs, 1]`` score array (one "task": the metric of the run)."""
+    kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return np.asarray(kept, dtype=np.float64).reshape(-1, 1)
+
+
+def bootstrap_stats(
+    values: Sequence[float | None], *, reps: int = DEFAULT_REPS, seed: int = 0
+) -> dict[str, Any]:
+    """Mean and interquartile mean (IQM) of one metric over runs, with 95% bootstrap intervals.
+
+    Follows Agarwal et al. 2021, "Deep Reinforcement Learning at the Edge of the Statistical
+    Precipice" (NeurIPS): percentile intervals from rliable's stratified bootstrap
+    (``rliable.library.get_interval_estimates`` with ``rliable.metrics.aggregate_mean`` and
+    ``aggregate_iqm``) over the runs' scores, shaped ``[runs, 1]``. numpy's global RNG is seeded
+    with ``seed`` for the call and restored after it, so equal inputs give equal intervals.
+
+    Args:
+        values: the metric of each run (e.g. seeds of one group); ``None``/NaN (undefined for
+            that run) are left out and counted, never read as 0.
+        reps: bootstrap replications (int >= 1).
+        seed: seed of the bootstrap draws (int >= 0).
+
+    Returns:
+        ``{"mean", "ci95", "iqm", "iqm_ci95", "n_defined", "n_undefined", "values"}``: ``mean``
+        equals ``numpy.mean`` of the defined values; ``ci95`` / ``iqm_ci95`` are ``[low, high]``;
+        ``values`` lists every run's value (``None`` where undefined). ``mean`` and ``iqm`` are
+        ``None`` with no defined value, the intervals with fewer than two.
+
+    Raises:
+        ValueError: if ``reps`` or ``seed`` is not an int in range.
+    """
+    _check_bootstrap(reps, seed)
+    listed = [None if v is None or math.isnan(float(v)) else float(v) for v in values]
+    scores = _defined(listed)
+    n = scores.shape[0]
+    stats: dict[str, Any] = {"mean": None, "ci95": None, "iqm": None, "iqm_ci95": None}
+    if n >= 2:
+        from rliable import library
+
+        with _NumpySeed(seed):
+            points, intervals = library.get_interval_estimates(
+                {"metric": scores}, _mean_and_iqm if n >= 4 else _mean_twice, reps=reps
+            )
+        (low_mean, low_iqm), (high_mean, high_iqm) = intervals["metric"]
+        stats.update(ci95=[low_mean, high_mean], iqm_ci95=[low_iqm, high_iqm])
+        stats.update(mean=points["metric"][0], iqm=points["metric"][1])
+    elif n == 1:
+        stats.update(mean=scores[0, 0], iqm=scores[0, 0])
+    stats.update(n_defined=n, n_undefined=len(listed) - n, values=listed)
+    return json_ready(stats)
+
+
+def improvement_probability(
+    x_values: Sequence[float | None],
+    y_values: Sequence[float | None],
+    *,
+    reps: int = DEFAULT_REPS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Probability that a run of X scores higher than a run of Y, with its 95% bootstrap interval.
+
+    ``rliable.metrics.probability_of_improvement`` (Agarwal et al. 2021, NeurIPS): the
+    Mann-Whitney U statistic over all ``(x, y)`` run pairs divided by their number, ties counting
+    one half, so ``P(X > Y) + P(Y > X) = 1`` and ``0.5`` means no difference. The interval is
+    rliable's independent stratified bootstrap (each group resampled on its own), with numpy's
+    global RNG seeded as in :func:`bootstrap_stats`. Use it on a higher-is-better metric.
+
+    Args:
+        x_values, y_values: the metric of each run of X and of Y; ``None``/NaN are left out.
+        reps, seed: as in :func:`bootstrap_stats`.
+
+    Returns:
+        ``{"p_x_better", "ci95", "n_x", "n_y"}``: ``p_x_better`` is ``None`` when a group has no
+        defined value, ``ci95`` (``[low, high]``) when either has fewer than two.
+    """
+    _check_bootstrap(reps, seed)
+    x, y = _defined(x_values), _defined(y_values)
+    result: dict[str, Any] = {"p_x_better": None, "ci95": None, "n_x": len(x), "n_y": len(y)}
+    if len(x) and len(y):
+        from rliable import library
+        from rliable import metrics as rly_metrics
+
+        result["p_x_better"] = rly_metrics.probability_of_improvement(x, y)
+        if len(x) >= 2 and len(y) >= 2:
+            with _NumpySeed(seed):
+                _, intervals = library.get_interval_estimates(
+                    {"poi": [x, y]}, rly_metrics.probability_of_improvement, reps=reps
+                )
+            result["ci95"] = intervals["poi"].reshape(2)
+    return json_ready(result)
+
+
+def _differs_only_in_strategy(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    def rest(group: Mapping[str, Any]) -> str:
+        config = {k: v for k, v in group["config"].items() if k not in _STRATEGY_KEYS}
+        overrides = [
+            o for o in group["overrides"] or [] if _override_key(o).split(".")[0] != "strategy"
+        ]
+        return json.dumps([config, overrides], sort_keys=True, default=str)
+
+    return rest(a) == rest(b)
+
+
+def _mean_matrix(runs: Sequence[tuple[Path, dict[str, Any]]]) -> list[list[float | None]]:
+    """Cell-wise mean accuracy matrix of a group over the runs that measured each cell."""
+    size = len(runs[0][1]["sequence"])
+    stack = np.stack(
+        [as_matrix(r["accuracy_matrix"], "accuracy_matrix", size, str(p)) for p, r in runs]
+    )
+    counts = np.isfinite(stack).sum(axis=0)
+    sums = np.where(np.isfinite(stack), stack, 0.0).sum(axis=0)
+    return json_ready(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+
+
+def sweep_report(
+    paths: Iterable[str | Path], *, reps: int = DEFAULT_REPS, seed: int = 0
+) -> dict[str, Any]:
+    """Find every run below ``paths``, group them by configuration and compare the groups.
+
+    Runs differing only in their seed form a group (:func:`group_runs`, named by
+    :func:`group_names`). Per group and metric (``METRIC_NAMES`` and any other metric the runs
+    record): mean and IQM with 95% stratified-bootstrap intervals (:func:`bootstrap_stats`,
+    Agarwal et al. 2021). Probability of improvement on ``avg_accuracy`` (higher is better)
+    for every pair of groups when there are at most 8, else for the pairs differing only in
+    strategy (strategy, its arguments, plugins and ``strategy*`` overrides).
+
+    Args:
+        paths: folders searched at any depth, or results.json files (:func:`scan_runs`).
+        reps: bootstrap replications per interval (int >= 1).
+        seed: seed of every bootstrap call (int >= 0): the report is deterministic.
+
+    Returns:
+        JSON-ready ``{"groups": {name: {"n_runs", "runs", "seeds", "config", "sequence",
+        "accuracy_matrix_mean", "metrics": {metric: {"better", "mean", "ci95", "iqm",
+        "iqm_ci95", "n_defined", "n_undefined", "values"}}}}, "n_found", "n_read",
+        "skipped": [{"path", "reason"}], "probability_of_improvement": {"metric", "better",
+        "definition", "pairs": [{"x", "y", "p_x_better", "ci95", "n_x", "n_y"}]}, "bootstrap"}``,
+        no NaN anywhere (undefined is ``null``). ``config`` holds what tells the group apart,
+        ``values`` one entry per run in the order of ``runs``.
+
+    Raises:
+        ValueError: if ``reps`` or ``seed`` is out of range.
+    """
+    _check_bootstrap(reps, seed)
+    loaded, skipped, n_found = scan_runs(paths)
+    groups = group_runs(loaded)
+    named = sorted(zip(group_names(groups), groups), key=lambda item: _natural_text(item[0][0]))
+    report_groups: dict[str, Any] = {}
+    for (name, distinct), group in named:
+        runs = group["runs"]
+        metric_names = list(METRIC_NAMES)
+        for _, results in runs:
+            metric_names += sorted(set(results["metrics"]) - set(metric_names))
+        report_groups[name] = {
+            "n_runs": len(runs),
+            "runs": [str(path.parent) for path, _ in runs],
+            "seeds": [results["seed"] for _, results in runs],
+            "config": distinct,
+            "sequence": group["config"]["sequence"],
+            "accuracy_matrix_mean": _mean_matrix(runs),
+            "metrics": {
+                metric: {
+                    "better": METRIC_BETTER.get(metric),
+                    **bootstrap_stats([_metric(r, metric) for _, r in runs], reps=reps, seed=seed),
+                }
+                for metric in metric_names
+            },
+        }
+    pairs = []
+    for i, ((x_name, _), x_group) in enumerate(named):
+        for (y_name, _), y_group in named[i + 1 :]:
+            if len(named) > ALL_PAIRS_UP_TO and not _differs_only_in_strategy(x_group, y_group):
+                continue
+            x_values, y_values = (
+                report_groups[n]["metrics"]["avg_accuracy"]["values"] for n in (x_name, y_name)
+            )
+            comparison = improvement_probability(x_values, y_values, reps=reps, seed=seed)
+            pairs.append({"x": x_name, "y": y_name, **comparison})
+    return json_ready(
+        {
+            "groups": report_groups,
+            "n_found": n_found,
+            "n_read": len(loaded),
+            "skipped": skipped,
+            "probability_of_improvement": {
+                "metric": "avg_accuracy",
+                "better": "higher",
+                "definition": "p_x_better = P(a run of x has a higher avg_accuracy than a run of y), "
+                "ties counting 1/2; > 0.5 favours x, < 0.5 favours y",
+                "pairs": pairs,
+            },
+            "bootstrap": {
+                "method": "rliable stratified bootstrap, percentile intervals (Agarwal et al. 2021)",
+                "confidence": 0.95,
+                "reps": reps,
+                "seed": seed,
+            },
+        }
+    )
 
 
 # ------------------------------------------------------------------------ forward transfer
@@ -459,15 +831,75 @@ def forward_transfer(
 
 
 # ------------------------------------------------------------------------------- finding
-def _natural(path: Path) -> list[Any]:
+def _natural_text(text: str) -> list[Any]:
     # Hydra numbers multirun jobs 0, 1, ..., 10: sort them as numbers, not as text.
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(path))]
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
+
+
+def _natural(path: Path) -> list[Any]:
+    return _natural_text(str(path))
+
+
+def _walk_runs(root: Path, errors: list[dict[str, str]]) -> list[Path]:
+    """Folders holding results.json at ``root`` or any depth below; unreadable folders -> ``errors``."""
+
+    def unreadable(error: OSError) -> None:
+        errors.append({"path": str(error.filename), "reason": f"cannot list ({error.strerror})"})
+
+    found = []
+    for folder, subfolders, files in os.walk(root, onerror=unreadable):
+        if RESULTS_FILE in files:
+            found.append(Path(folder))
+            subfolders.clear()  # a run's own checkpoints/, tb/, plots/, .hydra/ hold no runs
+    return sorted(found, key=_natural)
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Run directories (holding results.json) at ``root`` or one or two levels below, sorted."""
-    root = Path(root)
-    if (root / RESULTS_FILE).is_file():
-        return [root]
-    found = [*root.glob(f"*/{RESULTS_FILE}"), *root.glob(f"*/*/{RESULTS_FILE}")]
-    return sorted((p.parent for p in found), key=_natural)
+    """Run directories (folders holding results.json) at ``root`` or at any depth below, sorted.
+
+    A Hydra multirun puts runs at ``runs/<experiment>/multirun/<timestamp>/<job>/``; all are found.
+    The search does not enter a run directory (its ``checkpoints/``, ``tb/``, ...) nor follow
+    symbolic links to folders. Job numbers sort as numbers (``2`` before ``10``).
+    """
+    return _walk_runs(Path(root), [])
+
+
+def _reason(error: ValueError, path: Path) -> str:
+    """An error message without its leading ``"<path>: "`` (the path is said beside it)."""
+    text, prefix = str(error), f"{path}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def scan_runs(
+    paths: Iterable[str | Path],
+) -> tuple[list[tuple[Path, dict[str, Any]]], list[dict[str, str]], int]:
+    """Find and read every run below ``paths``, skipping (not stopping at) broken ones.
+
+    Args:
+        paths: folders searched at any depth (:func:`find_runs`), or results.json files.
+
+    Returns:
+        ``(loaded, skipped, n_found)``: ``loaded`` holds ``(results.json path, results)`` of every
+        readable run, each once, in path order; ``skipped`` one ``{"path", "reason"}`` per
+        results.json that is unreadable, not JSON, fails validation (a missing key, a matrix that
+        is not T x T, a metric that is not a finite number or null) or whose
+        ``.hydra/overrides.yaml`` is not YAML, and per folder that could not be listed;
+        ``n_found`` counts the results.json files found (read or skipped).
+    """
+    run_dirs: list[Path] = []
+    skipped: list[dict[str, str]] = []
+    for path in map(Path, paths):
+        found = [path.parent] if path.is_file() else _walk_runs(path, skipped)
+        run_dirs += [d for d in found if d not in run_dirs]
+    loaded = []
+    for run_dir in run_dirs:
+        path = run_dir / RESULTS_FILE
+        try:
+            results = load_results(run_dir)
+            check_metric_values(results, str(path))
+            _overrides(run_dir)
+        except ValueError as error:
+            skipped.append({"path": str(path), "reason": _reason(error, path)})
+        else:
+            loaded.append((path, results))
+    return loaded, skipped, len(run_dirs)

@@ -333,26 +333,28 @@ def test_main_with_a_scratch_reference_prints_forward_transfer(
         main([str(run), str(scratch), "--reference", str(scratch)])
 
 
-def test_main_on_a_multirun_dir_writes_aggregate_json(
+def test_main_on_a_multirun_dir_writes_report_json(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     # configs/config.yaml's sweep layout: runs/<experiment>/multirun/<timestamp>/<job number>
     multirun = tmp_path / "multirun" / "2024-01-01_12-00-00"
     for k, acc in enumerate([0.1, 0.2, 0.3]):
         write_run(multirun / str(k), seed=k, metrics={**METRICS, "avg_accuracy": acc})
-    assert main([str(tmp_path / "multirun")]) == 0  # runs two levels below
-    saved = json.loads((tmp_path / "multirun" / "aggregate.json").read_text())
-    [group] = saved["groups"]
-    assert group["n"] == 3 and group["metrics"]["avg_accuracy"]["mean"] == pytest.approx(0.2)
-    assert "0.2000" in capsys.readouterr().out
+    assert main([str(tmp_path / "multirun"), "--reps", "50"]) == 0  # runs two levels below
+    saved = json.loads((tmp_path / "multirun" / "report.json").read_text())
+    [group] = saved["groups"].values()
+    assert group["n_runs"] == 3 and group["metrics"]["avg_accuracy"]["mean"] == pytest.approx(0.2)
+    assert saved["n_found"] == 3 and saved["skipped"] == []
+    assert "0.200 [" in capsys.readouterr().out
     assert not (multirun / "0" / "report.html").exists()
+    assert (tmp_path / "multirun" / "report.html").is_file()
 
 
 def test_main_errors_name_the_path(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=re.escape(str(tmp_path / "nowhere"))):
         main([str(tmp_path / "nowhere")])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no results.json in it"):
+    with pytest.raises(SystemExit, match="no readable results.json at any depth"):
         main([str(tmp_path / "empty")])
     bad = tmp_path / "bad"
     bad.mkdir()

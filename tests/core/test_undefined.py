@@ -193,14 +193,16 @@ def test_trmgym_report_of_a_one_task_run_and_of_seeds(
     multirun = tmp_path / "multi"
     for seed in range(2):
         write_seed(multirun / str(seed), seed, one_task_results()["metrics"])
-    assert main([str(multirun)]) == 0
-    saved = json.loads((multirun / "aggregate.json").read_text())
-    [group] = saved["groups"]
-    assert group["metrics"]["bwt"]["mean"] is None and group["metrics"]["bwt"]["values"] == [
-        None,
-        None,
-    ]
-    assert "NaN" not in (multirun / "aggregate.json").read_text()
+    assert main([str(multirun), "--reps", "50"]) == 0
+    saved = json.loads((multirun / "report.json").read_text())
+    [group] = saved["groups"].values()
+    bwt = group["metrics"]["bwt"]
+    assert bwt["mean"] is None and bwt["ci95"] is None and bwt["values"] == [None, None]
+    assert bwt["n_defined"] == 0 and bwt["n_undefined"] == 2
+    assert "NaN" not in (multirun / "report.json").read_text()
+    out = " ".join(capsys.readouterr().out.split())
+    assert "| strategy=naive | 2 | 0.750 [0.750, 0.750] | n/a | n/a | n/a |" in out
+    assert REASON in out
 
 
 def test_forward_transfer_with_a_perfect_reference_is_undefined(

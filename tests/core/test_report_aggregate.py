@@ -1,0 +1,353 @@
+"""Sweep reports: runs found at any depth, grouped by configuration, compared with rliable.
+
+Every interval is checked against rliable called directly on the same score arrays with numpy's
+global RNG seeded the same way (Agarwal et al. 2021, "Deep Reinforcement Learning at the Edge of
+the Statistical Precipice", NeurIPS).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rliable import library, metrics
+
+from tests.core.test_report import METRICS, write_run
+from trmgym.report import main, sweep_markdown, write_sweep_report
+from trmgym.results import (
+    bootstrap_stats,
+    find_runs,
+    group_names,
+    group_runs,
+    improvement_probability,
+    scan_runs,
+    sweep_report,
+)
+
+REPS = 200  # small: each interval is a few hundred rliable replications
+
+
+def no_nan(text: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"report.json holds {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def rliable_mean_iqm(values: list[float], seed: int, reps: int = REPS) -> tuple:
+    """Points and intervals of mean and IQM, straight from rliable."""
+    scores = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+
+    def mean_and_iqm(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_mean(x), metrics.aggregate_iqm(x)])
+
+    np.random.seed(seed)
+    points, intervals = library.get_interval_estimates({"s": scores}, mean_and_iqm, reps=reps)
+    return points["s"], intervals["s"]
+
+
+def write_seeds(folder: Path, strategy: str, accuracies: list[float]) -> None:
+    """One run per accuracy, seeds 0, 1, ..., in ``folder/<strategy>_<seed>``."""
+    for seed, accuracy in enumerate(accuracies):
+        metrics_ = {**METRICS, "avg_accuracy": accuracy}
+        write_run(folder / f"{strategy}_{seed}", seed=seed, strategy=strategy, metrics=metrics_)
+
+
+def write_overrides(run: Path, *overrides: str) -> None:
+    (run / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+# ----------------------------------------------------------------------------------- finding
+def test_runs_at_depths_1_3_5_are_found_and_broken_ones_skipped(tmp_path: Path) -> None:
+    shallow = write_run(tmp_path / "a", seed=1)
+    middle = write_run(tmp_path / "x" / "y" / "b", seed=2)
+    deep = write_run(tmp_path / "runs" / "exp" / "multirun" / "2024-01-01_00-00-00" / "0", seed=3)
+    # a run's own subfolders are not searched: this copy is not a run of the sweep
+    write_run(shallow / "checkpoints" / "old", seed=99)
+    broken = tmp_path / "runs" / "exp" / "multirun" / "2024-01-01_00-00-00" / "1"
+    broken.mkdir()
+    (broken / "results.json").write_text("{not json")
+    no_metrics = tmp_path / "x" / "no_metrics"
+    no_metrics.mkdir()
+    (no_metrics / "results.json").write_text(json.dumps({"sequence": ["a"], "seed": 0}))
+    bad_metric = write_run(tmp_path / "x" / "bad_metric", metrics={**METRICS, "bwt": "high"})
+    assert find_runs(tmp_path) == [
+        shallow,
+        tmp_path / "runs" / "exp" / "multirun" / "2024-01-01_00-00-00" / "0",
+        broken,
+        bad_metric,
+        no_metrics,
+        middle,
+    ]
+    loaded, skipped, n_found = scan_runs([tmp_path])
+    assert n_found == 6
+    assert [path.parent for path, _ in loaded] == [shallow, deep, middle]
+    reasons = {item["path"]: item["reason"] for item in skipped}
+    assert reasons.keys() == {str(d / "results.json") for d in (broken, no_metrics, bad_metric)}
+    assert reasons[str(broken / "results.json")].startswith("not valid JSON")
+    assert (
+        "missing key(s) ['strategy', 'accuracy_matrix', 'metrics']"
+        in reasons[str(no_metrics / "results.json")]
+    )
+    assert reasons[str(bad_metric / "results.json")] == (
+        "metrics.bwt must be a finite number or null, got 'high'"
+    )
+
+
+def test_the_cli_lists_what_it_skipped_and_still_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    sweep = tmp_path / "runs" / "exp" / "multirun" / "ts"
+    write_seeds(sweep, "naive", [0.2, 0.3])
+    (sweep / "9").mkdir()
+    (sweep / "9" / "results.json").write_text("[1, 2]")
+    assert main([str(tmp_path / "runs"), "--reps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert f"found 3 results.json below {tmp_path / 'runs'}: 2 read, 1 skipped" in out
+    assert f"skipped {sweep / '9' / 'results.json'}: results must be a JSON object" in out
+    header = (
+        "| group | n | avg_accuracy (higher is better) | avg_forgetting (lower is better) "
+        "| bwt (higher is better) | fwt (higher is better) |"
+    )
+    assert header in out
+    assert re.search(r"\| strategy=naive \| 2 \| 0\.250 \[0\.2\d\d, 0\.[23]\d\d\] \| 0\.250 ", out)
+    assert f"report: {tmp_path / 'runs' / 'report.json'}" in out
+    saved = no_nan((tmp_path / "runs" / "report.json").read_text())
+    assert saved["n_found"] == 3 and saved["n_read"] == 2
+    assert saved["skipped"] == [
+        {
+            "path": str(sweep / "9" / "results.json"),
+            "reason": "results must be a JSON object, got list",
+        }
+    ]
+
+
+# ---------------------------------------------------------------------------------- statistics
+@pytest.mark.parametrize("values", [[0.1, 0.5, 0.3], [0.1, 0.5, 0.3, 0.9, 0.2, 0.45]])
+def test_mean_iqm_and_intervals_equal_rliable_directly(values: list[float]) -> None:
+    stats = bootstrap_stats(values, reps=REPS, seed=3)
+    points, intervals = rliable_mean_iqm(values, seed=3)
+    assert stats["mean"] == pytest.approx(np.mean(values), abs=1e-12)
+    assert stats["mean"] == pytest.approx(points[0], abs=1e-12)
+    assert stats["iqm"] == pytest.approx(points[1], abs=1e-12)
+    assert stats["ci95"] == pytest.approx(list(intervals[:, 0]), abs=1e-12)
+    assert stats["iqm_ci95"] == pytest.approx(list(intervals[:, 1]), abs=1e-12)
+    assert stats["ci95"][0] < stats["mean"] < stats["ci95"][1]
+    if len(values) == 6:  # the IQM trims one run per end: 0.1 and 0.9
+        assert stats["iqm"] == pytest.approx(np.mean([0.2, 0.3, 0.45, 0.5]))
+
+
+def test_intervals_are_seeded_and_leave_numpy_random_alone() -> None:
+    values = [0.13, 0.52, 0.31, 0.97, 0.05, 0.77]
+    np.random.seed(11)
+    expected = np.random.rand(3)
+    np.random.seed(11)
+    first = bootstrap_stats(values, reps=REPS, seed=0)
+    assert np.array_equal(np.random.rand(3), expected)  # the caller's stream goes on unchanged
+    assert bootstrap_stats(values, reps=REPS, seed=0) == first
+    assert bootstrap_stats(values, reps=REPS, seed=1)["ci95"] != first["ci95"]
+    with pytest.raises(ValueError, match="reps must be an int >= 1, got 0"):
+        bootstrap_stats(values, reps=0)
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        bootstrap_stats(values, seed=-1)
+
+
+def test_sweep_report_matches_rliable_per_group_and_is_deterministic(tmp_path: Path) -> None:
+    naive, ewc = [0.2, 0.3, 0.25, 0.1], [0.6, 0.7, 0.65]
+    write_seeds(tmp_path / "sweep", "naive", naive)
+    write_seeds(tmp_path / "sweep", "ewc", ewc)
+    report = sweep_report([tmp_path], reps=REPS, seed=5)
+    assert list(report["groups"]) == ["strategy=ewc", "strategy=naive"]
+    for name, values in (("strategy=naive", naive), ("strategy=ewc", ewc)):
+        stats = report["groups"][name]["metrics"]["avg_accuracy"]
+        points, intervals = rliable_mean_iqm(values, seed=5)
+        assert stats["values"] == pytest.approx(values)
+        assert stats["mean"] == pytest.approx(np.mean(values), abs=1e-12)
+        assert stats["iqm"] == pytest.approx(points[1], abs=1e-12)
+        assert stats["ci95"] == pytest.approx(list(intervals[:, 0]), abs=1e-12)
+        assert stats["iqm_ci95"] == pytest.approx(list(intervals[:, 1]), abs=1e-12)
+        assert stats["better"] == "higher"
+    forgetting = report["groups"]["strategy=naive"]["metrics"]["avg_forgetting"]
+    assert forgetting["better"] == "lower" and forgetting["mean"] == pytest.approx(0.25)
+    _, first = write_sweep_report([tmp_path], reps=REPS, seed=5)
+    text = first.read_text()
+    _, again = write_sweep_report([tmp_path], reps=REPS, seed=5)
+    assert again == tmp_path / "report.json" and again.read_text() == text
+
+
+# ---------------------------------------------------------------------------------- grouping
+def test_seeds_form_one_group_and_a_strategy_another(tmp_path: Path) -> None:
+    write_seeds(tmp_path / "ts", "naive", [0.1, 0.2, 0.3])
+    write_seeds(tmp_path / "ts", "replay", [0.5, 0.6])
+    report = sweep_report([tmp_path], reps=20)
+    assert {name: group["n_runs"] for name, group in report["groups"].items()} == {
+        "strategy=naive": 3,
+        "strategy=replay": 2,
+    }
+    naive = report["groups"]["strategy=naive"]
+    assert naive["seeds"] == [0, 1, 2] and naive["config"] == {"strategy": "naive"}
+    assert naive["runs"] == [str(tmp_path / "ts" / f"naive_{k}") for k in range(3)]
+
+
+def test_group_names_use_differing_overrides_and_are_deterministic(tmp_path: Path) -> None:
+    for k, (strategy, batch) in enumerate([("replay", 64), ("replay", 8), ("naive", 8)] * 2):
+        run = write_run(tmp_path / str(k), seed=k, strategy=strategy)
+        write_overrides(run, "experiment=quick", f"run.batch_size={batch}", f"strategy={strategy}")
+    loaded, _, _ = scan_runs([tmp_path])
+    groups = group_runs(loaded)
+    names = [name for name, _ in group_names(groups)]
+    # the shared override (experiment=quick) is left out; the strategy comes first
+    assert names == [
+        "strategy=replay,run.batch_size=64",
+        "strategy=replay,run.batch_size=8",
+        "strategy=naive,run.batch_size=8",
+    ]
+    assert [name for name, _ in group_names(groups[::-1])] == names[::-1]
+    assert group_names(groups)[0][1] == {"strategy": "replay", "run.batch_size": "64"}
+    report = sweep_report([tmp_path], reps=20)
+    assert list(report["groups"]) == [names[2], names[1], names[0]]  # 8 before 64
+    assert all(group["n_runs"] == 2 for group in report["groups"].values())
+
+
+def test_groups_without_overrides_are_named_by_the_config_keys_that_differ(
+    tmp_path: Path,
+) -> None:
+    for k, batch in enumerate([4, 64, 4]):
+        settings = {"train_steps": 30, "eval_every": 10, "batch_size": batch}
+        write_run(tmp_path / str(k), seed=k, settings=settings)
+    report = sweep_report([tmp_path], reps=20)
+    assert {name: group["n_runs"] for name, group in report["groups"].items()} == {
+        "strategy=naive,settings.batch_size=4": 2,
+        "strategy=naive,settings.batch_size=64": 1,
+    }
+
+
+# ------------------------------------------------------------------- probability of improvement
+def test_probability_of_improvement_matches_rliable(tmp_path: Path) -> None:
+    better, worse = [0.7, 0.8, 0.6, 0.75], [0.5, 0.65, 0.4]
+    write_seeds(tmp_path, "ewc", better)
+    write_seeds(tmp_path, "naive", worse)
+    report = sweep_report([tmp_path], reps=REPS, seed=2)
+    poi = report["probability_of_improvement"]
+    assert poi["metric"] == "avg_accuracy" and poi["better"] == "higher"
+    [pair] = poi["pairs"]
+    assert (pair["x"], pair["y"], pair["n_x"], pair["n_y"]) == (
+        "strategy=ewc",
+        "strategy=naive",
+        4,
+        3,
+    )
+    x, y = np.array(better).reshape(-1, 1), np.array(worse).reshape(-1, 1)
+    assert pair["p_x_better"] == pytest.approx(metrics.probability_of_improvement(x, y), abs=1e-12)
+    assert pair["p_x_better"] == pytest.approx(11.0 / 12.0)  # 11 of the 12 pairs: 0.6 < 0.65 only
+    np.random.seed(2)
+    _, intervals = library.get_interval_estimates(
+        {"p": [x, y]}, metrics.probability_of_improvement, reps=REPS
+    )
+    assert pair["ci95"] == pytest.approx(list(intervals["p"].reshape(2)), abs=1e-12)
+    assert pair["p_x_better"] > 0.5
+    reverse = improvement_probability(worse, better, reps=REPS, seed=2)
+    assert reverse["p_x_better"] == pytest.approx(1.0 - pair["p_x_better"])
+    assert improvement_probability([None, None], better)["p_x_better"] is None
+    one = improvement_probability([0.9], better, reps=REPS)
+    assert one["p_x_better"] == pytest.approx(1.0) and one["ci95"] is None
+
+
+def test_above_eight_groups_only_strategy_pairs_are_compared(tmp_path: Path) -> None:
+    k = 0
+    for batch in (4, 8, 16):
+        for strategy in ("naive", "replay", "ewc"):
+            for seed in range(2):
+                run = write_run(tmp_path / str(k), seed=seed, strategy=strategy)
+                write_overrides(run, f"strategy={strategy}", f"run.batch_size={batch}")
+                k += 1
+    report = sweep_report([tmp_path], reps=5)
+    assert len(report["groups"]) == 9
+    pairs = [(p["x"], p["y"]) for p in report["probability_of_improvement"]["pairs"]]
+    assert len(pairs) == 9  # 3 batch sizes x 3 strategy pairs, not 36
+    assert all(x.split(",")[1] == y.split(",")[1] for x, y in pairs)
+
+
+# ------------------------------------------------------------------------------ undefined
+def test_null_metrics_are_left_out_and_report_json_has_no_nan(tmp_path: Path) -> None:
+    for seed, fwt in enumerate([None, 0.2, 0.4]):
+        metrics_ = {**METRICS, "fwt": fwt, "bwt": None}
+        write_run(tmp_path / "sweep" / str(seed), seed=seed, metrics=metrics_)
+    _, path = write_sweep_report([tmp_path / "sweep"], reps=REPS, seed=0)
+    saved = no_nan(path.read_text())
+    [group] = saved["groups"].values()
+    fwt, bwt = group["metrics"]["fwt"], group["metrics"]["bwt"]
+    assert fwt["values"] == [None, 0.2, 0.4] and fwt["n_defined"] == 2 and fwt["n_undefined"] == 1
+    assert fwt["mean"] == pytest.approx(0.3)  # not (0 + 0.2 + 0.4) / 3
+    points, intervals = rliable_mean_iqm([0.2, 0.4], seed=0)
+    assert fwt["ci95"] == pytest.approx(list(intervals[:, 0]), abs=1e-12)
+    assert bwt == {
+        "better": "higher",
+        "mean": None,
+        "ci95": None,
+        "iqm": None,
+        "iqm_ci95": None,
+        "n_defined": 0,
+        "n_undefined": 3,
+        "values": [None, None, None],
+    }
+    text = sweep_markdown(saved)
+    assert "| 0.300 [" in text and "(1 null)" in text and "| n/a |" in text
+    assert "n/a: BWT needs at least 2 tasks" in text
+
+
+# ------------------------------------------------------------------------------------ HTML
+def test_sweep_report_html_is_self_contained(tmp_path: Path) -> None:
+    write_seeds(tmp_path / "m", "ewc", [0.7, 0.8])
+    write_seeds(tmp_path / "m", "naive", [0.2, 0.3])
+    (tmp_path / "m" / "junk").mkdir()
+    (tmp_path / "m" / "junk" / "results.json").write_text("{")
+    assert main([str(tmp_path / "m"), "--reps", "20"]) == 0
+    text = (tmp_path / "m" / "report.html").read_text(encoding="utf-8")
+    for expected in (
+        "<h2>strategy=ewc</h2>",
+        "<h2>strategy=naive</h2>",
+        "avg_forgetting (lower is better)",
+        "Probability of improvement on avg_accuracy (higher is better)",
+        "<td>strategy=ewc</td><td>strategy=naive</td><td>1.000</td>",
+        "Mean accuracy matrix",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",  # a task name, escaped
+        str(tmp_path / "m" / "junk" / "results.json"),
+        "Statistical Precipice",
+    ):
+        assert expected in text, expected
+    assert not re.search(r"<(link|script|iframe|img)\b", text) and "http" not in text
+
+
+def test_a_single_run_directory_still_gets_its_report_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = write_run(tmp_path / "run")
+    assert main([str(run)]) == 0
+    assert "demo · naive · seed 7" in (run / "report.html").read_text(encoding="utf-8")
+    assert (run / "plots" / "accuracy_matrix.png").is_file()
+    assert not (run / "report.json").exists()
+    assert "avg_accuracy" in capsys.readouterr().out
+
+
+def test_several_folders_report_into_the_first_and_runs_count_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_seeds(tmp_path / "one", "naive", [0.2, 0.3])
+    write_seeds(tmp_path / "two", "replay", [0.6])
+    args = [str(tmp_path / "one"), str(tmp_path / "two"), str(tmp_path / "one"), "--reps", "20"]
+    assert main(args) == 0
+    saved = no_nan((tmp_path / "one" / "report.json").read_text())
+    assert saved["n_found"] == 3 and set(saved["groups"]) == {"strategy=naive", "strategy=replay"}
+    assert f"report: {tmp_path / 'one' / 'report.json'}" in capsys.readouterr().out
+    # two run directories: the report goes to their parent, not over a run's own report.html
+    runs = [tmp_path / "one" / "naive_0", tmp_path / "one" / "naive_1"]
+    assert main([*map(str, runs), "--reps", "20"]) == 0
+    assert (tmp_path / "one" / "report.json").is_file()
+    assert not (runs[0] / "report.html").exists()
+    with pytest.raises(SystemExit, match="reps must be an int >= 1"):
+        main([str(tmp_path / "one"), "--reps", "0"])
