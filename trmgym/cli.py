@@ -4,22 +4,38 @@
 env.size=11 seed=3``, ``--cfg job``, ``--multirun``), exactly like any Hydra application. The
 configs ship inside the package (``trmgym.configs``), so a clone with an editable install and an
 installed wheel find them the same way.
+
+A multirun's jobs are named by their overrides below ``hydra.sweep.dir``
+(``seed=1,strategy=replay``: :func:`sweep_subdir`), so starting the same sweep again with the same
+``hydra.sweep.dir`` skips the finished jobs, resumes the interrupted ones from their checkpoints
+and runs the new ones. ``run.threads`` sets each job's share of the cores (:mod:`trmgym.threads`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import gymnasium as gym
 import numpy as np
+from hydra.errors import CompactHydraException
+from omegaconf import OmegaConf
 
 import trmgym
 
 COMMANDS = ("run", "demo", "report")
+#: the OmegaConf resolver naming a sweep's job directories (``hydra.sweep.subdir``)
+SUBDIR_RESOLVER = "trmgym.sweep_subdir"
+#: longest job directory name kept as is (file systems allow 255 bytes)
+MAX_SUBDIR = 160
+
+log = logging.getLogger(__name__)  # Hydra's job logging writes it to the run's cli.log
 
 
 def config_dir() -> Path:
@@ -35,28 +51,112 @@ def env_kwargs(env_cfg: Any) -> tuple[str, dict[str, Any]]:
     return task.env_id, {**task.kwargs, **task.train_kwargs}
 
 
+def sweep_subdir(override_dirname: str | None, job_num: int | str) -> str:
+    """A multirun job's directory below ``hydra.sweep.dir`` (the ``trmgym.sweep_subdir`` resolver).
+
+    The job's overrides (``hydra.job.override_dirname``, e.g. ``seed=1,strategy=replay``) rather
+    than its number, which shifts when the grid changes, so a sweep started again with more seeds
+    finds each earlier job's directory. ``/`` and other characters unfit for a file name are
+    %-escaped; a name over ``MAX_SUBDIR`` characters is cut and ends with a hash of the whole.
+    The job number when the job has no overrides.
+    """
+    if not override_dirname:
+        return str(job_num)
+    name = quote(str(override_dirname), safe="=,+-_.~@:[]")
+    if len(name) > MAX_SUBDIR:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:16]
+        name = f"{name[: MAX_SUBDIR - 17]}-{digest}"
+    return name
+
+
+OmegaConf.register_new_resolver(SUBDIR_RESOLVER, sweep_subdir, replace=True)
+
+
+class SweepJobError(CompactHydraException):
+    """A multirun job refused before training (a bad value, another configuration's directory).
+
+    Hydra records it as the job's failure and, after the sweep, prints its one-line message
+    under ``Error executing job with overrides: [...]``, whichever launcher ran the job.
+    """
+
+
 def run(cfg: Any) -> dict[str, Any]:
     """Build the run described by ``cfg`` (:func:`trmgym.config.build_run`), then train it.
 
     A bad value is reported as one line naming its key (``trmgym run: run.batch_size must be an
     int >= 1, got 0``) before any training; ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
+    A run directory that holds a checkpoint of a different configuration is refused the same way.
+    A multirun job whose directory already holds results.json of the same configuration is
+    skipped (its results are returned); one with only checkpoints resumes from them.
     """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from trmgym import checkpoint
     from trmgym.config import build_run
+    from trmgym.results import RESULTS_FILE
 
-    run_dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    job_label = f"job {hydra_cfg.job.num}: " if in_sweep else ""
     try:
         job = build_run(cfg, run_dir)
+        saved = checkpoint.load_latest(run_dir / "checkpoints")
         # a run directory belongs to one configuration: check before .hydra/ is (re)written
-        job.check_resumable(checkpoint.load_latest(Path(run_dir) / "checkpoints"))
+        job.check_resumable(saved)
+        if in_sweep and (run_dir / RESULTS_FILE).is_file():
+            results = finished_results(run_dir, saved)
+            message = f"{job_label}already finished ({RESULTS_FILE}), skipped"
+            log.info("%s: %s", message, run_dir)
+            print(message, flush=True)
+            return results
     except (ValueError, TypeError, RuntimeError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        raise SystemExit(f"trmgym run: {error}") from None
-    save_hydra_files(cfg, Path(run_dir))
+        message = f"trmgym run: {job_label}{error}"
+        if in_sweep:  # a SystemExit would kill a Ray worker (retried, then lost): fail the job
+            log.error(message)
+            raise SweepJobError(message) from None
+        raise SystemExit(message) from None
+    use_threads(job.settings.threads, hydra_cfg, console=cfg.console, label=job_label)
+    save_hydra_files(cfg, run_dir)
     return job.run()
+
+
+def use_threads(setting: int | str, hydra_cfg: Any, *, console: bool, label: str = "") -> int:
+    """Give this job its threads (``run.threads``, :mod:`trmgym.threads`) and say so: a line in
+    the run's cli.log, printed too when ``console``. Returns the threads."""
+    from trmgym.threads import apply_threads, resolve_threads
+
+    threads, reason = resolve_threads(setting, hydra_cfg)
+    torch_threads = apply_threads(threads)
+    line = (
+        f"{label}threads: torch intra-op {torch_threads['intra_op']}, inter-op "
+        f"{torch_threads['inter_op']}, OMP/MKL {threads} ({reason})"
+    )
+    log.info(line)
+    if console:
+        print(line, flush=True)
+    return threads
+
+
+def finished_results(run_dir: Path, saved: dict[str, Any] | None) -> dict[str, Any]:
+    """The results of a finished job whose checkpoint passed the resume check.
+
+    Raises:
+        ValueError: the directory has results.json but no checkpoint, so the configuration it
+            was run with cannot be compared with this one.
+    """
+    from trmgym.results import load_results
+
+    if saved is None:
+        raise ValueError(
+            f"{run_dir} holds results.json but no checkpoints/, so whether it was run with this "
+            "configuration cannot be checked; delete its results.json to run the job again, or "
+            "give the sweep another hydra.sweep.dir"
+        )
+    return load_results(run_dir)
 
 
 def save_hydra_files(cfg: Any, run_dir: Path) -> None:
@@ -125,15 +225,17 @@ def demo(cfg: Any) -> dict[str, Any]:
 
 
 def _hydra_app(task: Any) -> None:
+    """Run ``task`` (:func:`run` or :func:`demo`) as a Hydra app over ``configs/config.yaml``.
+
+    ``task`` itself is the task function, a module-level function: the joblib and Ray launchers
+    pickle it by reference, and a worker that unpickles it imports ``trmgym.cli`` (registering
+    :data:`SUBDIR_RESOLVER`).
+    """
     import hydra
 
     import trmgym.config  # noqa: F401  (stores the schemas the YAML groups build on)
 
-    @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
-    def app(cfg: Any) -> None:
-        task(cfg)
-
-    app()
+    hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task)()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,4 +262,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m trmgym.cli`: run the imported module's main, so that the task functions Hydra's
+    # launchers pickle are trmgym.cli.run (importable in a worker), not __main__.run
+    from trmgym.cli import main as _main
+
+    _main()

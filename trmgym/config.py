@@ -35,6 +35,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.checks import positive_int
+from trmgym.threads import check_threads
 
 if TYPE_CHECKING:
     from trmgym.curricula.sequence import TaskSpec
@@ -87,6 +88,9 @@ class RunSettings:
     reference: str | None = None
     """A ``strategy=scratch`` run of the same sequence (its directory or results.json): adds
     Continual World's forward transfer ``metrics.ft`` (and ``forward_transfer``) to the results."""
+    threads: Any = "auto"
+    """torch intra-op threads (and OMP/MKL threads of child processes): "auto" (the usable cores
+    divided among the jobs a sweep runs at once, :mod:`trmgym.threads`) or an int >= 1."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -97,6 +101,7 @@ class RunSettings:
             "eval_every",
         ):
             positive_int(getattr(self, name), f"run.{name}")
+        self.threads = check_threads(self.threads, "run.threads")
         if self.reference is not None and not isinstance(self.reference, str | Path):
             raise ValueError(
                 f"run.reference must be null or the path of a scratch run, got {self.reference!r}"
