@@ -3,7 +3,7 @@
 - ``envs``, ``memory`` and ``curiosity`` import nothing of trmgym outside themselves (the shared
   leaf ``trmgym.checks`` aside);
 - no room imports the core modules (``cli``, ``runner``, ``experiment``, ``checkpoint``,
-  ``results``, ``report``, ``logging``, ``rundir``, ``config``); ``trmgym.metrics`` and
+  ``results``, ``report``, ``logging``, ``rundir``, ``config``, ``threads``); ``trmgym.metrics`` and
   ``trmgym.distributed`` (torch.distributed helpers) are leaves any room may use;
 - the rooms' own order: ``agents`` may use ``envs``/``memory``/``curiosity``; ``plugins``,
   ``meta`` and ``curricula`` may use ``agents`` and ``envs``; nothing below imports what is above.
@@ -28,6 +28,7 @@ CORE = (
     "logging",
     "rundir",
     "config",
+    "threads",
 )
 LEAVES = ("trmgym.checks", "trmgym.metrics", "trmgym.distributed")
 #: what each room may import besides itself and the leaves

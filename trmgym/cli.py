@@ -102,6 +102,7 @@ def run(cfg: Any) -> dict[str, Any]:
     job_label = f"job {hydra_cfg.job.num}: " if in_sweep else ""
     try:
         job = build_run(cfg, run_dir)
+        run_dir = job.run_dir  # under torchrun: rank 0's directory, on every rank
         saved = checkpoint.load_latest(run_dir / "checkpoints")
         # a run directory belongs to one configuration: check before .hydra/ is (re)written
         job.check_resumable(saved)
@@ -119,8 +120,10 @@ def run(cfg: Any) -> dict[str, Any]:
             log.error(message)
             raise SweepJobError(message) from None
         raise SystemExit(message) from None
-    use_threads(job.settings.threads, hydra_cfg, console=cfg.console, label=job_label)
-    save_hydra_files(cfg, run_dir)
+    main = job.world.is_main  # a data-parallel run: rank 0 alone prints and writes
+    use_threads(job.settings.threads, hydra_cfg, console=cfg.console and main, label=job_label)
+    if main:
+        save_hydra_files(cfg, run_dir)
     return job.run()
 
 

@@ -205,7 +205,7 @@ class ContinualRun:
         """Everything that determines this run's results, as plain JSON values.
 
         Stored in every checkpoint; a run directory resumed with a different value is refused
-        (:meth:`check_resumable`). Display-only settings (``console``) are not part of it.
+        (:meth:`check_resumable`). Display-only settings (``console``) and ``run.threads`` are not part of it.
         """
         return json.loads(
             json.dumps(
@@ -215,7 +215,8 @@ class ContinualRun:
                     # the kind only: a run may resume on another GPU, or on another rank's
                     "device": self.agent.device.type,
                     "sequence": [asdict(t) for t in self.tasks],
-                    "run": asdict(self.settings),
+                    # threads change speed, not results: a run may resume with others
+                    "run": {k: v for k, v in asdict(self.settings).items() if k != "threads"},
                     "agent": asdict(self.agent_config),
                     "strategy": self.strategy_config,
                     "plugins": self.plugin_records,
@@ -245,7 +246,8 @@ class ContinualRun:
             raise ValueError(
                 f"{self.run_dir} holds a run with a different configuration: {key} was "
                 f"{before!r} there and is {now!r} now. Resume it with the same settings, or "
-                "start a new run directory (e.g. a different hydra.run.dir)"
+                "start a new run directory (e.g. a different hydra.run.dir, or hydra.sweep.dir "
+                "for a sweep)"
             )
 
     def _fresh_state(self) -> dict[str, Any]:
@@ -471,6 +473,7 @@ class ContinualRun:
             "wall_time_s": state["wall_time_s"],
             "device": str(self.agent.device),
             "world_size": self.world.size,
+            "torch_threads": torch.get_num_threads(),
             "versions": {
                 "trmgym": trmgym.__version__,
                 "torch": torch.__version__,

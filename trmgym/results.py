@@ -265,7 +265,7 @@ def aggregate(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
 
 
 #: overrides that do not change how a run trains, left out when runs are grouped
-_NOT_CONFIGURATION = ("seed", "console", "run.reference")
+_NOT_CONFIGURATION = ("seed", "console", "run.reference", "run.threads")
 #: results.json keys that configure a run (everything that makes two runs comparable but the seed)
 _CONFIGURATION_KEYS = (
     "experiment",
@@ -297,8 +297,10 @@ def _overrides(run_dir: Path) -> list[str] | None:
 def _configuration(results: Mapping[str, Any]) -> dict[str, Any]:
     """What a run was configured to do, but its seed: the keys that make runs comparable."""
     config = {key: results.get(key) for key in _CONFIGURATION_KEYS}
-    if isinstance(config["settings"], Mapping):  # the FT reference does not change training
-        config["settings"] = {k: v for k, v in config["settings"].items() if k != "reference"}
+    if isinstance(config["settings"], Mapping):  # neither the FT reference nor threads
+        config["settings"] = {  # change what is trained
+            k: v for k, v in config["settings"].items() if k not in ("reference", "threads")
+        }
     return config
 
 

@@ -16,6 +16,9 @@ single run, ``basic``  1 (jobs run one after the other)
 ``ray``                a task per ``num_cpus`` free CPUs; a job gets
                        ``hydra.launcher.ray.remote.num_cpus`` threads (Ray's default: 1)
 =====================  ======================================================================
+
+Under ``torchrun`` the share is divided again by the run's processes on the machine
+(``LOCAL_WORLD_SIZE``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "apply_threads",
     "check_threads",
     "concurrent_jobs",
+    "local_processes",
     "resolve_threads",
     "usable_cores",
 ]
@@ -60,6 +64,15 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # macOS and Windows have no sched_getaffinity
         return max(1, os.cpu_count() or 1)
+
+
+def local_processes() -> int:
+    """Processes of one data-parallel run on this machine (``torchrun``'s ``LOCAL_WORLD_SIZE``;
+    1 outside ``torchrun``)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 def _get(node: Any, *keys: str) -> Any:
@@ -122,9 +135,11 @@ def resolve_threads(
     if _multirun(hydra_cfg) and _get(launcher, "n_jobs") is None and num_cpus is not None:
         return min(num_cpus, cores), f"run.threads=auto: the Ray task's num_cpus={num_cpus}"
     jobs = concurrent_jobs(hydra_cfg, cores)
-    return max(1, cores // jobs), (
-        f"run.threads=auto: {cores} usable cores / {jobs} concurrent job{'s' * (jobs != 1)}"
-    )
+    ranks = local_processes()
+    reason = f"run.threads=auto: {cores} usable cores / {jobs} concurrent job{'s' * (jobs != 1)}"
+    if ranks > 1:
+        reason += f" / {ranks} data-parallel processes on this machine"
+    return max(1, cores // (jobs * ranks)), reason
 
 
 def apply_threads(threads: int) -> dict[str, int]:

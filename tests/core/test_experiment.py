@@ -251,10 +251,18 @@ def test_resuming_with_different_settings_is_refused_before_anything_is_written(
     with pytest.raises(ValueError, match="strategy.name was 'replay' there and is 'ewc' now"):
         make_run(tmp_path, "ewc").run()
     assert snapshot() == before  # nothing written, nothing lost
-    # the same settings resume (console is display-only and may change)
+    # the same settings resume (console is display-only and threads change only speed)
     resumed = ContinualRun(
-        TASKS, AGENT, {"name": "replay"}, SETTINGS, tmp_path, seed=3, device="cpu", console=True
+        TASKS,
+        AGENT,
+        {"name": "replay"},
+        dataclasses.replace(SETTINGS, threads=1),
+        tmp_path,
+        seed=3,
+        device="cpu",
+        console=True,
     ).run()
+    assert resumed["settings"]["threads"] == 1
     assert resumed["seed"] == 3 and resumed["env_steps"] == 2 * 6 * 8
 
 

@@ -351,3 +351,14 @@ def test_several_folders_report_into_the_first_and_runs_count_once(
     assert not (runs[0] / "report.html").exists()
     with pytest.raises(SystemExit, match="reps must be an int >= 1"):
         main([str(tmp_path / "one"), "--reps", "0"])
+
+
+def test_runs_differing_only_in_threads_or_seed_form_one_group(tmp_path: Path) -> None:
+    from tests.core.test_report import make_results
+
+    settings = make_results()["settings"]
+    for seed, threads in enumerate([1, 2, "auto"]):
+        run = write_run(tmp_path / str(seed), seed=seed, settings={**settings, "threads": threads})
+        write_overrides(run, f"seed={seed}", f"run.threads={threads}")
+    report = sweep_report([tmp_path], reps=20)
+    assert [group["n_runs"] for group in report["groups"].values()] == [3]

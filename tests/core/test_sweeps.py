@@ -104,6 +104,17 @@ def test_auto_threads_share_the_cores_among_concurrent_jobs(
     assert resolve_threads(5, hydra_cfg, cores=8) == (5, "run.threads=5")
 
 
+def test_auto_threads_share_the_cores_among_data_parallel_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun --nproc_per_node 2
+    threads, reason = resolve_threads("auto", None, cores=8)
+    assert threads == 4 and "2 data-parallel processes" in reason
+    joblib = {"mode": "MULTIRUN", "launcher": {"n_jobs": 2}}
+    assert resolve_threads("auto", joblib, cores=8)[0] == 2
+    assert resolve_threads(3, joblib, cores=8)[0] == 3  # an explicit count is kept
+
+
 def test_concurrent_jobs_of_a_joblib_sweep() -> None:
     joblib = {"mode": "MULTIRUN", "launcher": {"n_jobs": 2}}
     assert concurrent_jobs(joblib, cores=8) == 2
