@@ -288,7 +288,8 @@ class TRMAgent:
     ) -> tuple[dict[str, np.ndarray], AgentCarry]:
         """One reasoning step on a batch: ``({"answer": [B,H,W], "halt": [B]}, new carry)``.
 
-        With ``learn=True`` the step keeps its graph for the next :meth:`learn` call.
+        With ``learn=True`` the step keeps its graph for the next :meth:`learn` call and, with a
+        memory reader, makes the step's one tracked memory read and records its states.
         """
         grid, task = self._tensor_obs(obs)
         self.model.check_inputs(grid, carry.trm, task)  # the boundary: forward checks shapes only
@@ -356,7 +357,9 @@ class TRMAgent:
         """Deep supervision on the last :meth:`act` (``learn=True``) and a halting update.
 
         The step's loss (:meth:`step_loss`) goes to the update rule; the halting transitions of
-        the step go to the DQN, which takes one TD update.
+        the step go to the DQN, which takes one TD update. With a memory reader, the step's
+        outcome (exactly right or not, reward) is then committed to it, where a memory strategy
+        writes from (:meth:`~trmgym.agents.memory_reader.MemoryReader.commit`).
 
         Args:
             target: ``[B, H, W]`` target tokens of the puzzles that step acted on.
