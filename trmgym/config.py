@@ -9,6 +9,8 @@ stored as             schema                      built by
 ====================  ==========================  ============================================
 ``base_config``       :class:`TrmgymConfig`       :func:`build_run` -> ``ContinualRun``
 ``agent/base_trm``    :class:`TRMAgentConfig`     ``OmegaConf.to_object``
+``agent/memory/       :class:`MemoryConfig`       (``agent.memory``, built with the agent)
+base_bank``
 ``strategy/base_*``   :class:`NaiveConfig`, ...   ``make_strategy``: its ``_target_`` class,
                                                   completed with the run-time arguments
 (root ``run``)        :class:`RunSettings`        ``OmegaConf.to_object``
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.checks import positive_int
 from trmgym.threads import check_threads
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DemoConfig",
     "EWCConfig",
+    "MemoryReplayConfig",
+    "MemoryStrategyConfig",
     "MultitaskConfig",
     "NaiveConfig",
     "ReplayConfig",
@@ -56,6 +61,7 @@ __all__ = [
     "build_plugins",
     "build_run",
     "build_tasks",
+    "check_memory",
     "register_configs",
     "task_spec",
     "typed",
@@ -189,6 +195,28 @@ class EWCConfig(StrategyConfig):
     """Puzzles per Fisher batch."""
 
 
+@dataclass
+class MemoryStrategyConfig(StrategyConfig):
+    """The associative memory bank as a strategy: solved puzzles' states are written to the
+    agent's bank, which persists across tasks (needs ``agent.memory``)."""
+
+    _target_: str = f"{_STRATEGIES}.Memory"
+    name: str = "memory"
+    write_every: str = "episode"
+    """"episode": each solved puzzle's last step, when its episode ends (the env's solved flag);
+    "step": every training step's rows whose answer is exactly the target."""
+
+
+@dataclass
+class MemoryReplayConfig(ReplayConfig):
+    """The memory bank and experience replay together (both strategies' keys)."""
+
+    _target_: str = f"{_STRATEGIES}.MemoryReplay"
+    name: str = "memory_replay"
+    write_every: str = "episode"
+    """As :attr:`MemoryStrategyConfig.write_every`."""
+
+
 #: the stored schema of each strategy, by ``name``
 STRATEGY_SCHEMAS: dict[str, type[StrategyConfig]] = {
     "naive": NaiveConfig,
@@ -196,6 +224,8 @@ STRATEGY_SCHEMAS: dict[str, type[StrategyConfig]] = {
     "replay": ReplayConfig,
     "multitask": MultitaskConfig,
     "ewc": EWCConfig,
+    "memory": MemoryStrategyConfig,
+    "memory_replay": MemoryReplayConfig,
 }
 
 
@@ -245,6 +275,7 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="base_config", node=TrmgymConfig)
     store.store(group="agent", name="base_trm", node=TRMAgentConfig)
+    store.store(group="agent/memory", name="base_bank", node=MemoryConfig)
     for name, schema in STRATEGY_SCHEMAS.items():
         store.store(group="strategy", name=f"base_{name}", node=schema)
 
@@ -331,7 +362,8 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
 
     Raises:
         ValueError: a value out of range, naming its key (e.g. ``run.batch_size``,
-            ``agent.halting``, ``agent.dqn.buffer_size``, ``strategy.mix_ratio``).
+            ``agent.halting``, ``agent.dqn.buffer_size``, ``strategy.mix_ratio``), or a memory
+            strategy with ``agent.memory`` null (:func:`check_memory`).
         TypeError: a ``plugins`` entry that does not build a Plugin, or a strategy
             ``_target_`` that is not a Strategy class.
         omegaconf.errors.OmegaConfBaseException: an unknown key or a value of the wrong type in a
@@ -348,7 +380,7 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
     strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
     plugins = build_plugins(cfg.plugins)
     plugin_configs = [OmegaConf.to_container(node, resolve=True) for node in cfg.plugins or []]
-    return ContinualRun(
+    job = ContinualRun(
         tasks,
         agent,
         strategy,
@@ -361,3 +393,27 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
         plugins=plugins,
         plugin_configs=plugin_configs,
     )
+    check_memory(job)
+    return job
+
+
+def check_memory(job: ContinualRun) -> None:
+    """A memory strategy needs the agent's bank; a bank no plugin writes is said to be unused.
+
+    Raises:
+        ValueError: a memory strategy with ``agent.memory`` null, naming ``agent.memory``.
+    """
+    import warnings
+
+    from trmgym.plugins.strategies import Memory
+
+    writers = [p for p in job.plugins if isinstance(p, Memory)]
+    for writer in writers:
+        writer.reader_of(job.agent.model)
+    if job.agent_config.memory is not None and not writers:
+        warnings.warn(
+            f"agent.memory is set but strategy={job.strategy.name} never writes the bank: it "
+            "stays empty and the reader adds nothing (strategy=memory or memory_replay write it)",
+            UserWarning,
+            stacklevel=2,
+        )

@@ -429,7 +429,9 @@ class ContinualRun:
                 )
 
         trainer.train(steps, on_step)
-        logger.scalars(trainer.rollout_stats(), base + steps)
+        logger.scalars(
+            {**trainer.rollout_stats(), **self.plugins.metrics(self.agent.model)}, base + steps
+        )
         state["env_steps"] += int(distributed.sum_over_ranks([trainer.env_steps])[0])
         trainer.close()
 

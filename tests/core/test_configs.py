@@ -19,13 +19,14 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm import TRMConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.cli import config_dir
 from trmgym.config import STRATEGY_SCHEMAS, RunSettings, TrmgymConfig, build_run
 from trmgym.curricula.sequence import TaskSequence
 from trmgym.experiment import ContinualRun
-from trmgym.plugins import EWC, Multitask, Plugin, Replay, Scratch, Strategy
+from trmgym.plugins import EWC, Memory, MemoryReplay, Multitask, Plugin, Replay, Scratch, Strategy
 
 SEQUENCES = sorted(p.stem for p in (config_dir() / "sequence").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
@@ -132,6 +133,12 @@ def test_strategies_build(strategy: str, tmp_path: Path) -> None:
         assert (built_strategy.fisher_batches, built_strategy.fisher_batch_size) == (8, 64)
     elif strategy == "scratch":
         assert isinstance(built_strategy, Scratch)
+    elif strategy in ("memory", "memory_replay"):
+        assert type(built_strategy) is (Memory if strategy == "memory" else MemoryReplay)
+        assert built_strategy.write_every == "episode"
+        # the strategy selects the agent's bank (agent/memory=bank) with the schema's defaults
+        assert job.agent_config.memory == MemoryConfig()
+        assert job.agent.memory_reader.memory.capacity == 4096
     else:
         assert type(built_strategy) is Strategy
 
@@ -171,6 +178,27 @@ def test_the_composed_agent_is_the_python_default(tmp_path: Path) -> None:
     _, job = built(tmp_path, "experiment=smoke")
     assert job.agent_config == TRMAgentConfig()
     assert OmegaConf.to_object(composed("experiment=smoke").agent) == TRMAgentConfig()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "memory"),
+    [
+        ([], None),
+        (["agent/memory=none"], None),
+        (["agent/memory=bank"], MemoryConfig()),
+        (
+            [
+                "agent/memory=bank",
+                "agent.memory.capacity=8192",
+                "agent.memory.replacement=importance",
+            ],
+            MemoryConfig(capacity=8192, replacement="importance"),
+        ),
+    ],
+)
+def test_the_memory_group_builds_the_python_memory_config(overrides: list, memory) -> None:
+    agent = OmegaConf.to_object(composed("experiment=smoke", *overrides).agent)
+    assert agent == TRMAgentConfig(memory=memory)
 
 
 def test_the_composed_run_settings_are_the_python_default() -> None:
@@ -255,12 +283,13 @@ def test_a_plugin_that_is_not_a_plugin_is_refused(tmp_path: Path) -> None:
         ("seed=abc", r"Value 'abc' of type 'str' could not be converted to Integer"),
         ("strategy.mix_ratio=2", r"Key 'mix_ratio' not in 'NaiveConfig'"),
         ("agent.dqn.buffer_sise=0", r"Key 'buffer_sise' not in 'DQNHaltingConfig'"),
+        ("agent.memory.capasity=8", r"Key 'capasity' not in 'MemoryConfig'"),
     ],
 )
 def test_unknown_keys_and_wrong_types_fail_while_composing(override: str, message: str) -> None:
     key = override.split("=")[0]
     with pytest.raises(ConfigCompositionException) as error:
-        composed(override)
+        composed("agent/memory=bank", override)
     text = f"{error.value}\n{error.value.__cause__}"
     assert re.search(message, text) and f"full_key: {key}" in text
 
@@ -277,6 +306,11 @@ def test_unknown_keys_and_wrong_types_fail_while_composing(override: str, messag
         (["run.batch_size=0"], r"run\.batch_size must be an int >= 1, got 0"),
         (["agent.size=huge"], r"agent\.size must be one of \['tiny', 'small', 'paper'\]"),
         (["strategy=ewc", "strategy.gamma=1.5"], r"strategy\.gamma must be a number in \[0, 1\]"),
+        (["strategy=memory", "strategy.write_every=task"], r"strategy\.write_every must be one of"),
+        (
+            ["strategy=memory", "agent.memory.forget_threshold=0"],
+            r"agent\.memory\.forget_threshold must be a number in \(0\.0, 1\.0\]",
+        ),
     ],
 )
 def test_values_out_of_range_fail_in_the_build(

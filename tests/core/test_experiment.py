@@ -146,7 +146,8 @@ def test_canvas_smaller_than_a_task_is_rejected_before_training(tmp_path: Path) 
     [
         (
             {"name": "forgetful"},
-            r"strategy must be one of \['naive', 'replay', 'ewc', 'multitask', 'scratch'\]",
+            r"strategy must be one of \['naive', 'replay', 'ewc', 'multitask', 'scratch', "
+            r"'memory', 'memory_replay'\]",
         ),
         ({"name": "replay", "memory_size": 0}, "strategy.memory_size must be an int >= 1"),
         ({"name": "replay", "mix": 0.5}, "bad arguments for strategy 'replay'"),

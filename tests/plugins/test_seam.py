@@ -103,7 +103,53 @@ def test_plugins_refuse_bad_members_and_answers() -> None:
         Plugins([Fixed("a"), Fixed("b")]).load_state_dict({"a": {}, "c": {}})
 
 
+class Counting(Plugin):
+    """Reports how often it was asked for metrics, and the model it was handed."""
+
+    def __init__(self, name: str = "counting", values: object = "count") -> None:
+        self.name, self.values, self.asked, self.models = name, values, 0, []
+
+    def metrics(self, model):
+        self.asked += 1
+        self.models.append(model)
+        return {"test/asked": float(self.asked)} if self.values == "count" else self.values
+
+
+def test_plugin_metrics_are_merged_and_bad_answers_name_the_plugin() -> None:
+    model = torch.nn.Linear(1, 1)
+    merged = Plugins([Counting(), Plugin(), Counting("other", {"other/x": None, "other/y": 2.0})])
+    assert merged.metrics(model) == {"test/asked": 1.0, "other/x": None, "other/y": 2.0}
+    assert merged[0].models == [model]
+    with pytest.raises(ValueError, match=r"plugin 'other': metrics \['test/asked'\] are logged"):
+        Plugins([Counting(), Counting("other")]).metrics(model)
+    with pytest.raises(TypeError, match="plugin 'bad': metrics must return None or a mapping"):
+        Plugins([Counting("bad", [1.0])]).metrics(model)
+
+
 # ------------------------------------------------------------------------ in a real run
+def test_plugin_metrics_are_logged_after_each_training_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trmgym.logging import RunLogger
+
+    logged: list[tuple[int, dict]] = []
+    original = RunLogger.scalars
+
+    def spy(self, values, step):
+        logged.append((step, dict(values)))
+        original(self, values, step)
+
+    monkeypatch.setattr(RunLogger, "scalars", spy)
+    counting = Counting()
+    run = make_run(tmp_path, counting, strategy="naive")
+    run.run()
+    # 2 tasks x 2 chunks of eval_every=3 steps, logged with the chunk's rollout statistics
+    chunks = [(step, v["test/asked"]) for step, v in logged if "test/asked" in v]
+    assert chunks == [(3, 1.0), (6, 2.0), (9, 3.0), (12, 4.0)]
+    assert all("rollout/episodes" in v for _, v in logged if "test/asked" in v)
+    assert all(model is run.agent.model for model in counting.models)
+
+
 def test_hook_order_in_a_run(tmp_path: Path) -> None:
     recorder = RecordingPlugin()
     results = make_run(tmp_path, recorder).run()

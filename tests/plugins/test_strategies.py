@@ -111,7 +111,15 @@ def test_make_strategy_builds_each_name(name: str, cls: type[Strategy]) -> None:
 
 
 def test_strategy_names_are_the_registry() -> None:
-    assert STRATEGIES == ("naive", "replay", "ewc", "multitask", "scratch")
+    assert STRATEGIES == (
+        "naive",
+        "replay",
+        "ewc",
+        "multitask",
+        "scratch",
+        "memory",
+        "memory_replay",
+    )
 
 
 def test_make_strategy_defaults_to_naive_and_keeps_the_config() -> None:
@@ -124,8 +132,8 @@ def test_make_strategy_defaults_to_naive_and_keeps_the_config() -> None:
 def test_make_strategy_unknown_name_lists_the_choices() -> None:
     with pytest.raises(
         ValueError,
-        match=r"strategy must be one of \['naive', 'replay', 'ewc', 'multitask', 'scratch'\], "
-        r"got 'sgd'",
+        match=r"strategy must be one of \['naive', 'replay', 'ewc', 'multitask', 'scratch', "
+        r"'memory', 'memory_replay'\], got 'sgd'",
     ):
         build({"name": "sgd"})
 

@@ -1,6 +1,7 @@
-"""Agents: the Tiny Recursive Model, its halting heads, and the TRM agent."""
+"""Agents: the Tiny Recursive Model, its halting heads, its memory reader, and the TRM agent."""
 
 from trmgym.agents.halting import BCEHalting, DQNHalting, DQNHaltingConfig
+from trmgym.agents.memory_reader import MemoryConfig, MemoryReader
 from trmgym.agents.trm import EMA, TRM, TRMCarry, TRMConfig, TRMOutput
 from trmgym.agents.trm_agent import AgentCarry, TRMAgent, TRMAgentConfig
 
@@ -11,6 +12,8 @@ __all__ = [
     "BCEHalting",
     "DQNHalting",
     "DQNHaltingConfig",
+    "MemoryConfig",
+    "MemoryReader",
     "TRMAgent",
     "TRMAgentConfig",
     "TRMCarry",

@@ -12,6 +12,7 @@ The carry is detached between steps, so each step is its own small backward pass
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -27,6 +28,7 @@ from trmgym.agents.halting import (
     HaltingTransitions,
     answer_statistics,
 )
+from trmgym.agents.memory_reader import MemoryConfig, MemoryReader
 from trmgym.agents.trm import TRM, TRMCarry, TRMConfig
 from trmgym.agents.update import GradientUpdate, UpdateRule
 
@@ -72,6 +74,9 @@ class TRMAgentConfig:
     """EMA decay of the weights used for evaluation (0 disables the EMA)."""
     compile: bool = False
     """Wrap the network with torch.compile."""
+    memory: MemoryConfig | None = None
+    """An associative memory bank read in every reasoning cycle (:mod:`trmgym.agents.memory_reader`;
+    ``agent/memory=bank`` on the command line); ``None``: no memory. A memory strategy writes it."""
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -82,6 +87,18 @@ class TRMAgentConfig:
             )
         if isinstance(self.dqn, dict):
             self.dqn = DQNHaltingConfig(**self.dqn)
+        if isinstance(self.memory, dict):
+            unknown = sorted(set(self.memory) - set(MemoryConfig.__dataclass_fields__))
+            if unknown:
+                raise ValueError(
+                    f"agent.memory.{unknown[0]} is not a memory setting; allowed: "
+                    f"{sorted(MemoryConfig.__dataclass_fields__)}"
+                )
+            self.memory = MemoryConfig(**self.memory)
+        if self.memory is not None and not isinstance(self.memory, MemoryConfig):
+            raise ValueError(
+                f"agent.memory must be null or a memory config, got {type(self.memory).__name__}"
+            )
         for name in ("lr", "halt_loss_weight", "weight_decay", "grad_clip"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or (name == "lr" and value == 0):
@@ -158,7 +175,9 @@ class TRMAgent:
             overrides.setdefault("forward_dtype", "bfloat16")
         self.model_config = preset(**overrides)
         torch.manual_seed(seed)
-        self.model = TRM(self.model_config).to(self.device)
+        #: the memory bank's reader (``config.memory``), ``None`` without memory
+        self.memory_reader = self._memory_reader(seed)
+        self.model = TRM(self.model_config, cycle_reader=self.memory_reader).to(self.device)
         self.network = torch.compile(self.model) if self.config.compile else self.model
         c = self.config
         self.update_rule: UpdateRule = (
@@ -183,6 +202,24 @@ class TRMAgent:
         )
         self.transitions = HaltingTransitions(self.dqn) if self.dqn is not None else None
         self._step: _StepOutput | None = None
+
+    def _memory_reader(self, seed: int) -> MemoryReader | None:
+        """The memory reader of ``config.memory``, built from its own random stream, so the
+        TRM's weights are the same with and without memory (the memory ablation)."""
+        memory = self.config.memory
+        if memory is None:
+            return None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 2)
+            try:
+                return MemoryReader(
+                    memory,
+                    self.model_config.hidden_size,
+                    cycles_per_step=self.model_config.h_cycles,
+                    seed=seed + 2,
+                )
+            except ValueError as error:  # e.g. num_heads not dividing the hidden size
+                raise ValueError(f"agent.memory.{error}") from None
 
     @property
     def updates(self) -> int:
@@ -251,11 +288,17 @@ class TRMAgent:
     ) -> tuple[dict[str, np.ndarray], AgentCarry]:
         """One reasoning step on a batch: ``({"answer": [B,H,W], "halt": [B]}, new carry)``.
 
-        With ``learn=True`` the step keeps its graph for the next :meth:`learn` call.
+        With ``learn=True`` the step keeps its graph for the next :meth:`learn` call and, with a
+        memory reader, makes the step's one tracked memory read and records its states.
         """
         grid, task = self._tensor_obs(obs)
         self.model.check_inputs(grid, carry.trm, task)  # the boundary: forward checks shapes only
-        with torch.set_grad_enabled(learn):
+        memory_step = (
+            self.memory_reader.step(task, record=learn)
+            if self.memory_reader is not None
+            else contextlib.nullcontext()
+        )
+        with torch.set_grad_enabled(learn), memory_step:
             out = self.network(grid, carry.trm, task)
         answer = out.logits.detach().argmax(dim=-1)
         summary = torch.cat(
@@ -284,6 +327,8 @@ class TRMAgent:
         self._step = None
         if self.transitions is not None:
             self.transitions.clear()
+        if self.memory_reader is not None:
+            self.memory_reader.clear_record()
 
     def supervised_loss(
         self, grid: np.ndarray, target: np.ndarray, task: np.ndarray | None
@@ -312,7 +357,9 @@ class TRMAgent:
         """Deep supervision on the last :meth:`act` (``learn=True``) and a halting update.
 
         The step's loss (:meth:`step_loss`) goes to the update rule; the halting transitions of
-        the step go to the DQN, which takes one TD update.
+        the step go to the DQN, which takes one TD update. With a memory reader, the step's
+        outcome (exactly right or not, reward) is then committed to it, where a memory strategy
+        writes from (:meth:`~trmgym.agents.memory_reader.MemoryReader.commit`).
 
         Args:
             target: ``[B, H, W]`` target tokens of the puzzles that step acted on.
@@ -333,12 +380,19 @@ class TRMAgent:
         step, self._step = self._step, None
         loss, metrics = self.step_loss(step, target, replay=replay, penalty=penalty)
         metrics.update(self.update_rule.step(loss))
+        reward_t = torch.as_tensor(np.asarray(reward), dtype=torch.float32, device=self.device)
+        if self.memory_reader is not None:  # after the update: writes never touch a live graph
+            self.memory_reader.commit(self._correct(step, target), reward_t)
         if self.transitions is not None:
             done_t = torch.as_tensor(np.asarray(done), dtype=torch.bool, device=self.device)
-            reward_t = torch.as_tensor(np.asarray(reward), dtype=torch.float32, device=self.device)
             self.transitions.finish(reward_t, done_t)
             metrics.update(self.dqn.learn())
         return metrics
+
+    def _correct(self, step: _StepOutput, target: np.ndarray) -> torch.Tensor:
+        """``[B]`` bool: the step's answer is exactly the target."""
+        target_t = self.to_device(np.asarray(target)).reshape(len(target), -1).long()
+        return (step.logits.detach().argmax(-1) == target_t).all(dim=-1)
 
     def step_loss(
         self,

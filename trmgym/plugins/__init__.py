@@ -4,6 +4,8 @@ from trmgym.plugins.base import Plugin, Plugins, PuzzleMemory, TaskDirective
 from trmgym.plugins.strategies import (
     EWC,
     STRATEGIES,
+    Memory,
+    MemoryReplay,
     Multitask,
     Replay,
     Scratch,
@@ -14,6 +16,8 @@ from trmgym.plugins.strategies import (
 __all__ = [
     "EWC",
     "STRATEGIES",
+    "Memory",
+    "MemoryReplay",
     "Multitask",
     "Plugin",
     "Plugins",

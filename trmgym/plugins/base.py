@@ -15,12 +15,13 @@ Hooks, in the order a run calls them::
     replay_batch() -> PuzzleMemory | None          extra supervised puzzles for this update
     penalty(model) -> Tensor | None                a regulariser added to this update's loss
     on_episodes_end(task, rows, solved, cell_accuracy, steps, options)   finished episodes
+    metrics(model) -> {key: value} | None          scalars logged after each training chunk
     after_task(i, model, loss_fn)                  the task's training is over (consolidation)
     state_dict() / load_state_dict(state)          checkpointed by plugin name
 
 :class:`Plugins` combines the answers: directives are OR-ed, envs are wrapped in list order, per-row
-options are merged (a later plugin wins on a shared key), replay batches are concatenated and
-penalties summed.
+options are merged (a later plugin wins on a shared key), replay batches are concatenated,
+penalties summed and metrics merged (a key given twice is an error).
 """
 
 from __future__ import annotations
@@ -128,6 +129,12 @@ class Plugin:
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         """A scalar added to the next update's loss (``None``: none)."""
+        return None
+
+    # --------------------------------------------------------------------------- logging
+    def metrics(self, model: nn.Module) -> Mapping[str, float | None] | None:
+        """Scalars to log after each training chunk, keyed ``<room>/<name>`` (e.g.
+        ``memory/occupancy``); ``None`` values are undefined and not logged."""
         return None
 
     # ------------------------------------------------------------------------ checkpoint
@@ -281,6 +288,25 @@ class Plugins(Sequence[Plugin]):
                 )
             total = term.reshape(()) if total is None else total + term.reshape(())
         return total
+
+    # --------------------------------------------------------------------------- logging
+    def metrics(self, model: nn.Module) -> dict[str, float | None]:
+        """Every plugin's :meth:`Plugin.metrics`, merged."""
+        merged: dict[str, float | None] = {}
+        for plugin in self._plugins:
+            values = plugin.metrics(model)
+            if values is None:
+                continue
+            if not isinstance(values, Mapping):
+                raise TypeError(
+                    f"plugin {plugin.name!r}: metrics must return None or a mapping of scalar "
+                    f"values, got {type(values).__name__}"
+                )
+            repeated = sorted(set(values) & set(merged))
+            if repeated:
+                raise ValueError(f"plugin {plugin.name!r}: metrics {repeated} are logged twice")
+            merged.update(values)
+        return merged
 
     # ------------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, dict[str, Any]]:

@@ -12,8 +12,20 @@ trainer:
 Strategies: ``naive`` (fine-tuning), ``replay`` (experience replay from a reservoir with per-task
 quotas; Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning"), ``ewc`` (online
 EWC; Kirkpatrick et al. 2017, Schwarz et al. 2018), ``multitask`` (joint training on fresh puzzles
-of every task seen so far — the upper reference) and ``scratch`` (a fresh agent per task — the
-reference for forward transfer).
+of every task seen so far — the upper reference), ``scratch`` (a fresh agent per task — the
+reference for forward transfer), ``memory`` (the states of solved puzzles written to the agent's
+associative memory bank, read in every reasoning cycle; memory-based parameter adaptation,
+Sprechmann et al. 2018) and ``memory_replay`` (memory and replay together).
+
+**The memory bank and the strategies.** The bank belongs to the agent (``agent.memory``: a
+:class:`~trmgym.agents.memory_reader.MemoryReader` inside the TRM, its buffers in the model's
+state and checkpoint); *writing* it is the strategy's business. Only ``memory`` and
+``memory_replay`` write; under any other strategy an agent's bank stays empty and its reader adds
+exactly nothing. In particular ``scratch`` with ``agent.memory`` starts each task with a fresh
+agent, hence a fresh, empty bank, and never writes it: it neither keeps nor drops anything, and
+``trmgym run`` warns that the bank is unused. Memory and replay compose as one class,
+:class:`MemoryReplay` (a run holds one strategy; its name, state and resume guard stay one
+strategy's), not as a plugin list.
 """
 
 from __future__ import annotations
@@ -27,11 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from trmgym.agents.memory_reader import WRITE_EVERY, MemoryReader, WritePolicy
 from trmgym.checks import positive_int
 from trmgym.memory.replay import ReservoirBuffer, check_task_quota
 from trmgym.plugins.base import Plugin, PuzzleMemory, TaskDirective
 
-STRATEGIES = ("naive", "replay", "ewc", "multitask", "scratch")
+STRATEGIES = ("naive", "replay", "ewc", "multitask", "scratch", "memory", "memory_replay")
 
 
 #: ``sample(task_index, n) -> PuzzleMemory``: fresh training puzzles of a task.
@@ -307,9 +320,157 @@ class EWC(Strategy):
         self.anchor = {k: v.clone() for k, v in state["anchor"].items()}
 
 
+class Memory(Strategy):
+    """The associative memory bank: the states of solved puzzles are written to the agent's bank.
+
+    The bank lives in the agent's network (``agent.memory``; see
+    :mod:`trmgym.agents.memory_reader` for what a write stores); this strategy decides what is
+    written and when, and never resets it, so it persists across tasks (and no gradient or EMA
+    touches it). It reaches the bank through the network the seam hands to plugins:
+    :meth:`penalty`, called by every update before that step's :meth:`on_episodes_end`, finds the
+    reader and sets its :class:`~trmgym.agents.memory_reader.WritePolicy` (the current task).
+
+    Writes (task = the task's index in the sequence, importance = the step's env reward):
+
+    - ``write_every="episode"``: when episodes end, the last step's states of those the env
+      reports solved;
+    - ``write_every="step"``: after every update, the rows whose answer is exactly the target.
+
+    Logs ``memory/occupancy``, ``memory/hit_rate`` (of the training reads since the bank was
+    built: the top slot was written by the query's task; needs ``run.task_labels``),
+    ``memory/evictions`` and ``memory/writes`` (counts since the bank was built) after each
+    training chunk.
+
+    Args:
+        write_every: ``"episode"`` or ``"step"``.
+
+    Raises:
+        ValueError: a bad ``write_every``; at the first update, an agent without
+            ``agent.memory`` (naming it).
+        RuntimeError: the bank was replaced or emptied between updates (e.g. another plugin
+            asked for a fresh agent): the bank is meant to persist across tasks.
+    """
+
+    name = "memory"
+
+    def __init__(
+        self, *, write_every: str = "episode", seed: int = 0, sampler: Sampler | None = None
+    ) -> None:
+        super().__init__(seed=seed, sampler=sampler)
+        self._init_memory(write_every)
+
+    def _init_memory(self, write_every: str) -> None:
+        if write_every not in WRITE_EVERY:
+            raise ValueError(
+                f"strategy.write_every must be one of {list(WRITE_EVERY)}, got {write_every!r}"
+            )
+        self.write_every = write_every
+        #: the reader found in the last update's network
+        self.reader: MemoryReader | None = None
+        #: the bank's write count when last seen (in :meth:`penalty` or a write here): a bank
+        #: with fewer writes was replaced or reset
+        self.bank_writes = 0
+
+    def reader_of(self, model: nn.Module) -> MemoryReader:
+        """The memory reader of ``model``; ValueError naming ``agent.memory`` when it has none."""
+        reader = getattr(model, "cycle_reader", None)
+        if not isinstance(reader, MemoryReader):
+            raise ValueError(
+                f"strategy={self.name} writes the agent's memory bank, but agent.memory is null: "
+                "set it with agent/memory=bank (trmgym run), or TRMAgentConfig(memory="
+                "MemoryConfig()) in Python"
+            )
+        return reader
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        reader = self.reader_of(model)
+        if reader.memory.writes < self.bank_writes:
+            raise RuntimeError(
+                f"strategy={self.name}: the agent's memory bank holds {reader.memory.writes} "
+                f"writes, fewer than the {self.bank_writes} seen before: it was replaced or reset "
+                "(a fresh agent?), but the bank must persist across tasks"
+            )
+        self.bank_writes = reader.memory.writes
+        reader.write_policy = WritePolicy(self.write_every, self.current)
+        self.reader = reader
+        return None
+
+    def on_episodes_end(
+        self,
+        task: int,
+        rows: np.ndarray,
+        solved: np.ndarray,
+        cell_accuracy: np.ndarray,
+        steps: np.ndarray,
+        options: Any,
+    ) -> None:
+        if self.write_every != "episode":
+            return
+        if self.reader is None:
+            raise RuntimeError(
+                f"strategy={self.name}: episodes ended before any update (penalty(model) finds "
+                "the agent's memory reader)"
+            )
+        solved_rows = np.asarray(rows)[np.asarray(solved, dtype=bool)]
+        self.reader.write_recorded(torch.from_numpy(solved_rows), int(task))
+        self.bank_writes = self.reader.memory.writes
+
+    def metrics(self, model: nn.Module) -> dict[str, float | None]:
+        bank = self.reader_of(model).memory
+        return {
+            "memory/occupancy": bank.occupancy,
+            "memory/hit_rate": bank.hit_rate,
+            "memory/evictions": float(bank.evictions),
+            "memory/writes": float(bank.writes),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        # the bank itself is the agent's (its network's state_dict)
+        return {**super().state_dict(), "bank_writes": self.bank_writes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.bank_writes = int(state["bank_writes"])
+
+
+class MemoryReplay(Memory, Replay):
+    """:class:`Memory` and :class:`Replay` together: solved puzzles' states go to the agent's
+    bank, past puzzles are replayed into every update. Arguments: both strategies'."""
+
+    name = "memory_replay"
+
+    def __init__(
+        self,
+        *,
+        grid_shape: tuple[int, int],
+        memory_size: int = 2000,
+        mix_ratio: float = 0.5,
+        batch_size: int = 64,
+        task_quota: bool = True,
+        only_past: bool = True,
+        num_tasks: int | None = None,
+        write_every: str = "episode",
+        seed: int = 0,
+        sampler: Sampler | None = None,
+    ) -> None:
+        Replay.__init__(
+            self,
+            grid_shape=grid_shape,
+            memory_size=memory_size,
+            mix_ratio=mix_ratio,
+            batch_size=batch_size,
+            task_quota=task_quota,
+            only_past=only_past,
+            num_tasks=num_tasks,
+            seed=seed,
+            sampler=sampler,
+        )
+        self._init_memory(write_every)
+
+
 #: the built-in strategy classes, by name (the order of ``STRATEGIES``)
 BUILT_IN: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Strategy, Replay, EWC, Multitask, Scratch)
+    cls.name: cls for cls in (Strategy, Replay, EWC, Multitask, Scratch, Memory, MemoryReplay)
 }
 #: arguments that come from the run, passed to each strategy whose constructor takes them
 RUN_TIME_ARGUMENTS = ("grid_shape", "seed", "sampler", "batch_size", "num_tasks")
