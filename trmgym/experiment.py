@@ -295,6 +295,15 @@ class ContinualRun:
             self.run_dir / "checkpoints",
         )
 
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """Restore the agent, plugins and generators from the run directory's latest checkpoint
+        (after checking it belongs to this configuration); returns its progress (``task``,
+        ``chunk``, the matrices so far, ...) or ``None`` when there is none. For analyses of a
+        trained run, e.g. evaluating it again with a part of the agent switched off."""
+        saved = checkpoint.load_latest(self.run_dir / "checkpoints")
+        self.check_resumable(saved)
+        return self._restore(saved)
+
     def _restore(self, saved: dict[str, Any] | None) -> dict[str, Any] | None:
         if saved is None:
             return None

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.tiny_run import AGENT, SETTINGS, TASKS, interrupt_after_saves
 from trmgym import metrics
@@ -337,3 +338,19 @@ def test_a_difficulty_probe_the_last_task_cannot_take_fails_at_start_up(tmp_path
 def test_bad_seed_is_named(tmp_path: Path, seed) -> None:
     with pytest.raises(ValueError, match="seed must be an int >= 0"):
         ContinualRun(TASKS, AGENT, {"name": "naive"}, SETTINGS, tmp_path, seed=seed, device="cpu")
+
+
+def test_load_checkpoint_restores_a_finished_run_for_analysis(tmp_path: Path) -> None:
+    trained = make_run(tmp_path, "naive")
+    results = trained.run()
+    again = make_run(tmp_path, "naive")
+    progress = again.load_checkpoint()
+    assert (
+        progress["task"] == len(TASKS) and progress["accuracy_matrix"] == results["accuracy_matrix"]
+    )
+    for a, b in zip(trained.agent.model.parameters(), again.agent.model.parameters()):
+        assert torch.equal(a, b)
+    assert again.evaluate(again.agent, 0).accuracy == results["accuracy_matrix"][-1][0]
+    assert make_run(tmp_path / "empty", "naive").load_checkpoint() is None
+    with pytest.raises(ValueError, match="strategy.name was 'naive' there and is 'ewc' now"):
+        make_run(tmp_path, "ewc").load_checkpoint()
