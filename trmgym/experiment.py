@@ -205,7 +205,9 @@ class ContinualRun:
         """Everything that determines this run's results, as plain JSON values.
 
         Stored in every checkpoint; a run directory resumed with a different value is refused
-        (:meth:`check_resumable`). Display-only settings (``console``) and ``run.threads`` are not part of it.
+        (:meth:`check_resumable`). Display-only settings (``console``) and ``run.threads`` are not part of it: a run may
+        resume with another thread count, then it is a valid run but not bit-identical to an
+        uninterrupted one (the thread count sets the order of float reductions).
         """
         return json.loads(
             json.dumps(
@@ -215,7 +217,8 @@ class ContinualRun:
                     # the kind only: a run may resume on another GPU, or on another rank's
                     "device": self.agent.device.type,
                     "sequence": [asdict(t) for t in self.tasks],
-                    # threads change speed, not results: a run may resume with others
+                    # threads are not configuration (a run may resume with others), but they
+                    # set the rounding of float reductions: results.json records torch_threads
                     "run": {k: v for k, v in asdict(self.settings).items() if k != "threads"},
                     "agent": asdict(self.agent_config),
                     "strategy": self.strategy_config,
