@@ -453,7 +453,12 @@ def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
     improvement on avg_accuracy. ``report`` is :func:`trmgym.results.sweep_report`'s result."""
     lines = [
         f"found {report['n_found']} {RESULTS_FILE}{where}: {report['n_read']} read, "
-        f"{len(report['skipped'])} skipped"
+        f"{len(report['skipped']) - report.get('n_repeats', 0)} skipped"
+        + (
+            f", {report['n_repeats']} repeated seed{'s' * (report['n_repeats'] != 1)} left out"
+            if report.get("n_repeats")
+            else ""
+        )
     ]
     lines += [f"skipped {item['path']}: {item['reason']}" for item in report["skipped"]]
     better = {m: s["better"] for g in report["groups"].values() for m, s in g["metrics"].items()}

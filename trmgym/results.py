@@ -581,6 +581,31 @@ def _mean_matrix(runs: Sequence[tuple[Path, dict[str, Any]]]) -> list[list[float
     return json_ready(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
 
 
+def _one_run_per_seed(
+    runs: list[tuple[Path, dict[str, Any]]], group: str, skipped: list[dict[str, str]]
+) -> list[tuple[Path, dict[str, Any]]]:
+    """The first run of each seed (in path order); each repeat goes to ``skipped`` with its
+    reason. Two runs of one configuration and seed (the same grid point run twice, say under two
+    launchers, or with another thread count) are not independent samples: counted twice they
+    would narrow every interval."""
+    kept: dict[Any, Path] = {}
+    out = []
+    for path, results in runs:
+        seed = results["seed"]
+        if seed in kept:
+            skipped.append(
+                {
+                    "path": str(path),
+                    "reason": f"seed {seed} repeats {kept[seed]} in group {group}: each seed "
+                    "counts once in a group's statistics",
+                }
+            )
+            continue
+        kept[seed] = path
+        out.append((path, results))
+    return out
+
+
 def sweep_report(
     paths: Iterable[str | Path], *, reps: int = DEFAULT_REPS, seed: int = 0
 ) -> dict[str, Any]:
@@ -602,7 +627,8 @@ def sweep_report(
         JSON-ready ``{"groups": {name: {"n_runs", "runs", "seeds", "config", "sequence",
         "accuracy_matrix_mean", "metrics": {metric: {"better", "mean", "ci95", "iqm",
         "iqm_ci95", "n_defined", "n_undefined", "values"}}}}, "n_found", "n_read",
-        "skipped": [{"path", "reason"}], "probability_of_improvement": {"metric", "better",
+        "skipped": [{"path", "reason"}] (unreadable files, and repeats of a seed within a group:
+        each seed counts once), "probability_of_improvement": {"metric", "better",
         "definition", "pairs": [{"x", "y", "p_x_better", "ci95", "n_x", "n_y"}]}, "bootstrap"}``,
         no NaN anywhere (undefined is ``null``). ``config`` holds what tells the group apart,
         ``values`` one entry per run in the order of ``runs``.
@@ -612,11 +638,13 @@ def sweep_report(
     """
     _check_bootstrap(reps, seed)
     loaded, skipped, n_found = scan_runs(paths)
+    unreadable = len(skipped)
     groups = group_runs(loaded)
     named = sorted(zip(group_names(groups), groups), key=lambda item: _natural_text(item[0][0]))
     report_groups: dict[str, Any] = {}
     for (name, distinct), group in named:
-        runs = group["runs"]
+        runs = _one_run_per_seed(group["runs"], name, skipped)
+        group["runs"] = runs
         metric_names = list(METRIC_NAMES)
         for _, results in runs:
             metric_names += sorted(set(results["metrics"]) - set(metric_names))
@@ -650,6 +678,7 @@ def sweep_report(
             "groups": report_groups,
             "n_found": n_found,
             "n_read": len(loaded),
+            "n_repeats": len(skipped) - unreadable,
             "skipped": skipped,
             "probability_of_improvement": {
                 "metric": "avg_accuracy",

@@ -362,3 +362,22 @@ def test_runs_differing_only_in_threads_or_seed_form_one_group(tmp_path: Path) -
         write_overrides(run, f"seed={seed}", f"run.threads={threads}")
     report = sweep_report([tmp_path], reps=20)
     assert [group["n_runs"] for group in report["groups"].values()] == [3]
+
+
+def test_a_seed_run_twice_counts_once_and_the_repeat_is_listed(tmp_path: Path) -> None:
+    # the same grid point under two launchers: identical seeds in one group
+    write_seeds(tmp_path / "joblib", "naive", [0.1, 0.2, 0.3])
+    write_seeds(tmp_path / "ray", "naive", [0.1, 0.2])
+    report = sweep_report([tmp_path], reps=20)
+    group = report["groups"]["strategy=naive"]
+    assert group["n_runs"] == 3 and group["seeds"] == [0, 1, 2]
+    assert group["metrics"]["avg_accuracy"]["values"] == [0.1, 0.2, 0.3]
+    assert group["metrics"]["avg_accuracy"]["mean"] == pytest.approx(0.2)
+    repeats = [s for s in report["skipped"] if "repeats" in s["reason"]]
+    assert [Path(s["path"]).parent.name for s in repeats] == ["naive_0", "naive_1"]
+    assert all(str(tmp_path / "ray") in s["path"] for s in repeats)
+    assert "seed 0 repeats" in repeats[0]["reason"] and "strategy=naive" in repeats[0]["reason"]
+    assert report["n_read"] == 5 and report["n_repeats"] == 2
+    assert sweep_markdown(report).splitlines()[0] == (
+        "found 5 results.json: 5 read, 0 skipped, 2 repeated seeds left out"
+    )
