@@ -145,12 +145,14 @@ def use_threads(setting: int | str, hydra_cfg: Any, *, console: bool, label: str
 
 
 def finished_results(run_dir: Path, saved: dict[str, Any] | None) -> dict[str, Any]:
-    """The results of a finished job whose checkpoint passed the resume check.
+    """The results of a finished job whose checkpoint passed the resume check; its plots and
+    report.html are written again when the job was stopped after results.json but before them.
 
     Raises:
         ValueError: the directory has results.json but no checkpoint, so the configuration it
             was run with cannot be compared with this one.
     """
+    from trmgym import report
     from trmgym.results import load_results
 
     if saved is None:
@@ -159,7 +161,12 @@ def finished_results(run_dir: Path, saved: dict[str, Any] | None) -> dict[str, A
             "configuration cannot be checked; delete its results.json to run the job again, or "
             "give the sweep another hydra.sweep.dir"
         )
-    return load_results(run_dir)
+    results = load_results(run_dir)
+    if not (run_dir / "report.html").is_file():  # stopped between results.json and the report
+        report.write_plots(run_dir)
+        report.write_report(run_dir)
+        log.info("%s: plots and report.html written again", run_dir)
+    return results
 
 
 def save_hydra_files(cfg: Any, run_dir: Path) -> None:

@@ -177,11 +177,15 @@ def test_a_joblib_sweep_runs_in_parallel_and_is_resumable(tmp_path: Path) -> Non
     before = (jobs[0] / "results.json").read_bytes(), (jobs[0] / "results.json").stat().st_mtime_ns
     (jobs[1] / "results.json").unlink()
     shutil.copytree(jobs[0], sweep / JOB_DIR.format(seed=2))
+    # job seed=0 was stopped after results.json, before its plots and report.html
+    (jobs[0] / "report.html").unlink()
+    shutil.rmtree(jobs[0] / "plots")
     again = multirun(tmp_path, "seed=0,1,2", "hydra.sweep.dir=sweep")  # one job at a time
     assert "job 0: already finished (results.json), skipped" in again.stdout
     assert "job 1: already finished" not in again.stdout
     after = (jobs[0] / "results.json").read_bytes(), (jobs[0] / "results.json").stat().st_mtime_ns
     assert after == before  # untouched
+    assert (jobs[0] / "report.html").is_file() and (jobs[0] / "plots" / "curves.png").is_file()
     resumed = json.loads((jobs[1] / "results.json").read_text())
     assert resumed["accuracy_matrix"] == results[1]["accuracy_matrix"]  # from its checkpoint
     assert again.returncode == 1
