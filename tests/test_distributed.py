@@ -139,6 +139,7 @@ def test_data_parallel_run_writes_once_and_resumes_on_one_process(tmp_path: Path
             TASKS, AGENT, {"name": "replay", "memory_size": 32}, SETTINGS, run_dir, console=False
         ).run()
     assert resumed["world_size"] == 1
+    assert [start["world_size"] for start in resumed["starts"]] == [2, 1]
     assert np.array(resumed["accuracy_matrix"]).shape == (2, 2)
     assert (run_dir / "results.json").is_file()
 

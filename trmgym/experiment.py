@@ -337,6 +337,15 @@ class ContinualRun:
         if self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         state = self._restore(saved) or self._fresh_state()
+        # provenance: the processes and threads of every (re)start, and where it took over
+        state.setdefault("starts", []).append(
+            {
+                "task": state["task"],
+                "chunk": state["chunk"],
+                "world_size": self.world.size,
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
         total = self.offsets[-1]
         main = self.world.is_main  # rank 0 alone prints and writes files
         logger = RunLogger(self.run_dir, total, enabled=self.console and main, write=main)
@@ -488,6 +497,8 @@ class ContinualRun:
             "device": str(self.agent.device),
             "world_size": self.world.size,
             "torch_threads": torch.get_num_threads(),
+            # every start of the run: a resumed run may have used other processes or threads
+            "starts": state["starts"],
             "versions": {
                 "trmgym": trmgym.__version__,
                 "torch": torch.__version__,

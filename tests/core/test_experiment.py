@@ -111,6 +111,15 @@ def test_resume_after_interruption_is_identical(
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["curves"] == reference["curves"]
     assert resumed["env_steps"] == reference["env_steps"]
+    # the record says where the second start took over: the third save ends task 0
+    threads = torch.get_num_threads()
+    assert reference["starts"] == [
+        {"task": 0, "chunk": 0, "world_size": 1, "torch_threads": threads}
+    ]
+    assert resumed["starts"] == [
+        {"task": 0, "chunk": 0, "world_size": 1, "torch_threads": threads},
+        {"task": 1, "chunk": 0, "world_size": 1, "torch_threads": threads},
+    ]
 
 
 def test_corrupt_last_checkpoint_falls_back_to_previous(tmp_path: Path) -> None:
