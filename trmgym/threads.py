@@ -23,6 +23,7 @@ Under ``torchrun`` the share is divided again by the run's processes on the mach
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -149,10 +150,9 @@ def apply_threads(threads: int) -> dict[str, int]:
 
     threads = int(check_threads(threads))
     torch.set_num_threads(threads)
-    try:
+    # allowed once per process, before any inter-op work: a reused worker keeps its count
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(threads)
-    except RuntimeError:  # allowed once per process, before inter-op work (a reused worker)
-        pass
     for name in THREAD_ENV_VARS:
         os.environ[name] = str(threads)
     return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
