@@ -14,6 +14,7 @@ and runs the new ones. ``run.threads`` sets each job's share of the cores (:mod:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -30,6 +31,10 @@ from omegaconf import OmegaConf
 import trmgym
 
 COMMANDS = ("run", "demo", "report")
+#: exit status of a command line or configuration refused before anything ran (argparse's)
+USAGE_EXIT = 2
+#: exit status after Ctrl-C (128 + SIGINT, what a shell reports)
+INTERRUPTED_EXIT = 130
 #: the OmegaConf resolver naming a sweep's job directories (``hydra.sweep.subdir``)
 SUBDIR_RESOLVER = "trmgym.sweep_subdir"
 #: longest job directory name kept as is (file systems allow 255 bytes)
@@ -119,12 +124,57 @@ def run(cfg: Any) -> dict[str, Any]:
         if in_sweep:  # a SystemExit would kill a Ray worker (retried, then lost): fail the job
             log.error(message)
             raise SweepJobError(message) from None
-        raise SystemExit(message) from None
+        remove_failed_start(run_dir)
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(USAGE_EXIT) from None
     main = job.world.is_main  # a data-parallel run: rank 0 alone prints and writes
     use_threads(job.settings.threads, hydra_cfg, console=cfg.console and main, label=job_label)
     if main:
         save_hydra_files(cfg, run_dir)
-    return job.run()
+    try:
+        return job.run()
+    except KeyboardInterrupt:
+        if in_sweep or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(interrupted_message(run_dir, hydra_cfg), file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT) from None
+
+
+def remove_failed_start(run_dir: Path) -> None:
+    """Delete the directory Hydra made for a run refused at start-up, when it holds nothing but
+    its log (a resumed run's directory, with checkpoints, is never touched), and the folders
+    above it that this left empty (``runs/<experiment>/``), up to the working directory."""
+    import logging as std_logging
+
+    if not run_dir.is_dir() or any(p.name != "cli.log" for p in run_dir.iterdir()):
+        return
+    for handler in std_logging.getLogger().handlers:  # Hydra's file handler holds cli.log open
+        if isinstance(handler, std_logging.FileHandler):
+            handler.close()
+    for path in run_dir.iterdir():
+        path.unlink()
+    run_dir.rmdir()
+    cwd = Path.cwd().resolve()
+    parent = run_dir.resolve().parent
+    while parent != cwd and cwd in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+
+
+def interrupted_message(run_dir: Path, hydra_cfg: Any) -> str:
+    """What Ctrl-C prints: where the run stopped and the command that resumes it."""
+    import shlex
+
+    from trmgym import checkpoint
+
+    saved = checkpoint.load_latest(run_dir / "checkpoints")
+    where = "before its first checkpoint (it starts over)"
+    if saved is not None:
+        progress = json.loads(saved["progress"])
+        where = f"at its last checkpoint (task {progress['task'] + 1}, chunk {progress['chunk']})"
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.run.dir=")]
+    command = shlex.join(["trmgym", "run", *overrides, f"hydra.run.dir={run_dir}"])
+    return f"interrupted; the same command resumes {run_dir} {where}:\n  {command}"
 
 
 def use_threads(setting: int | str, hydra_cfg: Any, *, console: bool, label: str = "") -> int:
@@ -199,7 +249,9 @@ def scripted_step(
 
 
 def demo(cfg: Any) -> dict[str, Any]:
-    """Play a few episodes of the configured env with a scripted reasoner and print them."""
+    """Play a few episodes of the configured env with a scripted reasoner and print every step.
+
+    ``cfg`` is composed by :func:`checked_config` (no Hydra app: the demo writes nothing)."""
     from rich.console import Console
 
     console = Console(highlight=False)
@@ -222,7 +274,10 @@ def demo(cfg: Any) -> dict[str, Any]:
             obs, reward, terminated, truncated, info = env.step({"answer": answer, "halt": halt})
             total += reward
             done = terminated or truncated
-        print(env.render(), end="")
+            console.print(
+                f"step {info['steps']}: reward {reward:+.3f}{' (halted)' if terminated else ''}"
+            )
+            print(env.render(), end="")
         console.print(
             f"steps={info['steps']} solved={info['solved']} return={total:.3f} "
             f"({'halted' if terminated else 'truncated'})"
@@ -235,7 +290,7 @@ def demo(cfg: Any) -> dict[str, Any]:
 
 
 def _hydra_app(task: Any) -> None:
-    """Run ``task`` (:func:`run` or :func:`demo`) as a Hydra app over ``configs/config.yaml``.
+    """Run ``task`` (:func:`run`) as a Hydra app over ``configs/config.yaml``.
 
     ``task`` itself is the task function, a module-level function: the joblib and Ray launchers
     pickle it by reference, and a worker that unpickles it imports ``trmgym.cli`` (registering
@@ -248,27 +303,81 @@ def _hydra_app(task: Any) -> None:
     hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task)()
 
 
+USAGE = """usage: trmgym {run,demo,report} [args ...]   (trmgym --version)
+
+  run    train and evaluate the configured experiment (`trmgym run --help`, `--cfg job`)
+  report (re)write plots and report.html of a run, or aggregate seeds below a folder
+  demo   show the configured env with a scripted reasoner (e.g. `trmgym demo env=maze`)"""
+
+DEMO_HELP = """usage: trmgym demo [env=arc|arcgen|maze|sudoku] [env.<key>=value ...] [seed=N]
+                   [demo.episodes=N] [demo.cells_per_step=N]
+
+Plays demo.episodes puzzles of the env with a scripted reasoner that fixes a few wrong cells
+per step, and prints every step (ansi rendering). Writes nothing to disk. The env's keys are
+its constructor arguments, e.g. env=maze env.size=11 or env=sudoku env.size=4 env.blanks=6
+(`trmgym run env=maze --cfg job` shows an env node with its defaults)."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``trmgym`` console script."""
+    """Entry point of the ``trmgym`` console script.
+
+    A command line refused before anything runs (an unknown command, a bad override, an override
+    the experiment does not use) prints one line naming the key and exits with status 2.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(
-            "usage: trmgym {run,demo,report} [args ...]\n\n"
-            "  run    train and evaluate the configured experiment (`trmgym run --cfg job` prints it)\n"
-            "  report (re)write plots and report.html of a run, or aggregate seeds below a folder\n"
-            "  demo   show the configured env with a scripted reasoner (e.g. `trmgym demo env=maze`)\n"
-            f"\ntrmgym {trmgym.__version__}"
-        )
-        if argv and argv[0] not in ("-h", "--help"):
-            raise SystemExit(f"unknown command {argv[0]!r}; allowed: {list(COMMANDS)}")
+    if argv and argv[0] in ("--version", "-V") or argv[1:2] == ["--version"]:
+        print(f"trmgym {trmgym.__version__}")
         return
-    command, overrides = argv[0], argv[1:]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        fail(f"trmgym: unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
     if command == "report":
         from trmgym.report import main as report_main
 
-        raise SystemExit(report_main(overrides))
-    sys.argv = [f"trmgym {command}", *overrides]
-    _hydra_app(run if command == "run" else demo)
+        raise SystemExit(report_main(rest))
+    if command == "demo" and any(a in ("-h", "--help") for a in rest):
+        print(DEMO_HELP)
+        return
+    cfg = checked_config(command, rest)
+    if command == "demo":
+        demo(cfg)
+        return
+    from trmgym.startup import parse_command_line
+
+    sys.argv = ["trmgym run", *parse_command_line(rest)[1]]
+    _hydra_app(run)
+
+
+def fail(message: str) -> None:
+    """Print ``message`` (one line) to stderr and exit with :data:`USAGE_EXIT`."""
+    print(message, file=sys.stderr, flush=True)
+    raise SystemExit(USAGE_EXIT)
+
+
+def checked_config(command: str, argv: list[str]) -> Any:
+    """``command``'s configuration for ``argv``, composed and checked before anything runs
+    (:func:`trmgym.startup.check_command_line`); warnings are printed one line each."""
+    import warnings
+
+    from trmgym.startup import UsageError, check_command_line, parse_command_line
+
+    args, _ = parse_command_line(argv)
+    if command == "demo" and (args.multirun or args.cfg):
+        fail("trmgym demo: --multirun and --cfg are for trmgym run")
+    if os.environ.get("HYDRA_FULL_ERROR") == "1" and command == "run":
+        return None  # Hydra's own errors, with their tracebacks
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            cfg = check_command_line(command, args, config_dir())
+        except UsageError as error:
+            fail(f"trmgym {command}: {error}")
+    for warning in caught:
+        print(f"trmgym {command}: warning: {warning.message}", file=sys.stderr, flush=True)
+    return cfg
 
 
 if __name__ == "__main__":

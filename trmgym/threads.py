@@ -19,6 +19,16 @@ single run, ``basic``  1 (jobs run one after the other)
 
 Under ``torchrun`` the share is divided again by the run's processes on the machine
 (``LOCAL_WORLD_SIZE``).
+
+A single run (no sweep, no ``torchrun``) also leaves out the cores other processes keep busy
+when it starts (:func:`busy_cores`, measured over a quarter of a second): on a 2-core laptop with
+a browser spinning one core, two torch threads wait on each other at every barrier and a tiny
+model runs about 2x slower, one thread runs at full speed. A sweep's jobs are not measured (they
+would count each other; the launcher's share already accounts for them).
+
+The thread count sets the order of float reductions, so a seed's numbers are bit-identical for a
+given thread count only: ``results.json`` records ``torch_threads``; give ``run.threads=N`` to
+make reruns bit-identical whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ __all__ = [
     "AUTO",
     "THREAD_ENV_VARS",
     "apply_threads",
+    "busy_cores",
     "check_threads",
     "concurrent_jobs",
     "local_processes",
@@ -65,6 +76,20 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # macOS and Windows have no sched_getaffinity
         return max(1, os.cpu_count() or 1)
+
+
+def busy_cores(interval: float = 0.25) -> float:
+    """Cores of this process's affinity kept busy by other processes: the summed utilisation of
+    those cores over ``interval`` seconds (psutil), in cores (e.g. 1.02 with one busy loop
+    running). This process sleeps meanwhile, so what is measured is the others' load."""
+    import psutil
+
+    percents = psutil.cpu_percent(interval=interval, percpu=True)
+    try:
+        cpus = [c for c in os.sched_getaffinity(0) if c < len(percents)]
+    except (AttributeError, OSError):
+        cpus = list(range(len(percents)))
+    return sum(percents[c] for c in cpus) / 100.0
 
 
 def local_processes() -> int:
@@ -117,12 +142,14 @@ def _ray_num_cpus(launcher: Any) -> int | None:
 
 
 def resolve_threads(
-    setting: Any, hydra_cfg: Any = None, cores: int | None = None
+    setting: Any, hydra_cfg: Any = None, cores: int | None = None, busy: float | None = None
 ) -> tuple[int, str]:
     """The threads of one run for ``run.threads`` = ``setting``, and why (a line for the log).
 
     ``"auto"``: ``max(1, cores // concurrent jobs)`` (:func:`concurrent_jobs`) — under Ray, the
-    task's ``num_cpus`` (at most the cores); an int: itself.
+    task's ``num_cpus`` (at most the cores); for a single run, ``max(1, cores - round(busy))``
+    with ``busy`` the cores other processes keep busy (measured by :func:`busy_cores` when
+    None); an int: itself.
 
     Raises:
         ValueError: ``setting`` is neither ``"auto"`` nor an int >= 1, naming ``run.threads``.
@@ -137,6 +164,13 @@ def resolve_threads(
         return min(num_cpus, cores), f"run.threads=auto: the Ray task's num_cpus={num_cpus}"
     jobs = concurrent_jobs(hydra_cfg, cores)
     ranks = local_processes()
+    if jobs == 1 and ranks == 1:
+        busy = busy_cores() if busy is None else float(busy)
+        taken = min(cores - 1, round(busy))
+        reason = f"run.threads=auto: {cores} usable cores"
+        if taken > 0:
+            reason += f", {taken} busy with other processes ({busy:.2f} cores in use)"
+        return max(1, cores - taken), reason
     reason = f"run.threads=auto: {cores} usable cores / {jobs} concurrent job{'s' * (jobs != 1)}"
     if ranks > 1:
         reason += f" / {ranks} data-parallel processes on this machine"

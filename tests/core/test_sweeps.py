@@ -98,7 +98,7 @@ def test_auto_threads_share_the_cores_among_concurrent_jobs(
     launcher: dict, mode: str, expected: int
 ) -> None:
     hydra_cfg = {"mode": mode, "launcher": launcher}
-    threads, reason = resolve_threads("auto", hydra_cfg, cores=8)
+    threads, reason = resolve_threads("auto", hydra_cfg, cores=8, busy=0)
     assert threads == expected
     assert reason.startswith("run.threads=auto")
     assert resolve_threads(5, hydra_cfg, cores=8) == (5, "run.threads=5")
@@ -120,7 +120,36 @@ def test_concurrent_jobs_of_a_joblib_sweep() -> None:
     assert concurrent_jobs(joblib, cores=8) == 2
     assert concurrent_jobs({"mode": "RUN", "launcher": {"n_jobs": 2}}, cores=8) == 1
     assert concurrent_jobs(None, cores=8) == 1
-    assert resolve_threads("auto")[0] == max(1, cores())  # outside Hydra: one job
+    assert resolve_threads("auto", busy=0)[0] == max(1, cores())  # outside Hydra: one job
+
+
+def test_a_single_run_leaves_the_cores_other_processes_keep_busy() -> None:
+    threads, reason = resolve_threads("auto", None, cores=2, busy=1.02)
+    assert threads == 1 and "1 busy with other processes" in reason
+    assert resolve_threads("auto", None, cores=8, busy=2.6)[0] == 5
+    assert resolve_threads("auto", None, cores=2, busy=0.3)[0] == 2  # background noise
+    assert resolve_threads("auto", None, cores=2, busy=7.0)[0] == 1  # never below one
+    # a sweep's jobs are not measured: they would count each other
+    joblib = {"mode": "MULTIRUN", "launcher": {"n_jobs": 2}}
+    assert resolve_threads("auto", joblib, cores=8, busy=6.0)[0] == 4
+    assert resolve_threads(2, None, cores=2, busy=1.0)[0] == 2  # an explicit count is kept
+
+
+def test_busy_cores_sees_a_busy_loop() -> None:
+    import subprocess
+    import sys
+
+    from trmgym.threads import busy_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert busy_cores(0.5) >= 0.8
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_threads_set_torch_and_the_children_environment(monkeypatch: pytest.MonkeyPatch) -> None:

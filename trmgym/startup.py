@@ -1,0 +1,317 @@
+"""What ``trmgym run`` and ``trmgym demo`` check before anything runs or is written.
+
+Hydra composes the configuration only once it has created the run directory, and it reports a
+bad override as a multi-line message. :func:`check_command_line` composes the same configuration
+first (Hydra's compose API, every value of a sweep), so a wrong command is refused in one line
+naming the key and the allowed values, with exit status 2, before any directory exists:
+
+====================================  =========================================================
+command line                          refused with
+====================================  =========================================================
+``seed=abc``                          ``seed must be an int, got 'abc'``
+``env=mazee``                         ``env=mazee: no such option; allowed: arc, arcgen, ...``
+``run.batch_sise=8``                  ``run.batch_sise: no such key; allowed keys of run: ...``
+``env=maze`` with a sequence          ``env=maze is not used: experiment quickstart trains the
+                                      sequence ...`` (an override that would do nothing)
+====================================  =========================================================
+
+Overrides that a run legitimately ignores (``agent.dqn.*`` under ``agent.halting=bce``, which a
+sweep over both halting modes needs) are warnings instead (:func:`unused_overrides`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from argparse import Namespace
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = [
+    "UsageError",
+    "check_command_line",
+    "describe_error",
+    "parse_command_line",
+    "unused_overrides",
+]
+
+#: Hydra flags whose command prints something and runs nothing (no check needed beyond Hydra's)
+_INFO_FLAGS = ("help", "hydra_help", "shell_completion", "info")
+#: a composition failing on a bad scalar (OmegaConf's ValidationError)
+_CONVERT = re.compile(r"Value '(?P<value>.*)' of type '\w+' could not be converted to (?P<type>\w+)")
+_TYPE_NAMES = {"Integer": "an int", "Float": "a number", "Boolean": "true or false"}
+
+
+class UsageError(ValueError):
+    """A command line that cannot run: the message is one line naming the key."""
+
+
+# --------------------------------------------------------------------------- the command line
+def parse_command_line(argv: list[str]) -> tuple[Namespace, list[str]]:
+    """Hydra's arguments of ``argv``, and ``argv`` with its flags before its overrides.
+
+    Hydra's parser takes flags only before the overrides (``trmgym run seed=1 --config-dir X``
+    fails with "unrecognized arguments"); here flags and overrides may come in any order.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    args = parser.parse_intermixed_args(argv)
+    flags: list[str] = []
+    for action in parser._actions:  # noqa: SLF001 - Hydra's own parser, rebuilt in its order
+        if not action.option_strings or action.dest == "version":
+            continue
+        value = getattr(args, action.dest)
+        if action.nargs == 0:
+            flags += [action.option_strings[0]] if value else []
+        elif value is not None:
+            flags += [action.option_strings[0], str(value)]
+    return args, [*flags, *args.overrides]
+
+
+def _variants(overrides: list[str]) -> Iterator[list[str]]:
+    """The override lists to check for one command line: itself, or for a sweep every value of
+    every swept key (the other keys at their first value)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    values = [
+        list(o.sweep_string_iterator()) if o.is_sweep_override() else [None] for o in parsed
+    ]
+
+    def line(o: Any, value: str | None) -> str:
+        if value is None:
+            return o.input_line
+        return f"{o.get_key_element()}={value}"
+
+    first = [line(o, v[0]) for o, v in zip(parsed, values)]
+    yield first
+    for k, (o, vals) in enumerate(zip(parsed, values)):
+        for value in vals[1:]:
+            yield [*first[:k], line(o, value), *first[k + 1 :]]
+
+
+def check_command_line(command: str, args: Namespace, config_dir: Path) -> DictConfig | None:
+    """Compose ``command``'s configuration for ``args`` (every sweep value) and refuse it in one
+    line when Hydra or the checks below would; warn about overrides a run ignores.
+
+    Returns the configuration of the first (or only) job, or None when ``args`` only asks Hydra
+    for help or information.
+
+    Raises:
+        UsageError: a bad override (unknown key or option, wrong type), or one that does nothing
+            for the chosen experiment (:func:`unused_overrides`).
+    """
+    if any(getattr(args, flag, None) for flag in _INFO_FLAGS):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import trmgym.config  # noqa: F401  (the schemas the YAML groups build on)
+
+    extra = []
+    if args.config_dir is not None:
+        folder = Path(args.config_dir).resolve()
+        if not folder.is_dir():
+            raise UsageError(f"--config-dir {args.config_dir}: no such directory")
+        extra = [f"hydra.searchpath=[file://{folder}]"]
+    name = args.config_name or "config"
+    first = None
+    try:
+        variants = list(_variants(list(args.overrides)))
+    except Exception as error:  # noqa: BLE001 - Hydra's parse errors have no common base
+        raise UsageError(describe_error(error)) from None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(config_dir), version_base="1.3", job_name="cli"):
+            for overrides in variants:
+                try:
+                    cfg = compose(name, overrides=[*extra, *overrides], return_hydra_config=True)
+                except Exception as error:  # noqa: BLE001 - reworded below
+                    raise UsageError(describe_error(error, overrides)) from None
+                unused_overrides(cfg, overrides, command)
+                first = cfg if first is None else first
+    finally:
+        GlobalHydra.instance().clear()
+    return first
+
+
+# ------------------------------------------------------------------------------ error messages
+def describe_error(error: BaseException, overrides: list[str] | None = None) -> str:
+    """One line for a Hydra/OmegaConf composition error: the key and what is allowed."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = error.__cause__ or error.__context__ or error
+    if isinstance(error, MissingConfigException) and error.options is not None:
+        group = _missing_group(str(error))
+        chosen = _override_of(group, overrides) if group else None
+        what = chosen or (f"group {group}" if group else "a config group option")
+        return f"{what}: no such option; allowed: {', '.join(sorted(error.options))}"
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
+        found = _CONVERT.search(str(cause))
+        if found:
+            kind = _TYPE_NAMES.get(found["type"], f"a {found['type'].lower()}")
+            return f"{cause.full_key} must be {kind}, got {found['value']!r}"
+        return f"{cause.full_key}: {_first_line(str(cause))}"
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and getattr(
+        cause, "full_key", None
+    ):
+        key = str(cause.full_key)
+        parent, _, _ = key.rpartition(".")
+        allowed = _fields(getattr(cause, "object_type", None))
+        where = f" of {parent}" if parent else ""
+        hint = f"; allowed keys{where}: {', '.join(allowed)}" if allowed else ""
+        return f"{key}: no such key{hint}"
+    if overrides:  # e.g. a key below a null node (agent.memory.capacity with agent.memory null)
+        culprit = _null_parent(overrides)
+        if culprit is not None:
+            return culprit
+    return _first_line(str(error)) or type(error).__name__
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _missing_group(message: str) -> str | None:
+    found = re.search(r"Could not find '([^']+)/[^'/]+'", message)
+    return found[1] if found else None
+
+
+def _override_of(key: str, overrides: list[str] | None) -> str | None:
+    for line in overrides or []:
+        if line.lstrip("+~").split("=", 1)[0] == key:
+            return line.lstrip("+~")
+    return None
+
+
+def _fields(schema: Any) -> list[str]:
+    if isinstance(schema, type) and dataclasses.is_dataclass(schema):
+        return [f.name for f in dataclasses.fields(schema)]
+    return []
+
+
+def _null_parent(overrides: list[str]) -> str | None:
+    """``a.b.c=v`` where ``a.b`` is null in the configuration without it: say so."""
+    from hydra import compose
+
+    for line in overrides:
+        key = line.lstrip("+~").split("=", 1)[0]
+        if "." not in key or "/" in key:
+            continue
+        rest = [o for o in overrides if o is not line]
+        try:
+            cfg = compose("config", overrides=rest)
+        except Exception:  # noqa: BLE001 - another override is the problem
+            continue
+        parts = key.split(".")
+        for depth in range(1, len(parts)):
+            node = OmegaConf.select(cfg, ".".join(parts[:depth]), default="<absent>")
+            if node is None:
+                parent = ".".join(parts[:depth])
+                group = parent.replace(".", "/")
+                return (
+                    f"{key}: {parent} is null in this configuration; choose one first "
+                    f"(e.g. {group}=<option>, see `trmgym run --help`), then set {key}"
+                )
+    return None
+
+
+# ----------------------------------------------------------------------------- unused overrides
+def _keys(overrides: list[str]) -> list[tuple[str, str]]:
+    """``(key, override)`` of each override, ``+``/``~`` stripped, groups with ``/`` as ``.``."""
+    found = []
+    for line in overrides:
+        key = line.lstrip("+~").split("=", 1)[0]
+        found.append((key.replace("/", "."), line))
+    return found
+
+
+def _under(key: str, node: str) -> bool:
+    return key == node or key.startswith(node + ".")
+
+
+def unused_overrides(cfg: DictConfig, overrides: list[str], command: str = "run") -> None:
+    """Refuse overrides that the composed run ignores; warn about ignorable ones.
+
+    Errors: ``env`` / ``env.*`` when the experiment trains a sequence; ``run.train_steps`` when
+    every task of the sequence has its own ``train_steps`` (use ``run.budget_scale``); a key
+    added with ``+`` at the top level that no part of trmgym reads. Warnings:
+    ``run.train_steps`` that only some tasks use; ``agent.dqn.*`` under ``agent.halting=bce``;
+    ``demo.*`` in ``trmgym run``; ``run``/``strategy``/``agent``/``sequence``/``plugins`` in
+    ``trmgym demo`` (which shows the ``env`` only).
+
+    Raises:
+        UsageError: naming the override and what to do instead.
+    """
+    from trmgym.config import TrmgymConfig
+
+    experiment = OmegaConf.select(cfg, "hydra.runtime.choices.experiment", default=None)
+    known = {f.name for f in dataclasses.fields(TrmgymConfig)} | {"hydra", "experiment"}
+    keys = _keys(overrides)
+    for key, line in keys:
+        root = key.split(".", 1)[0]
+        if root not in known:
+            raise UsageError(
+                f"{line}: trmgym has no setting {root!r}; top-level keys: "
+                f"{', '.join(sorted(known - {'hydra', 'experiment'}))}"
+            )
+    if command == "demo":
+        ignored = [line for key, line in keys if key.split(".", 1)[0] in _DEMO_IGNORES]
+        if ignored:
+            warnings.warn(
+                f"trmgym demo shows the env only; ignored: {' '.join(ignored)}",
+                UserWarning,
+                stacklevel=2,
+            )
+        return
+    sequence = cfg.get("sequence")
+    if sequence is not None:
+        name = sequence.get("name", "?")
+        for key, line in keys:
+            if _under(key, "env"):
+                raise UsageError(
+                    f"{line} is not used: experiment {experiment} trains the sequence {name!r} "
+                    "(sequence.tasks), not env; for a single task give "
+                    f"experiment=single_task {line}"
+                )
+        own = [t.get("name", f"task {k}") for k, t in enumerate(sequence.get("tasks") or [])
+               if t.get("train_steps") is not None]
+        tasks = len(sequence.get("tasks") or [])
+        for key, line in keys:
+            if key != "run.train_steps":
+                continue
+            if own and len(own) == tasks:
+                raise UsageError(
+                    f"{line} is not used: every task of the sequence {name!r} has its own "
+                    "train_steps; scale every budget with run.budget_scale (e.g. "
+                    "run.budget_scale=0.1)"
+                )
+            if own:
+                warnings.warn(
+                    f"{line} sets the budget of the tasks without their own train_steps only; "
+                    f"{', '.join(own)} keep theirs (run.budget_scale scales every budget)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+    halting = OmegaConf.select(cfg, "agent.halting", default=None)
+    dqn = [line for key, line in keys if _under(key, "agent.dqn")]
+    if dqn and halting != "dqn":
+        warnings.warn(
+            f"{' '.join(dqn)}: not used with agent.halting={halting} (the DQN halting head only)",
+            UserWarning,
+            stacklevel=2,
+        )
+    demo = [line for key, line in keys if _under(key, "demo")]
+    if demo:
+        warnings.warn(
+            f"{' '.join(demo)}: used by trmgym demo only", UserWarning, stacklevel=2
+        )
+
+
+_DEMO_IGNORES = ("run", "strategy", "agent", "sequence", "plugins")
