@@ -148,7 +148,12 @@ def test_render_modes() -> None:
     env = ToyEnv(render_mode="rgb_array", expose_target=True)
     env.reset(seed=0)
     frame = env.render()
-    assert frame.dtype == np.uint8 and frame.shape == (3 * 12, 3 * 4 * 12 + 2 * 8, 3)
+    # canvas 3x4: 86 px per cell (ceil(256 / 3)), 3 panels 16 px apart, two 24 px text bands
+    assert frame.dtype == np.uint8 and frame.shape == (
+        8 + 48 + 3 * 86 + 8,
+        8 + 3 * 4 * 86 + 32 + 8,
+        3,
+    )
     env = ToyEnv(render_mode="ansi")
     env.reset(seed=0)
     text = env.render()

@@ -12,11 +12,34 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from trmgym.envs.core import build_core
+from trmgym.envs.core import PuzzleCore, build_core
 from trmgym.envs.render import ansi_panels, rgb_panels
 from trmgym.envs.source import PuzzleSource
 
 RENDER_MODES = ["ansi", "rgb_array"]
+
+
+def render_row(core: PuzzleCore, row: int, render_mode: str, expose_target: bool) -> Any:
+    """Row ``row`` of ``core`` as ``ansi`` panels (text) or an ``rgb_array`` frame.
+
+    The RGB frame labels its panels "input", "answer" (and "target"), with a status line (task,
+    step, cell accuracy, solved) above; its shape depends only on the canvas and
+    ``expose_target`` (:func:`trmgym.envs.render.frame_shape`). The ANSI panels keep their
+    "puzzle" title; :meth:`PuzzleEnv.render` adds the status lines around them.
+    """
+    grids = [core.grid[row], core.answer[row]] + ([core.target[row]] if expose_target else [])
+    if render_mode == "ansi":
+        return ansi_panels(list(zip(["puzzle", "answer", "target"], grids)))
+    status = (
+        f"{core.source.name} task {int(core.task_id[row])}  step {int(core.steps[row])}  "
+        f"accuracy {core.cell_accuracy[row]:.2f}  {'solved' if core.solved[row] else 'unsolved'}"
+    )
+    return rgb_panels(
+        list(zip(["input", "answer", "target"], grids)),
+        canvas=core.canvas,
+        status=status,
+        scale_by=(0, 2) if expose_target else (0,),  # the puzzle's grids, steady all episode
+    )
 
 
 class PuzzleEnv(gym.Env):
@@ -52,6 +75,13 @@ class PuzzleEnv(gym.Env):
     | ``"test"``, default ``None``): pose only puzzles of that held-out split, chosen by a fixed
     hash of each puzzle's contents (about 20% are "test"; :mod:`trmgym.envs.holdout`), so a
     training env and an evaluation env never share a puzzle; ``None`` poses every puzzle.
+
+    ## Rendering
+    ``"ansi"``: coloured text panels with a status line above and below. ``"rgb_array"``: a uint8
+    frame with labelled panels (input, answer, target when exposed) under a status line (task,
+    step, cell accuracy, solved), each grid cut to its content and scaled up (an ARC puzzle at its
+    own size); the frame's shape is fixed by the canvas and ``expose_target``
+    (:func:`trmgym.envs.render.frame_shape`), e.g. 320 x 544 for a 4x4 Sudoku.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 4}
@@ -151,11 +181,9 @@ class PuzzleEnv(gym.Env):
             return None
         if not self._has_puzzle:
             raise RuntimeError("call reset() before render()")
-        panels = [("puzzle", self.core.grid[0]), ("answer", self.core.answer[0])]
-        if self.expose_target:
-            panels.append(("target", self.core.target[0]))
+        frame = render_row(self.core, 0, self.render_mode, self.expose_target)
         if self.render_mode == "ansi":
             title = f"{self.source.name} task {int(self.core.task_id[0])} step {int(self.core.steps[0])}"
             info = f"cell accuracy {self.core.cell_accuracy[0]:.2f}  solved {bool(self.core.solved[0])}"
-            return f"{title}\n{ansi_panels(panels)}{info}\n"
-        return rgb_panels(panels)
+            return f"{title}\n{frame}{info}\n"
+        return frame

@@ -17,9 +17,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from trmgym.envs.base import RENDER_MODES
+from trmgym.envs.base import RENDER_MODES, render_row
 from trmgym.envs.core import build_core
-from trmgym.envs.render import ansi_panels, rgb_panels
 from trmgym.envs.row_options import RowOptions
 from trmgym.envs.source import PuzzleSource
 
@@ -294,10 +293,7 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode")
             return None
-        frames = []
-        for row in range(self.num_envs):
-            panels = [("puzzle", self.core.grid[row]), ("answer", self.core.answer[row])]
-            if self.expose_target:
-                panels.append(("target", self.core.target[row]))
-            frames.append(ansi_panels(panels) if self.render_mode == "ansi" else rgb_panels(panels))
-        return tuple(frames)
+        return tuple(
+            render_row(self.core, row, self.render_mode, self.expose_target)
+            for row in range(self.num_envs)
+        )
