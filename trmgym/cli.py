@@ -128,7 +128,7 @@ def run(cfg: Any) -> dict[str, Any]:
         print(message, file=sys.stderr, flush=True)
         raise SystemExit(USAGE_EXIT) from None
     main = job.world.is_main  # a data-parallel run: rank 0 alone prints and writes
-    use_threads(job.settings.threads, hydra_cfg, console=cfg.console and main, label=job_label)
+    job.threads_note = use_threads(job.settings.threads, hydra_cfg, label=job_label)
     if main:
         save_hydra_files(cfg, run_dir)
     try:
@@ -177,9 +177,9 @@ def interrupted_message(run_dir: Path, hydra_cfg: Any) -> str:
     return f"interrupted; the same command resumes {run_dir} {where}:\n  {command}"
 
 
-def use_threads(setting: int | str, hydra_cfg: Any, *, console: bool, label: str = "") -> int:
-    """Give this job its threads (``run.threads``, :mod:`trmgym.threads`) and say so: a line in
-    the run's cli.log, printed too when ``console``. Returns the threads."""
+def use_threads(setting: int | str, hydra_cfg: Any, *, label: str = "") -> str:
+    """Give this job its threads (``run.threads``, :mod:`trmgym.threads`); returns why that many
+    (the run's start-up banner shows it), also logged to the run's cli.log."""
     from trmgym.threads import apply_threads, resolve_threads
 
     threads, reason = resolve_threads(setting, hydra_cfg)
@@ -189,9 +189,7 @@ def use_threads(setting: int | str, hydra_cfg: Any, *, console: bool, label: str
         f"{torch_threads['inter_op']}, OMP/MKL {threads} ({reason})"
     )
     log.info(line)
-    if console:
-        print(line, flush=True)
-    return threads
+    return reason
 
 
 def finished_results(run_dir: Path, saved: dict[str, Any] | None) -> dict[str, Any]:
@@ -322,8 +320,19 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``trmgym`` console script.
 
     A command line refused before anything runs (an unknown command, a bad override, an override
-    the experiment does not use) prints one line naming the key and exits with status 2.
+    the experiment does not use) prints one line naming the key and exits with status 2; Ctrl-C
+    prints one line (how to resume, once the run has started) and exits with status 130.
     """
+    try:
+        _main(argv)
+    except KeyboardInterrupt:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print("interrupted", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT) from None
+
+
+def _main(argv: list[str] | None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V") or argv[1:2] == ["--version"]:
         print(f"trmgym {trmgym.__version__}")

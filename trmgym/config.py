@@ -96,7 +96,15 @@ class RunSettings:
     Continual World's forward transfer ``metrics.ft`` (and ``forward_transfer``) to the results."""
     threads: Any = "auto"
     """torch intra-op threads (and OMP/MKL threads of child processes): "auto" (the usable cores
-    divided among the jobs a sweep runs at once, :mod:`trmgym.threads`) or an int >= 1."""
+    divided among the jobs a sweep runs at once, less those other processes keep busy for a
+    single run, :mod:`trmgym.threads`) or an int >= 1."""
+    budget_scale: float = 1.0
+    """Multiplies every task's training budget, the per-task ``train_steps`` of a sequence
+    included (rounded, at least 1 step): ``run.budget_scale=0.1`` for a quick try of any
+    experiment. Part of the configuration (results.json records it)."""
+    log_every: int = 25
+    """Optimizer steps between training scalars in TensorBoard (display only: a run may resume
+    with another value)."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -105,8 +113,12 @@ class RunSettings:
             "max_reasoning_steps",
             "eval_episodes",
             "eval_every",
+            "log_every",
         ):
             positive_int(getattr(self, name), f"run.{name}")
+        scale = self.budget_scale
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e6:
+            raise ValueError(f"run.budget_scale must be a number > 0, got {scale!r}")
         self.threads = check_threads(self.threads, "run.threads")
         if self.reference is not None and not isinstance(self.reference, str | Path):
             raise ValueError(

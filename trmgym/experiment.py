@@ -31,6 +31,10 @@ from trmgym.logging import RunLogger, matrix_table, metrics_table
 from trmgym.plugins import Plugin, Plugins, Strategy, make_strategy
 from trmgym.runner import Evaluation, PuzzleSampler, TaskSpec, TaskTrainer, common_canvas, evaluate
 
+#: ``run`` settings that change only what is shown or how fast, never the results: left out of
+#: the resume guard (a run may resume with other values) and of a report's grouping
+DISPLAY_ONLY = ("threads", "log_every")
+
 
 def seed_for(*keys: int) -> int:
     """A 31-bit seed derived from integers (run seed, task, chunk, purpose)."""
@@ -122,7 +126,10 @@ class ContinualRun:
             )
         )
         #: per-task training budgets and the global step at which each task starts
-        self.budgets = [t.train_steps or settings.train_steps for t in tasks]
+        self.budgets = [
+            max(1, round((t.train_steps or settings.train_steps) * settings.budget_scale))
+            for t in tasks
+        ]
         self.offsets = [int(x) for x in np.cumsum([0, *self.budgets])]
         self.agent_config, self.device = agent_config, device
         self.strategy_config = dict(strategy_config)
@@ -151,6 +158,8 @@ class ContinualRun:
             }
             for k, p in enumerate(plugins)
         ]
+        #: why the run has its threads (``trmgym run`` sets it; shown in the start-up banner)
+        self.threads_note: str | None = None
         # a plugin state that could not be restored must fail now, not at the first checkpoint
         checkpoint.to_tensors(self.plugins.state_dict(), "plugins")
 
@@ -219,7 +228,9 @@ class ContinualRun:
                     "sequence": [asdict(t) for t in self.tasks],
                     # threads are not configuration (a run may resume with others), but they
                     # set the rounding of float reductions: results.json records torch_threads
-                    "run": {k: v for k, v in asdict(self.settings).items() if k != "threads"},
+                    "run": {
+                        k: v for k, v in asdict(self.settings).items() if k not in DISPLAY_ONLY
+                    },
                     "agent": asdict(self.agent_config),
                     "strategy": self.strategy_config,
                     "plugins": self.plugin_records,
@@ -348,10 +359,10 @@ class ContinualRun:
         )
         total = self.offsets[-1]
         main = self.world.is_main  # rank 0 alone prints and writes files
+        done = min(self.offsets[state["task"]] + state["chunk"] * s.eval_every, total)
         logger = RunLogger(self.run_dir, total, enabled=self.console and main, write=main)
-        logger.set_completed(
-            min(self.offsets[state["task"]] + state["chunk"] * s.eval_every, total)
-        )
+        logger.banner(self._banner(state, saved is not None, done), quiet=not main)
+        logger.set_completed(done)
         started = time.perf_counter() - state["wall_time_s"]
         try:
             if state["random_init_accuracy"] is None:
@@ -366,15 +377,18 @@ class ContinualRun:
                 while state["chunk"] < chunks:
                     c = state["chunk"]
                     steps = min(s.eval_every, budget - c * s.eval_every)
-                    self._train_chunk(i, c, steps, state, logger)
+                    last = self._train_chunk(i, c, steps, state, logger)
                     current = self.evaluate(self.agent, i)
                     state["curves"][i].append(current.accuracy)
-                    logger.advance(
-                        0,
-                        f"task {i + 1}/{T} {self.tasks[i].name}",
-                        f"eval accuracy {current.accuracy:.3f}",
-                    )
                     global_step = self.offsets[i] + c * s.eval_every + steps
+                    logger.chunk_done(
+                        f"task {i + 1}/{T} {self.tasks[i].name}",
+                        global_step,
+                        {
+                            "train exact": last.get("train/exact"),
+                            "eval accuracy": current.accuracy,
+                        },
+                    )
                     logger.scalars(
                         {
                             "eval/accuracy": current.accuracy,
@@ -407,6 +421,38 @@ class ContinualRun:
             logger.close()
         return results
 
+    def _banner(self, state: dict[str, Any], resumed: bool, done: int) -> list[str]:
+        """What a run says when it starts: where it writes, on what, what it trains."""
+        T = len(self.tasks)
+        strategy = self.strategy_config.get("name")
+        keys = {
+            k: v for k, v in self.strategy_config.items() if not k.startswith("_") and k != "name"
+        }
+        tasks = ", ".join(f"{t.name} ({b})" for t, b in zip(self.tasks, self.budgets))
+        lines = [
+            f"trmgym {trmgym.__version__} | run dir {self.run_dir}",
+            f"device {self.agent.device} | torch threads {torch.get_num_threads()}"
+            + (f" ({self.threads_note})" if self.threads_note else "")
+            + " | "
+            f"seed {self.seed} | batch {self.settings.batch_size}"
+            + (f" over {self.world.size} processes" if self.world.distributed else ""),
+            f"{self.experiment}: {T} task{'s' * (T != 1)}, optimizer steps {tasks}"
+            + (f" (budget_scale {self.settings.budget_scale:g})"
+               if self.settings.budget_scale != 1 else ""),
+            f"strategy {strategy}"
+            + (" (" + ", ".join(f"{k}={v}" for k, v in keys.items()) + ")" if keys else "")
+            + "".join(f" + {p['name']}" for p in self.plugin_records),
+        ]
+        if resumed:
+            i = min(state["task"], T - 1)
+            where = (
+                f"task {state['task'] + 1}/{T} {self.tasks[i].name}"
+                if state["task"] < T
+                else "the end (every task trained)"
+            )
+            lines.append(f"resuming from {where}, step {done} of {self.offsets[-1]}")
+        return lines
+
     def _loss_fn(self, task_index: int):  # noqa: ANN202
         label = self.label(task_index)
 
@@ -418,7 +464,8 @@ class ContinualRun:
 
     def _train_chunk(
         self, i: int, c: int, steps: int, state: dict[str, Any], logger: RunLogger
-    ) -> None:
+    ) -> dict[str, float]:
+        """Train task ``i``'s chunk ``c`` for ``steps`` steps; returns the last step's metrics."""
         s = self.settings
         trainer = TaskTrainer(
             self.agent,
@@ -433,28 +480,31 @@ class ContinualRun:
         )
         self.agent.begin_chunk()
         base = self.offsets[i] + c * s.eval_every
-        done_steps = 0
+        every, done_steps, shown = s.log_every, 0, 0
 
         def on_step(step_metrics: dict[str, float]) -> None:
-            nonlocal done_steps
+            nonlocal done_steps, shown
             done_steps += 1
-            if done_steps % 25 == 0 or done_steps == steps:
+            if done_steps % every == 0 or done_steps == steps:
                 logger.scalars(step_metrics, base + done_steps)
+            if done_steps % min(every, 25) == 0 or done_steps == steps:
                 curve = state["curves"][i]
                 last_eval = f" | eval accuracy {curve[-1]:.3f}" if curve else ""
                 logger.advance(
-                    25 if done_steps % 25 == 0 else done_steps % 25,
+                    done_steps - shown,
                     f"task {i + 1}/{len(self.tasks)} {self.tasks[i].name}",
                     f"ce {step_metrics.get('train/ce', float('nan')):.3f} "
                     f"train exact {step_metrics.get('train/exact', float('nan')):.2f}{last_eval}",
                 )
+                shown = done_steps
 
-        trainer.train(steps, on_step)
+        last = trainer.train(steps, on_step)
         logger.scalars(
             {**trainer.rollout_stats(), **self.plugins.metrics(self.agent.model)}, base + steps
         )
         state["env_steps"] += int(distributed.sum_over_ranks([trainer.env_steps])[0])
         trainer.close()
+        return last
 
     def _results(self, state: dict[str, Any], logger: RunLogger) -> dict[str, Any]:
         s, T = self.settings, len(self.tasks)
@@ -531,6 +581,7 @@ class ContinualRun:
                 f"mean reasoning steps {probe['reasoning_steps']:.2f}"
             )
         logger.print(
-            f"results: {path}\nplots: {', '.join(str(p) for p in plots.values())}\nreport: {html}"
+            f"plots: {', '.join(str(p) for p in plots.values())}\nreport: {html}"
         )
+        logger.finished(f"results: {path} (wall time {state['wall_time_s']:.0f} s)")
         return results

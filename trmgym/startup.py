@@ -133,7 +133,8 @@ def check_command_line(command: str, args: Namespace, config_dir: Path) -> DictC
                     cfg = compose(name, overrides=[*extra, *overrides], return_hydra_config=True)
                 except Exception as error:  # noqa: BLE001 - reworded below
                     raise UsageError(describe_error(error, overrides)) from None
-                unused_overrides(cfg, overrides, command)
+                # --cfg only prints: what a run would refuse is a warning there
+                unused_overrides(cfg, overrides, command, strict=not args.cfg)
                 first = cfg if first is None else first
     finally:
         GlobalHydra.instance().clear()
@@ -236,7 +237,9 @@ def _under(key: str, node: str) -> bool:
     return key == node or key.startswith(node + ".")
 
 
-def unused_overrides(cfg: DictConfig, overrides: list[str], command: str = "run") -> None:
+def unused_overrides(
+    cfg: DictConfig, overrides: list[str], command: str = "run", *, strict: bool = True
+) -> None:
     """Refuse overrides that the composed run ignores; warn about ignorable ones.
 
     Errors: ``env`` / ``env.*`` when the experiment trains a sequence; ``run.train_steps`` when
@@ -247,8 +250,17 @@ def unused_overrides(cfg: DictConfig, overrides: list[str], command: str = "run"
     ``trmgym demo`` (which shows the ``env`` only).
 
     Raises:
-        UsageError: naming the override and what to do instead.
+        UsageError: naming the override and what to do instead (a warning when not ``strict``).
     """
+    try:
+        _check_unused(cfg, overrides, command)
+    except UsageError as error:
+        if strict:
+            raise
+        warnings.warn(str(error), UserWarning, stacklevel=2)
+
+
+def _check_unused(cfg: DictConfig, overrides: list[str], command: str) -> None:
     from trmgym.config import TrmgymConfig
 
     experiment = OmegaConf.select(cfg, "hydra.runtime.choices.experiment", default=None)

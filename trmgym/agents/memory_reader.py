@@ -200,7 +200,6 @@ class MemoryReader(nn.Module):
         finally:
             self._step = None
 
-    @torch.compiler.disable  # Python bookkeeping and the bank's index: always eager
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The read added to z: ``[B, 1, D]`` (zeros where nothing was found)."""
         step = self._step

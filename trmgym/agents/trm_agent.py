@@ -178,6 +178,10 @@ class TRMAgent:
         #: the memory bank's reader (``config.memory``), ``None`` without memory
         self.memory_reader = self._memory_reader(seed)
         self.model = TRM(self.model_config, cycle_reader=self.memory_reader).to(self.device)
+        if self.config.compile and self.memory_reader is not None:
+            # Python bookkeeping and the bank's index stay eager. Applied here, not as a
+            # decorator: torch.compiler.disable imports torch._dynamo (seconds at start-up)
+            self.memory_reader.forward = torch.compiler.disable(self.memory_reader.forward)
         self.network = torch.compile(self.model) if self.config.compile else self.model
         c = self.config
         self.update_rule: UpdateRule = (
