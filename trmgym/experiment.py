@@ -354,6 +354,10 @@ class ContinualRun:
         )
         started = time.perf_counter() - state["wall_time_s"]
         try:
+            # TensorBoard: the configuration (Text tab), and a restart mark hiding what a killed
+            # process logged after its checkpoint
+            resumed = min(self.offsets[state["task"]] + state["chunk"] * s.eval_every, total)
+            logger.log_start(self.run_config(), None if saved is None else resumed)
             if state["random_init_accuracy"] is None:
                 initial = [self.evaluate(self.agent, j) for j in range(T)]
                 state["random_init_accuracy"] = [e.accuracy for e in initial]
@@ -514,6 +518,7 @@ class ContinualRun:
         if not self.world.is_main:
             return results
         path = results_io.write_results(self.run_dir, results)
+        logger.log_hparams(results, self.offsets[-1])  # TensorBoard's HPARAMS tab
         plots = report.write_plots(self.run_dir)
         logger.image(
             "cl/accuracy_matrix",
