@@ -171,6 +171,47 @@ def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
     assert (run / "plots" / "curves.png").is_file()
 
 
+def test_report_shows_the_strategy_plugins_and_run_settings(tmp_path: Path) -> None:
+    strategy = {
+        "_target_": "trmgym.plugins.strategies.Replay",
+        "_partial_": True,
+        "name": "replay",
+        "memory_size": 512,
+        "mix_ratio": 0.25,
+        "task_quota": None,
+    }
+    plugins = [
+        {"name": "curiosity", "class": "x.Curiosity", "config": {"weight": 1e-5, "rnd": {"k": 3}}},
+        {"name": "<b>plugin</b>", "class": "x.Other", "config": None},
+    ]
+    settings = {"train_steps": 30, "batch_size": 4, "difficulty_probe": [{"blanks": 12}]}
+    run = write_run(
+        tmp_path / "run",
+        strategy="replay",
+        strategy_config=strategy,
+        plugins=plugins,
+        settings=settings,
+    )
+    text = write_report(run).read_text(encoding="utf-8")
+    section = text[text.index("<h2>Strategy and settings</h2>") : text.index("<h2>Metrics</h2>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    assert "<h3>Strategy: replay</h3>" in section
+    assert "<td>class</td><td>trmgym.plugins.strategies.Replay</td>" in rows
+    assert "<td>memory_size</td><td>512</td>" in rows
+    assert "<td>mix_ratio</td><td>0.25</td>" in rows  # as results.json holds it, not rounded
+    assert "<td>task_quota</td><td>null</td>" in rows
+    assert "_partial_" not in section and "<td>name</td>" not in section
+    assert "<td>curiosity</td><td>x.Curiosity</td><td>weight: 1e-05<br>rnd.k: 3</td>" in rows
+    assert "<td>&lt;b&gt;plugin&lt;/b&gt;</td><td>x.Other</td><td>n/a</td>" in rows
+    assert "n/a: not recorded" in section
+    assert "<td>train_steps</td><td>30</td>" in rows and "<td>batch_size</td><td>4</td>" in rows
+    assert "<td>difficulty_probe</td><td>[{&quot;blanks&quot;: 12}]</td>" in rows
+    # a run without plugins or recorded strategy settings says so
+    text = write_report(write_run(tmp_path / "old")).read_text(encoding="utf-8")
+    assert "<h3>Strategy: naive</h3>" in text and "does not record the strategy" in text
+    assert "<h3>Plugins" not in text
+
+
 def test_tampered_metric_is_flagged(tmp_path: Path) -> None:
     metrics = {**METRICS, "bwt": -0.25 + 1e-6}
     run = write_run(tmp_path / "run", metrics=metrics)
