@@ -7,6 +7,10 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 EXTRAS ?= dev,joblib,ray,faiss
+# setuptools' notice on every editable install ("Editable installation. Please be careful with
+# folders in your working directory with the same name as your package ..."), information only:
+# a warnings filter on its message, after any PYTHONWARNINGS of yours. Errors still print and fail.
+EDITABLE_NOTICE := ignore:Editable installation
 
 .PHONY: install run test test-fast bench lint format clean
 
@@ -18,7 +22,7 @@ $(STAMP): pyproject.toml
 	@$(PIP) install --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	@echo "installing torch==$(TORCH_VERSION) (CPU build from this machine) and trmgym[$(EXTRAS)] into $(VENV)"
 	@$(PIP) install "torch==$(TORCH_VERSION)" 2>&1 | grep -v '^WARNING: Location' ; test $${PIPESTATUS[0]} -eq 0
-	@$(PIP) install -e ".[$(EXTRAS)]" 2>&1 | grep -v '^WARNING: Location' ; test $${PIPESTATUS[0]} -eq 0
+	@PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}$(EDITABLE_NOTICE)" $(PIP) install -e ".[$(EXTRAS)]" 2>&1 | grep -v '^WARNING: Location' ; test $${PIPESTATUS[0]} -eq 0
 	@touch $(STAMP)
 
 run: install

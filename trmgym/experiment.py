@@ -365,6 +365,9 @@ class ContinualRun:
         logger.set_completed(done)
         started = time.perf_counter() - state["wall_time_s"]
         try:
+            # TensorBoard: the configuration (Text tab), and a restart mark hiding what a killed
+            # process logged after its checkpoint
+            logger.log_start(self.run_config(), None if saved is None else done)
             if state["random_init_accuracy"] is None:
                 initial = [self.evaluate(self.agent, j) for j in range(T)]
                 state["random_init_accuracy"] = [e.accuracy for e in initial]
@@ -385,7 +388,7 @@ class ContinualRun:
                         f"task {i + 1}/{T} {self.tasks[i].name}",
                         global_step,
                         {
-                            "train exact": last.get("train/exact"),
+                            "train exact": (last or {}).get("train/exact"),
                             "eval accuracy": current.accuracy,
                         },
                     )
@@ -564,6 +567,7 @@ class ContinualRun:
         if not self.world.is_main:
             return results
         path = results_io.write_results(self.run_dir, results)
+        logger.log_hparams(results, self.offsets[-1])  # TensorBoard's HPARAMS tab
         plots = report.write_plots(self.run_dir)
         logger.image(
             "cl/accuracy_matrix",

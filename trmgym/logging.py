@@ -2,7 +2,9 @@
 
 Scalars use namespaced keys as Stable-Baselines3 does: ``train/…`` (losses), ``rollout/…``
 (training episodes), ``halt/…`` (halting), ``eval/…`` (held-out evaluation) and ``cl/…``
-(continual-learning metrics).
+(continual-learning metrics). A run also writes its configuration (Text tab, ``config``) and,
+when it ends, its hyper-parameters and final metrics (HPARAMS tab): :meth:`RunLogger.log_start`,
+:meth:`RunLogger.log_hparams`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import math
 import numbers
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +143,51 @@ class RunLogger:
         self.writer.flush()
         self.writer.close()
 
+    # ------------------------------------------------------- TensorBoard: configuration, hparams
+    def log_start(self, config: Mapping[str, Any], resumed_from: int | None) -> None:
+        """Mark this process's start in the event file; on a fresh start also write ``config``.
+
+        Args:
+            config: the run's configuration (:meth:`~trmgym.experiment.ContinualRun.run_config`),
+                shown once, as YAML, under the Text tab's ``config``: a resumed run has the same.
+            resumed_from: the global step of the checkpoint this process resumes from; ``None``
+                for a fresh start (no checkpoint).
+
+        The mark is the ``SessionLog.START`` event that ``SummaryWriter(purge_step=...)`` writes:
+        TensorBoard's Python loader (``--load_fast=false``, EventAccumulator) then drops what
+        earlier processes logged from its step on, so the steps a killed process logged after its
+        last checkpoint, logged again now, show once (its Rust data server drops a tag's later
+        points by itself when a step comes again). Everything up to the checkpoint's step was
+        logged before the checkpoint was written, so the mark goes one step after it; without a
+        checkpoint, at step 0 (a process killed before its first checkpoint left nothing to keep).
+        """
+        if isinstance(self.writer, _NoWriter):
+            return
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        step = 0 if resumed_from is None else resumed_from + 1
+        start = Event(session_log=SessionLog(status=SessionLog.START))
+        self.writer._get_file_writer().add_event(start, step)
+        if resumed_from is None:
+            self.writer.add_text("config", config_markdown(config), 0)
+        self.writer.flush()  # the configuration survives even a process killed at once
+
+    def log_hparams(self, results: Mapping[str, Any], step: int) -> None:
+        """This run's row in the HPARAMS tab: :func:`hparams_of` ``results`` and its final
+        metrics, logged as scalars ``cl/<metric>`` (:func:`final_metrics`) at ``step``.
+
+        Written into the run's own event file, so the tab's metric columns are this run's
+        scalars. TensorBoard keeps the first session info of a run, so a completed run started
+        again (same configuration, same results) adds no second row.
+        """
+        self.scalars(final_metrics(results), step)
+        if isinstance(self.writer, _NoWriter):
+            return
+        writer = self.writer._get_file_writer()
+        for summary in hparams_summaries(hparams_of(results)):
+            writer.add_summary(summary, step)
+        self.writer.flush()
+
 
 def _clock(seconds: float) -> str:
     """``h:mm:ss`` (``-:--:--`` when unknown)."""
@@ -154,6 +202,126 @@ class _NoWriter:
 
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: None
+
+
+# ------------------------------------------------------------------------------ hparams
+#: hyper-parameter values the HPARAMS tab can show
+HParam = str | int | float | bool
+
+
+def flat_settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level, ``{"dqn": {"gamma": 0.9}}`` -> ``{"dqn.gamma": 0.9}``, in
+    their order; lists, ``None`` and empty dicts are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_settings(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _hparam_values(config: Mapping[str, Any], prefix: str) -> dict[str, HParam]:
+    """The str, number and bool leaves of ``config`` (:func:`flat_settings`); keys starting with
+    ``_`` (Hydra's ``_target_``, ``_partial_``: how it is built, not a setting) left out."""
+    values = {}
+    for key, value in flat_settings(config, prefix).items():
+        if any(part.startswith("_") for part in key.split(".")):
+            continue
+        if isinstance(value, bool | str) or (
+            isinstance(value, numbers.Real) and math.isfinite(value)
+        ):
+            values[key] = value
+    return values
+
+
+def hparams_of(results: Mapping[str, Any]) -> dict[str, HParam]:
+    """A run's configuration as flat hyper-parameters for TensorBoard's HPARAMS tab.
+
+    From a results.json dict: ``experiment``, ``seed``, ``sequence`` (the task names, joined),
+    ``tasks`` (their number), ``strategy`` and ``strategy.<key>``, ``plugins`` (names, joined)
+    and ``plugin.<name>.<key>``, ``run.<key>`` (the settings, ``threads`` aside: not
+    configuration) and ``agent.<key>`` (nested keys joined by dots: ``agent.dqn.gamma``;
+    ``agent.model.<field>`` is the network actually built, ``model_config``). Only str, int,
+    float and bool values: lists and null are left out.
+    """
+    names = list(results["sequence"])
+    hparams: dict[str, HParam] = {
+        "experiment": str(results.get("experiment", "")),
+        "seed": int(results["seed"]),
+        "sequence": ", ".join(names),
+        "tasks": len(names),
+        "strategy": str(results.get("strategy")),
+    }
+    strategy = {k: v for k, v in (results.get("strategy_config") or {}).items() if k != "name"}
+    hparams.update(_hparam_values(strategy, "strategy"))
+    plugins = results.get("plugins") or []
+    if plugins:
+        hparams["plugins"] = ", ".join(str(p["name"]) for p in plugins)
+    for plugin in plugins:
+        hparams.update(_hparam_values(plugin.get("config") or {}, f"plugin.{plugin['name']}"))
+    settings = {k: v for k, v in (results.get("settings") or {}).items() if k != "threads"}
+    hparams.update(_hparam_values(settings, "run"))
+    agent = dict(results.get("agent") or {})
+    if "model_config" in agent:  # the network built, in place of the overrides asked for
+        agent["model"] = agent.pop("model_config")
+    hparams.update(_hparam_values(agent, "agent"))
+    return hparams
+
+
+def final_metrics(results: Mapping[str, Any]) -> dict[str, float | None]:
+    """The run's metrics (``avg_accuracy``, ``avg_forgetting``, ``bwt``, ``fwt``, ... of
+    results.json) as TensorBoard tags ``cl/<metric>``; undefined ones are ``None``."""
+    return {f"cl/{name}": value for name, value in results["metrics"].items()}
+
+
+def hparams_summaries(hparams: Mapping[str, HParam]) -> list[Any]:
+    """The HParams plugin's session start and end summaries (status: success) of one run.
+
+    Built as ``torch.utils.tensorboard.summary.hparams`` builds them, but with two differences:
+    bools stay bools (torch stores them as numbers), and no ``Experiment`` summary: TensorBoard
+    takes the first one it finds for the whole log directory, so in a folder of runs with
+    different strategies the other strategies' keys would have no column. Without it the tab
+    gathers every run's hyper-parameters and offers every scalar as a metric column.
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    start = plugin_data_pb2.SessionStartInfo()
+    for key, value in hparams.items():
+        if isinstance(value, bool):  # before numbers: a bool is an int
+            start.hparams[key].bool_value = value
+        elif isinstance(value, str):
+            start.hparams[key].string_value = value
+        elif isinstance(value, numbers.Real):
+            start.hparams[key].number_value = float(value)
+        else:
+            raise TypeError(f"hparam {key!r} must be a str, int, float or bool, got {value!r}")
+    end = plugin_data_pb2.SessionEndInfo(status=api_pb2.Status.Value("STATUS_SUCCESS"))
+    return [
+        Summary(
+            value=[
+                Summary.Value(
+                    tag=tag,
+                    metadata=metadata.create_summary_metadata(
+                        plugin_data_pb2.HParamsPluginData(**{field: info})
+                    ),
+                )
+            ]
+        )
+        for tag, field, info in (
+            (metadata.SESSION_START_INFO_TAG, "session_start_info", start),
+            (metadata.SESSION_END_INFO_TAG, "session_end_info", end),
+        )
+    ]
+
+
+def config_markdown(config: Mapping[str, Any]) -> str:
+    """``config`` as a YAML code block in Markdown, for TensorBoard's Text tab."""
+    import yaml
+
+    return "```yaml\n" + yaml.safe_dump(dict(config), sort_keys=False) + "```"
 
 
 #: footnote under a matrix with unmeasured cells (an unfinished run, or a task evaluated lazily)

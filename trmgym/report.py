@@ -44,6 +44,7 @@ from trmgym import metrics
 from trmgym.logging import (
     NOT_MEASURED_NOTE,
     add_note,
+    flat_settings,
     is_missing,
     matrix_table,
     metrics_table,
@@ -314,6 +315,62 @@ def _metrics_html(results: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _setting(value: Any) -> str:
+    """A setting as escaped HTML text, exactly as results.json holds it (no rounding)."""
+    return html.escape(value if isinstance(value, str) else json.dumps(value, default=str))
+
+
+def _settings_rows(config: Mapping[str, Any]) -> list[list[str]]:
+    """``[key, value]`` rows of nested settings (keys joined by dots), Hydra's ``_target_`` and
+    ``_partial_`` left out (how the object is built, not a setting)."""
+    return [
+        [html.escape(key), _setting(value)]
+        for key, value in flat_settings(config).items()
+        if not any(part.startswith("_") for part in key.split("."))
+    ]
+
+
+def _settings_html(results: Mapping[str, Any]) -> str:
+    """The strategy and its settings (``strategy_config``), the plugins with theirs, and the run
+    settings (``settings``), as tables."""
+    e = html.escape
+    strategy = dict(results.get("strategy_config") or {})
+    name = strategy.pop("name", results.get("strategy"))
+    parts = [f"<h2>Strategy and settings</h2>\n<h3>Strategy: {e(str(name))}</h3>"]
+    rows = _settings_rows(strategy)
+    if "_target_" in strategy:
+        rows.insert(0, ["class", _setting(strategy["_target_"])])
+    if rows:
+        parts.append(_table(["setting", "value"], rows))
+    elif "strategy_config" in results:
+        parts.append("<p>No arguments: its defaults.</p>")
+    else:
+        parts.append("<p>n/a: this results.json does not record the strategy's settings.</p>")
+    if plugins := results.get("plugins") or []:
+        rows = [
+            [
+                e(str(plugin.get("name"))),
+                _fmt(plugin.get("class")),
+                "n/a"
+                if plugin.get("config") is None
+                else "<br>".join(f"{k}: {v}" for k, v in _settings_rows(plugin["config"])),
+            ]
+            for plugin in plugins
+        ]
+        parts += [
+            "<h3>Plugins (after the strategy, in order)</h3>",
+            _table(["plugin", "class", "settings"], rows),
+        ]
+        if any(plugin.get("config") is None for plugin in plugins):
+            parts.append(_note("n/a: not recorded (the run was not given the plugin's arguments)"))
+    if results.get("settings"):
+        parts += [
+            "<h3>Run settings</h3>",
+            _table(["setting", "value"], _settings_rows(results["settings"])),
+        ]
+    return "\n".join(parts)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write a self-contained ``report.html`` (and the plots) for a run directory.
 
@@ -336,6 +393,7 @@ def write_report(run_dir: str | Path) -> Path:
     parts = [
         f"<h1>{e(_title(results))}</h1>\n<h2>Sequence</h2>",
         _table(["#", "task", "env id", "kwargs", "train kwargs", "eval kwargs"], rows),
+        _settings_html(results),
         "<h2>Metrics</h2>",
         _metrics_html(results),
     ]
@@ -363,10 +421,8 @@ def write_report(run_dir: str | Path) -> Path:
     for name, path in plots.items():
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f'<p><img src="data:image/png;base64,{data}" alt="{e(name)}"></p>')
-    config = {"settings": results.get("settings"), "agent": results.get("agent")}
-    parts.append(
-        f"<h2>Configuration</h2>\n<pre>{e(json.dumps(config, indent=2, default=str))}</pre>"
-    )
+    agent = json.dumps(results.get("agent"), indent=2, default=str)
+    parts.append(f"<h2>Agent</h2>\n<pre>{e(agent)}</pre>")
     info = [
         ("device", results.get("device")),
         ("wall time (s)", results.get("wall_time_s")),

@@ -88,7 +88,8 @@ def as_matrix(value: Any, key: str, size: int, source: str) -> np.ndarray:
 
 
 def validate_results(results: Any, source: str) -> dict[str, Any]:
-    """Check the keys and shapes that reports read; a copy of ``results``, or ValueError naming ``source``."""
+    """Check the keys and shapes that reports read; a copy of ``results`` (keys that older files
+    name differently under their current names), or ValueError naming ``source``."""
     if not isinstance(results, Mapping):
         raise ValueError(f"{source}: results must be a JSON object, got {type(results).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in results]
@@ -101,6 +102,7 @@ def validate_results(results: Any, source: str) -> dict[str, Any]:
         raise ValueError(f"{source}: 'sequence' must be a non-empty list of task names")
     if not isinstance(results["metrics"], Mapping):
         raise ValueError(f"{source}: 'metrics' must be an object of metric name -> value")
+    results = _renamed_keys(results)
     size = len(names)
     for key in ("accuracy_matrix", "cell_accuracy_matrix", "reasoning_steps_matrix"):
         if key == "accuracy_matrix" or results.get(key) is not None:
@@ -112,7 +114,27 @@ def validate_results(results: Any, source: str) -> dict[str, Any]:
         or not all(isinstance(c, list) for c in curves)
     ):
         raise ValueError(f"{source}: 'curves' must be a list of {size} per-task lists")
-    return dict(results)
+    return results
+
+
+def _renamed_keys(results: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``results`` with the keys of older results.json files under their current names;
+    ``results`` itself is not modified.
+
+    Migration: a ``difficulty_probe`` entry called the most reasoning steps any episode took
+    ``max_reasoning_steps``, the name the top level (and ``settings``) gives the step limit
+    ``run.max_reasoning_steps``; files written since call it ``most_reasoning_steps``.
+    """
+    results = dict(results)
+    probes = results.get("difficulty_probe")
+    if isinstance(probes, list):
+        results["difficulty_probe"] = [
+            {("most_reasoning_steps" if k == "max_reasoning_steps" else k): v for k, v in p.items()}
+            if isinstance(p, Mapping) and "most_reasoning_steps" not in p
+            else p
+            for p in probes
+        ]
+    return results
 
 
 def load_results(run: str | Path) -> dict[str, Any]:
@@ -265,7 +287,7 @@ def aggregate(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
 
 
 #: overrides that do not change how a run trains, left out when runs are grouped
-_NOT_CONFIGURATION = ("seed", "console", "run.reference", "run.threads")
+_NOT_CONFIGURATION = ("seed", "console", "run.reference", "run.threads", "run.log_every")
 #: results.json keys that configure a run (everything that makes two runs comparable but the seed)
 _CONFIGURATION_KEYS = (
     "experiment",
@@ -297,9 +319,9 @@ def _overrides(run_dir: Path) -> list[str] | None:
 def _configuration(results: Mapping[str, Any]) -> dict[str, Any]:
     """What a run was configured to do, but its seed: the keys that make runs comparable."""
     config = {key: results.get(key) for key in _CONFIGURATION_KEYS}
-    if isinstance(config["settings"], Mapping):  # neither the FT reference nor threads
+    if isinstance(config["settings"], Mapping):  # neither the FT reference nor display-only
         config["settings"] = {  # change what is trained
-            k: v for k, v in config["settings"].items() if k not in ("reference", "threads")
+            k: v for k, v in config["settings"].items() if k not in ("reference", "threads", "log_every")
         }
     return config
 

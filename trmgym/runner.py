@@ -34,8 +34,10 @@ class Evaluation:
     """Mean final cell accuracy."""
     reasoning_steps: float
     """Mean reasoning steps taken."""
-    max_reasoning_steps: int
-    """Most reasoning steps taken by any episode."""
+    most_reasoning_steps: int
+    """Most reasoning steps taken by any one episode (at most the step limit,
+    ``run.max_reasoning_steps``). Older results.json files call it ``max_reasoning_steps`` in
+    their ``difficulty_probe`` entries; :func:`trmgym.results.load_results` renames it."""
 
 
 @torch.no_grad()

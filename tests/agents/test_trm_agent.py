@@ -373,7 +373,7 @@ def test_training_on_sudoku_4x4_improves_evaluation(halting: str) -> None:
 
     def held_out() -> float:
         result = evaluate(agent, task, episodes=64, seed=123, max_steps=4, canvas=CANVAS)
-        assert 1 <= result.reasoning_steps <= 4 and result.max_reasoning_steps <= 4
+        assert 1 <= result.reasoning_steps <= 4 and result.most_reasoning_steps <= 4
         return result.cell_accuracy
 
     untrained = held_out()

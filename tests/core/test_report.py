@@ -89,7 +89,7 @@ def make_results(**changes: object) -> dict:
                 "accuracy": 0.125,
                 "cell_accuracy": 0.5,
                 "reasoning_steps": 6.5,
-                "max_reasoning_steps": 8,
+                "most_reasoning_steps": 7,
             },
         ],  # fmt: skip
         "settings": {"train_steps": 30, "eval_every": 10, "batch_size": 4},
@@ -158,7 +158,8 @@ def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
     for value in ("0.7167", "0.2500", "-0.2500", "0.1250", "3.0000"):
         assert value in text
     assert "0.950" in text and "0.990" in text  # accuracy and cell-accuracy matrices
-    assert "<td>0.1250</td><td>0.5000</td><td>6.5000</td><td>8</td>" in text  # difficulty probe
+    assert "<td>0.1250</td><td>0.5000</td><td>6.5000</td><td>7</td>" in text  # difficulty probe
+    assert "<th>most_reasoning_steps</th>" in text
     assert text.count("data:image/png;base64,") == 2
     # Strip the base64 payloads, whose alphabet could spell "http" by chance.
     markup = re.sub(r"base64,[A-Za-z0-9+/=]+", "base64,", text)
@@ -168,6 +169,47 @@ def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
     assert "&quot;hidden_size&quot;: 32" in text  # config as escaped JSON
     assert "MISMATCH" not in text
     assert (run / "plots" / "curves.png").is_file()
+
+
+def test_report_shows_the_strategy_plugins_and_run_settings(tmp_path: Path) -> None:
+    strategy = {
+        "_target_": "trmgym.plugins.strategies.Replay",
+        "_partial_": True,
+        "name": "replay",
+        "memory_size": 512,
+        "mix_ratio": 0.25,
+        "task_quota": None,
+    }
+    plugins = [
+        {"name": "curiosity", "class": "x.Curiosity", "config": {"weight": 1e-5, "rnd": {"k": 3}}},
+        {"name": "<b>plugin</b>", "class": "x.Other", "config": None},
+    ]
+    settings = {"train_steps": 30, "batch_size": 4, "difficulty_probe": [{"blanks": 12}]}
+    run = write_run(
+        tmp_path / "run",
+        strategy="replay",
+        strategy_config=strategy,
+        plugins=plugins,
+        settings=settings,
+    )
+    text = write_report(run).read_text(encoding="utf-8")
+    section = text[text.index("<h2>Strategy and settings</h2>") : text.index("<h2>Metrics</h2>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    assert "<h3>Strategy: replay</h3>" in section
+    assert "<td>class</td><td>trmgym.plugins.strategies.Replay</td>" in rows
+    assert "<td>memory_size</td><td>512</td>" in rows
+    assert "<td>mix_ratio</td><td>0.25</td>" in rows  # as results.json holds it, not rounded
+    assert "<td>task_quota</td><td>null</td>" in rows
+    assert "_partial_" not in section and "<td>name</td>" not in section
+    assert "<td>curiosity</td><td>x.Curiosity</td><td>weight: 1e-05<br>rnd.k: 3</td>" in rows
+    assert "<td>&lt;b&gt;plugin&lt;/b&gt;</td><td>x.Other</td><td>n/a</td>" in rows
+    assert "n/a: not recorded" in section
+    assert "<td>train_steps</td><td>30</td>" in rows and "<td>batch_size</td><td>4</td>" in rows
+    assert "<td>difficulty_probe</td><td>[{&quot;blanks&quot;: 12}]</td>" in rows
+    # a run without plugins or recorded strategy settings says so
+    text = write_report(write_run(tmp_path / "old")).read_text(encoding="utf-8")
+    assert "<h3>Strategy: naive</h3>" in text and "does not record the strategy" in text
+    assert "<h3>Plugins" not in text
 
 
 def test_tampered_metric_is_flagged(tmp_path: Path) -> None:
@@ -192,6 +234,23 @@ def test_check_metrics_tolerance_forgetting_and_unrecomputable(tmp_path: Path) -
     assert "reasoning_steps" in reason and not any(r["mismatch"] for r in rows)
     text = write_report(write_run(tmp_path / "r", reasoning_steps_matrix=steps)).read_text()
     assert "Could not recompute" in text
+
+
+def test_older_results_name_the_most_steps_of_a_probe_max_reasoning_steps(tmp_path: Path) -> None:
+    """A difficulty_probe entry once called the most steps taken "max_reasoning_steps", the top
+    level's name for the step limit; such files are read with the current name."""
+    old_probe = {**make_results()["difficulty_probe"][0]}
+    old_probe["max_reasoning_steps"] = old_probe.pop("most_reasoning_steps")
+    run = write_run(tmp_path / "old", difficulty_probe=[old_probe])
+    results = load_results(run)
+    assert results["difficulty_probe"] == make_results()["difficulty_probe"]
+    assert list(results["difficulty_probe"][0])[-1] == "most_reasoning_steps"  # same column
+    assert results["max_reasoning_steps"] == 8  # the step limit keeps its name
+    assert json.loads((run / "results.json").read_text())["difficulty_probe"] == [old_probe]
+    assert main([str(run)]) == 0  # trmgym report
+    text = (run / "report.html").read_text(encoding="utf-8")
+    assert "<th>most_reasoning_steps</th>" in text and "<th>max_reasoning_steps</th>" not in text
+    assert "<td>0.1250</td><td>0.5000</td><td>6.5000</td><td>7</td>" in text
 
 
 # ------------------------------------------------------------------------------- validation

@@ -1,0 +1,257 @@
+"""A newcomer's first hour: what `trmgym` prints, refuses and leaves on disk.
+
+Each check runs the real console entry point (in-process where it can, as a subprocess where the
+terminal, signals or the exit status of the process matter).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import trmgym
+from trmgym.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ["experiment=smoke", "device=cpu", "run.threads=1"]
+
+
+def trmgym_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``trmgym ARGS`` as a process whose output is a pipe (not a terminal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "trmgym.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def files_below(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*"))
+
+
+# ------------------------------------------------------------------------------- --version/help
+@pytest.mark.parametrize("argv", [["--version"], ["-V"], ["run", "--version"]])
+def test_version(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    main(argv)
+    assert capsys.readouterr().out == f"trmgym {trmgym.__version__}\n"
+
+
+def test_run_help_names_the_app_and_omits_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("trmgym run:")
+    assert "cli is powered by Hydra" not in out and "== Config ==" not in out
+    assert "env: arc, arcgen, maze, sudoku" in out
+    assert "seed: 0" not in out  # the composed config is what --cfg job prints
+
+
+def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: trmgym demo") and len(out.splitlines()) < 15
+
+
+# ---------------------------------------------------------------------------- start-up errors
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["seed=abc"], "trmgym run: seed must be an int, got 'abc'"),
+        (["env=mazee"], "trmgym run: env=mazee: no such option; allowed: arc, arcgen, maze, sudoku"),
+        (["+foo=1"], "trmgym run: +foo=1: trmgym has no setting 'foo'; top-level keys: agent, "
+         "console, demo, device, env, experiment_name, plugins, run, seed, sequence, strategy"),
+        # overrides the chosen experiment would ignore
+        (
+            ["experiment=quickstart", "env=maze", "env.size=7"],
+            "trmgym run: env=maze is not used: experiment quickstart trains the sequence "
+            "'quickstart' (sequence.tasks), not env; for a single task give "
+            "experiment=single_task env=maze",
+        ),
+        # every value of a sweep is checked before the first job starts
+        (["-m", "seed=0,1,abc"], "trmgym run: seed must be an int, got 'abc'"),
+        (["run.budget_scale=0"], "trmgym run: run.budget_scale must be a number > 0, got 0.0"),
+    ],
+)
+def test_a_bad_command_line_is_one_line_exit_2_and_leaves_nothing(
+    overrides: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main(["run", *overrides])
+    finally:
+        os.chdir(cwd)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == message + "\n"
+    assert files_below(tmp_path) == []
+
+
+def test_a_range_error_found_when_the_run_is_built_leaves_no_directory(tmp_path: Path) -> None:
+    result = trmgym_cli("run", *SMOKE, "run.batch_size=0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "trmgym run: run.batch_size must be an int >= 1, got 0\n"
+    assert files_below(tmp_path) == []  # not even runs/smoke/<time>/cli.log
+
+
+def test_a_refused_resume_keeps_the_run_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "keep.txt").write_text("a user's file")
+    result = trmgym_cli("run", *SMOKE, "run.batch_size=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert (run_dir / "checkpoints" / "keep.txt").read_text() == "a user's file"
+
+
+def test_ignorable_overrides_are_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        main(["run", "agent.halting=bce", "agent.dqn.gamma=0.5", "--cfg", "job"])
+    finally:
+        os.chdir(cwd)
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "trmgym run: warning: agent.dqn.gamma=0.5: not used with agent.halting=bce "
+        "(the DQN halting head only)\n"
+    )
+    assert "halting: bce" in captured.out
+
+
+def own_sequence(tmp_path: Path, budgets: tuple[int | None, int | None] = (None, None)) -> Path:
+    """A config dir with ``sequence/two.yaml``: two Sudoku tasks, with these own budgets."""
+    configs = tmp_path / "my_configs" / "sequence"
+    configs.mkdir(parents=True)
+    tasks = "".join(
+        f"  - {{name: {name}, id: trmgym/Sudoku-v0, size: 4, blanks: {k + 2}"
+        + (f", train_steps: {b}" if b else "")
+        + "}\n"
+        for k, (name, b) in enumerate(zip("ab", budgets))
+    )
+    (configs / "two.yaml").write_text(f"name: two\ntasks:\n{tasks}")
+    return configs.parent
+
+
+def test_train_steps_that_no_task_uses_is_refused(tmp_path: Path) -> None:
+    configs = own_sequence(tmp_path, (30, 50))
+    result = trmgym_cli(
+        "run", "--config-dir", str(configs), "sequence=two", "run.train_steps=2", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "trmgym run: run.train_steps=2 is not used: every task of the sequence 'two' has its "
+        "own train_steps; scale every budget with run.budget_scale (e.g. run.budget_scale=0.1)\n"
+    )
+    assert set(files_below(tmp_path)) == {configs, *files_below(configs)}  # no runs/
+
+
+def test_train_steps_that_some_tasks_use_is_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["run", "experiment=quickstart", "run.train_steps=2", "--cfg", "job"])
+    assert capsys.readouterr().err == (
+        "trmgym run: warning: run.train_steps=2 sets the budget of the tasks without their own "
+        "train_steps only; recolour-a, recolour-b keep theirs (run.budget_scale scales every "
+        "budget)\n"
+    )
+
+
+def test_flags_may_follow_the_overrides(tmp_path: Path) -> None:
+    own_sequence(tmp_path)
+    result = trmgym_cli(
+        "run", "sequence=two", "--cfg", "job", "--config-dir", str(tmp_path / "my_configs"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "name: two" in result.stdout
+
+
+# ------------------------------------------------------------------------------------- demo
+def test_demo_writes_nothing_and_shows_every_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        main(["demo", "env=maze", "env.size=5", "demo.episodes=1", "demo.cells_per_step=1"])
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr().out
+    assert files_below(tmp_path) == []
+    steps = [line for line in out.splitlines() if line.startswith("step ")]
+    final = next(line for line in out.splitlines() if line.startswith("steps="))
+    assert len(steps) == int(final.split()[0].removeprefix("steps=")) >= 2
+    assert [int(s.split(":")[0].removeprefix("step ")) for s in steps] == list(
+        range(1, len(steps) + 1)
+    )
+
+
+# --------------------------------------------------------------------------- progress, resume
+@pytest.mark.slow
+def test_without_a_terminal_a_run_prints_a_banner_a_line_per_chunk_and_its_results(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    result = trmgym_cli("run", *SMOKE, "run.budget_scale=0.5", f"hydra.run.dir={run_dir}",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"trmgym {trmgym.__version__} | run dir {run_dir}"
+    assert lines[1].startswith("device cpu | torch threads 1 (run.threads=1) | seed 0 | batch 32")
+    # budget_scale halves every task's budget, per-task ones included (smoke: 40 each)
+    assert lines[2] == "smoke: 2 tasks, optimizer steps recolour4 (20), sudoku4 (20) (budget_scale 0.5)"
+    chunks = [line for line in lines if line.startswith("task ")]
+    assert [c.split(" | ")[:2] for c in chunks] == [
+        ["task 1/2 recolour4", "step 20/40"],
+        ["task 2/2 sudoku4", "step 40/40"],
+    ]
+    assert all("train exact" in c and "eval accuracy" in c and "| eta " in c for c in chunks)
+    assert lines[-1].startswith(f"results: {run_dir / 'results.json'} (wall time ")
+    log = (run_dir / "cli.log").read_text()
+    assert "task 2/2 sudoku4 | step 40/40" in log and "run dir" in log
+
+
+@pytest.mark.slow
+def test_console_false_still_says_where_the_run_is(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = trmgym_cli("run", *SMOKE, "run.budget_scale=0.25", "console=false",
+                        f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith(f"run dir {run_dir}") and lines[1].startswith("results: ")
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_resume_and_the_resume_says_where(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "trmgym.cli", "run", *SMOKE, f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 240
+    while not list((run_dir / "checkpoints").glob("*")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # interrupt after the first checkpoint
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the interrupt reached it")
+    assert process.returncode == 130
+    lines = err.splitlines()
+    assert len(lines) == 2, err  # no traceback
+    assert lines[0].startswith(f"interrupted; the same command resumes {run_dir} at its last")
+    assert lines[1].strip().startswith("trmgym run experiment=smoke")
+    assert lines[1].strip().endswith(f"hydra.run.dir={run_dir}")
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert any(line.startswith("resuming from task ") for line in again.stdout.splitlines())
