@@ -45,11 +45,10 @@ def test_version(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == f"trmgym {trmgym.__version__}\n"
 
 
-def test_run_help_names_the_app_and_omits_the_config(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as stop:
-        main(["run", "--help"])
-    assert stop.value.code == 0
-    out = capsys.readouterr().out
+def test_run_help_names_the_app_and_omits_the_config(tmp_path: Path) -> None:
+    result = trmgym_cli("run", "--help", cwd=tmp_path)  # a process: Hydra's help exits it
+    assert result.returncode == 0
+    out = result.stdout
     assert out.startswith("trmgym run:")
     assert "cli is powered by Hydra" not in out and "== Config ==" not in out
     assert "env: arc, arcgen, maze, sudoku" in out
@@ -67,9 +66,15 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
     ("overrides", "message"),
     [
         (["seed=abc"], "trmgym run: seed must be an int, got 'abc'"),
-        (["env=mazee"], "trmgym run: env=mazee: no such option; allowed: arc, arcgen, maze, sudoku"),
-        (["+foo=1"], "trmgym run: +foo=1: trmgym has no setting 'foo'; top-level keys: agent, "
-         "console, demo, device, env, experiment_name, plugins, run, seed, sequence, strategy"),
+        (
+            ["env=mazee"],
+            "trmgym run: env=mazee: no such option; allowed: arc, arcgen, maze, sudoku",
+        ),
+        (
+            ["+foo=1"],
+            "trmgym run: +foo=1: trmgym has no setting 'foo'; top-level keys: agent, "
+            "console, demo, device, env, experiment_name, plugins, run, seed, sequence, strategy",
+        ),
         # overrides the chosen experiment would ignore
         (
             ["experiment=quickstart", "env=maze", "env.size=7"],
@@ -77,9 +82,37 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
             "'quickstart' (sequence.tasks), not env; for a single task give "
             "experiment=single_task env=maze",
         ),
-        # every value of a sweep is checked before the first job starts
+        # every value of a sweep is checked before the first job starts, ranges included
         (["-m", "seed=0,1,abc"], "trmgym run: seed must be an int, got 'abc'"),
-        (["run.budget_scale=0"], "trmgym run: run.budget_scale must be a number > 0, got 0.0"),
+        (
+            ["-m", "experiment=smoke", "run.budget_scale=0.1,0"],
+            "trmgym run: run.budget_scale must be a number > 0, got 0.0",
+        ),
+        (
+            ["-m", "agent.halting=dqn,foo"],
+            "trmgym run: agent.halting must be one of ['bce', 'dqn'], got 'foo'",
+        ),
+        (
+            ["strategy=replay,naive"],
+            "trmgym run: strategy=replay,naive sweeps over values: add -m (--multirun) to run "
+            "one job per value",
+        ),
+        (
+            ["-m", "seed=0", "--cfg", "job"],
+            "trmgym run: --cfg prints one configuration: drop -m (--multirun) to see a job's",
+        ),
+        # a key added with + is checked against its node's schema
+        (
+            ["+run.budget_scal=0.1"],
+            "trmgym run: +run.budget_scal=0.1: run has no key 'budget_scal'; allowed keys of "
+            "run: train_steps, batch_size, max_reasoning_steps, eval_episodes, eval_every, "
+            "canvas, task_labels, difficulty_probe, reference, threads, budget_scale, log_every",
+        ),
+        (
+            ["experiment=single_task", "env=sudoku", "sequence=smoke"],
+            "trmgym run: env=sudoku is not used: sequence=smoke trains that sequence, not env; "
+            "give either a sequence or env=sudoku (with experiment=single_task)",
+        ),
     ],
 )
 def test_a_bad_command_line_is_one_line_exit_2_and_leaves_nothing(
@@ -97,10 +130,20 @@ def test_a_bad_command_line_is_one_line_exit_2_and_leaves_nothing(
     assert files_below(tmp_path) == []
 
 
-def test_a_range_error_found_when_the_run_is_built_leaves_no_directory(tmp_path: Path) -> None:
-    result = trmgym_cli("run", *SMOKE, "run.batch_size=0", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("run.batch_size=0", "run.batch_size must be an int >= 1, got 0"),
+        ("run.budget_scale=0", "run.budget_scale must be a number > 0, got 0.0"),
+    ],
+)
+def test_a_range_error_found_when_the_run_is_built_leaves_no_directory(
+    override: str, message: str, tmp_path: Path
+) -> None:
+    # a subprocess: Hydra has created the run directory and configured logging by then
+    result = trmgym_cli("run", *SMOKE, override, cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr == "trmgym run: run.batch_size must be an int >= 1, got 0\n"
+    assert result.stderr == f"trmgym run: {message}\n"
     assert files_below(tmp_path) == []  # not even runs/smoke/<time>/cli.log
 
 
@@ -113,21 +156,16 @@ def test_a_refused_resume_keeps_the_run_directory(tmp_path: Path) -> None:
     assert (run_dir / "checkpoints" / "keep.txt").read_text() == "a user's file"
 
 
-def test_ignorable_overrides_are_warnings(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        main(["run", "agent.halting=bce", "agent.dqn.gamma=0.5", "--cfg", "job"])
-    finally:
-        os.chdir(cwd)
-    captured = capsys.readouterr()
-    assert captured.err == (
+def test_ignorable_overrides_are_warnings(tmp_path: Path) -> None:
+    result = trmgym_cli(
+        "run", "agent.halting=bce", "agent.dqn.gamma=0.5", "--cfg", "job", cwd=tmp_path
+    )
+    assert result.returncode == 0
+    assert result.stderr == (
         "trmgym run: warning: agent.dqn.gamma=0.5: not used with agent.halting=bce "
         "(the DQN halting head only)\n"
     )
-    assert "halting: bce" in captured.out
+    assert "halting: bce" in result.stdout
 
 
 def own_sequence(tmp_path: Path, budgets: tuple[int | None, int | None] = (None, None)) -> Path:
@@ -157,9 +195,12 @@ def test_train_steps_that_no_task_uses_is_refused(tmp_path: Path) -> None:
     assert set(files_below(tmp_path)) == {configs, *files_below(configs)}  # no runs/
 
 
-def test_train_steps_that_some_tasks_use_is_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["run", "experiment=quickstart", "run.train_steps=2", "--cfg", "job"])
-    assert capsys.readouterr().err == (
+def test_train_steps_that_some_tasks_use_is_a_warning(tmp_path: Path) -> None:
+    result = trmgym_cli(
+        "run", "experiment=quickstart", "run.train_steps=2", "--cfg", "job", cwd=tmp_path
+    )
+    assert result.returncode == 0
+    assert result.stderr == (
         "trmgym run: warning: run.train_steps=2 sets the budget of the tasks without their own "
         "train_steps only; recolour-a, recolour-b keep theirs (run.budget_scale scales every "
         "budget)\n"
@@ -169,7 +210,12 @@ def test_train_steps_that_some_tasks_use_is_a_warning(capsys: pytest.CaptureFixt
 def test_flags_may_follow_the_overrides(tmp_path: Path) -> None:
     own_sequence(tmp_path)
     result = trmgym_cli(
-        "run", "sequence=two", "--cfg", "job", "--config-dir", str(tmp_path / "my_configs"),
+        "run",
+        "sequence=two",
+        "--cfg",
+        "job",
+        "--config-dir",
+        str(tmp_path / "my_configs"),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -177,6 +223,22 @@ def test_flags_may_follow_the_overrides(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- demo
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["env.size=5"], "trmgym demo: size must be one of [4, 6, 9], got 5"),
+        (["demo.episodes=0"], "trmgym demo: demo.episodes must be an int >= 1, got 0"),
+    ],
+)
+def test_demo_refuses_bad_values_in_one_line(
+    overrides: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "env=sudoku", *overrides])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
 def test_demo_writes_nothing_and_shows_every_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -202,14 +264,18 @@ def test_without_a_terminal_a_run_prints_a_banner_a_line_per_chunk_and_its_resul
     tmp_path: Path,
 ) -> None:
     run_dir = tmp_path / "run"
-    result = trmgym_cli("run", *SMOKE, "run.budget_scale=0.5", f"hydra.run.dir={run_dir}",
-                        cwd=tmp_path)
+    result = trmgym_cli(
+        "run", *SMOKE, "run.budget_scale=0.5", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"trmgym {trmgym.__version__} | run dir {run_dir}"
     assert lines[1].startswith("device cpu | torch threads 1 (run.threads=1) | seed 0 | batch 32")
     # budget_scale halves every task's budget, per-task ones included (smoke: 40 each)
-    assert lines[2] == "smoke: 2 tasks, optimizer steps recolour4 (20), sudoku4 (20) (budget_scale 0.5)"
+    assert (
+        lines[2]
+        == "smoke: 2 tasks, optimizer steps recolour4 (20), sudoku4 (20) (budget_scale 0.5)"
+    )
     chunks = [line for line in lines if line.startswith("task ")]
     assert [c.split(" | ")[:2] for c in chunks] == [
         ["task 1/2 recolour4", "step 20/40"],
@@ -224,8 +290,14 @@ def test_without_a_terminal_a_run_prints_a_banner_a_line_per_chunk_and_its_resul
 @pytest.mark.slow
 def test_console_false_still_says_where_the_run_is(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = trmgym_cli("run", *SMOKE, "run.budget_scale=0.25", "console=false",
-                        f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = trmgym_cli(
+        "run",
+        *SMOKE,
+        "run.budget_scale=0.25",
+        "console=false",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2

@@ -35,6 +35,8 @@ COMMANDS = ("run", "demo", "report")
 USAGE_EXIT = 2
 #: exit status after Ctrl-C (128 + SIGINT, what a shell reports)
 INTERRUPTED_EXIT = 130
+#: warnings of the command-line check, printed before Hydra starts and logged to cli.log by run()
+STARTUP_WARNINGS: list[str] = []
 #: the OmegaConf resolver naming a sweep's job directories (``hydra.sweep.subdir``)
 SUBDIR_RESOLVER = "trmgym.sweep_subdir"
 #: longest job directory name kept as is (file systems allow 255 bytes)
@@ -105,6 +107,8 @@ def run(cfg: Any) -> dict[str, Any]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     job_label = f"job {hydra_cfg.job.num}: " if in_sweep else ""
+    for warning in STARTUP_WARNINGS:  # printed already, before Hydra set up the log
+        log.info("warning: %s", warning)
     try:
         job = build_run(cfg, run_dir)
         run_dir = job.run_dir  # under torchrun: rank 0's directory, on every rank
@@ -127,6 +131,10 @@ def run(cfg: Any) -> dict[str, Any]:
         remove_failed_start(run_dir)
         print(message, file=sys.stderr, flush=True)
         raise SystemExit(USAGE_EXIT) from None
+    except KeyboardInterrupt:  # before the run started: nothing worth keeping
+        if not in_sweep:
+            remove_failed_start(run_dir)
+        raise
     main = job.world.is_main  # a data-parallel run: rank 0 alone prints and writes
     job.threads_note = use_threads(job.settings.threads, hydra_cfg, label=job_label)
     if main:
@@ -148,9 +156,11 @@ def remove_failed_start(run_dir: Path) -> None:
 
     if not run_dir.is_dir() or any(p.name != "cli.log" for p in run_dir.iterdir()):
         return
-    for handler in std_logging.getLogger().handlers:  # Hydra's file handler holds cli.log open
+    root = std_logging.getLogger()
+    for handler in list(root.handlers):  # Hydra's file handler holds cli.log open
         if isinstance(handler, std_logging.FileHandler):
             handler.close()
+            root.removeHandler(handler)  # it would reopen the file on the next record
     for path in run_dir.iterdir():
         path.unlink()
     run_dir.rmdir()
@@ -252,7 +262,12 @@ def demo(cfg: Any) -> dict[str, Any]:
     ``cfg`` is composed by :func:`checked_config` (no Hydra app: the demo writes nothing)."""
     from rich.console import Console
 
+    from trmgym.checks import positive_int
+
     console = Console(highlight=False)
+    positive_int(cfg.demo.episodes, "demo.episodes")
+    if isinstance(cfg.demo.cells_per_step, bool) or cfg.demo.cells_per_step < 0:
+        raise ValueError(f"demo.cells_per_step must be an int >= 0, got {cfg.demo.cells_per_step}")
     env_id, kwargs = env_kwargs(cfg.env)
     kwargs.update(expose_target=True, render_mode="ansi")
     env = gym.make(env_id, **kwargs)
@@ -352,7 +367,12 @@ def _main(argv: list[str] | None) -> None:
         return
     cfg = checked_config(command, rest)
     if command == "demo":
-        demo(cfg)
+        try:
+            demo(cfg)
+        except (ValueError, TypeError) as error:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            fail(f"trmgym demo: {error}")
         return
     from trmgym.startup import parse_command_line
 
@@ -386,6 +406,7 @@ def checked_config(command: str, argv: list[str]) -> Any:
             fail(f"trmgym {command}: {error}")
     for warning in caught:
         print(f"trmgym {command}: warning: {warning.message}", file=sys.stderr, flush=True)
+        STARTUP_WARNINGS.append(str(warning.message))
     return cfg
 
 

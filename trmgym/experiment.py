@@ -348,19 +348,25 @@ class ContinualRun:
         if self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         state = self._restore(saved) or self._fresh_state()
-        # provenance: the processes and threads of every (re)start, and where it took over
-        state.setdefault("starts", []).append(
-            {
-                "task": state["task"],
-                "chunk": state["chunk"],
-                "world_size": self.world.size,
-                "torch_threads": torch.get_num_threads(),
-            }
-        )
+        #: started again after it had finished: results are rewritten, nothing is logged again
+        finished = state["task"] >= T
+        # provenance: the processes and threads of every (re)start that trained, and where
+        state.setdefault("starts", [])
+        if not finished:
+            state["starts"].append(
+                {
+                    "task": state["task"],
+                    "chunk": state["chunk"],
+                    "world_size": self.world.size,
+                    "torch_threads": torch.get_num_threads(),
+                }
+            )
         total = self.offsets[-1]
         main = self.world.is_main  # rank 0 alone prints and writes files
         done = min(self.offsets[state["task"]] + state["chunk"] * s.eval_every, total)
-        logger = RunLogger(self.run_dir, total, enabled=self.console and main, write=main)
+        logger = RunLogger(
+            self.run_dir, total, enabled=self.console and main, write=main, events=not finished
+        )
         logger.banner(self._banner(state, saved is not None, done), quiet=not main)
         logger.set_completed(done)
         started = time.perf_counter() - state["wall_time_s"]
@@ -440,8 +446,11 @@ class ContinualRun:
             f"seed {self.seed} | batch {self.settings.batch_size}"
             + (f" over {self.world.size} processes" if self.world.distributed else ""),
             f"{self.experiment}: {T} task{'s' * (T != 1)}, optimizer steps {tasks}"
-            + (f" (budget_scale {self.settings.budget_scale:g})"
-               if self.settings.budget_scale != 1 else ""),
+            + (
+                f" (budget_scale {self.settings.budget_scale:g})"
+                if self.settings.budget_scale != 1
+                else ""
+            ),
             f"strategy {strategy}"
             + (" (" + ", ".join(f"{k}={v}" for k, v in keys.items()) + ")" if keys else "")
             + "".join(f" + {p['name']}" for p in self.plugin_records),
@@ -584,8 +593,6 @@ class ContinualRun:
                 f"probe {probe['options']}: accuracy {probe['accuracy']:.3f}, "
                 f"mean reasoning steps {probe['reasoning_steps']:.2f}"
             )
-        logger.print(
-            f"plots: {', '.join(str(p) for p in plots.values())}\nreport: {html}"
-        )
+        logger.print(f"plots: {', '.join(str(p) for p in plots.values())}\nreport: {html}")
         logger.finished(f"results: {path} (wall time {state['wall_time_s']:.0f} s)")
         return results

@@ -50,14 +50,24 @@ class RunLogger:
             (``console=false``; TensorBoard is still written).
         write: ``False`` writes no TensorBoard events and prints nothing (the ranks other than 0
             of a data-parallel run).
+        events: ``False`` writes no TensorBoard events but prints (a finished run started
+            again: its events are all written already).
     """
 
     def __init__(
-        self, run_dir: str | Path, total_steps: int, *, enabled: bool = True, write: bool = True
+        self,
+        run_dir: str | Path,
+        total_steps: int,
+        *,
+        enabled: bool = True,
+        write: bool = True,
+        events: bool = True,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb")) if write else _NoWriter()
+        self.writer = (
+            SummaryWriter(log_dir=str(Path(run_dir) / "tb")) if write and events else _NoWriter()
+        )
         self.console = Console(highlight=False, quiet=not enabled, soft_wrap=True)
         self.enabled, self.write = enabled, write
         self.total = total_steps

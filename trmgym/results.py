@@ -321,7 +321,9 @@ def _configuration(results: Mapping[str, Any]) -> dict[str, Any]:
     config = {key: results.get(key) for key in _CONFIGURATION_KEYS}
     if isinstance(config["settings"], Mapping):  # neither the FT reference nor display-only
         config["settings"] = {  # change what is trained
-            k: v for k, v in config["settings"].items() if k not in ("reference", "threads", "log_every")
+            k: v
+            for k, v in config["settings"].items()
+            if k not in ("reference", "threads", "log_every")
         }
     return config
 

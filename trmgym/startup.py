@@ -42,7 +42,9 @@ __all__ = [
 #: Hydra flags whose command prints something and runs nothing (no check needed beyond Hydra's)
 _INFO_FLAGS = ("help", "hydra_help", "shell_completion", "info")
 #: a composition failing on a bad scalar (OmegaConf's ValidationError)
-_CONVERT = re.compile(r"Value '(?P<value>.*)' of type '\w+' could not be converted to (?P<type>\w+)")
+_CONVERT = re.compile(
+    r"Value '(?P<value>.*)' of type '\w+' could not be converted to (?P<type>\w+)"
+)
 _TYPE_NAMES = {"Integer": "an int", "Float": "a number", "Boolean": "true or false"}
 
 
@@ -79,9 +81,7 @@ def _variants(overrides: list[str]) -> Iterator[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    values = [
-        list(o.sweep_string_iterator()) if o.is_sweep_override() else [None] for o in parsed
-    ]
+    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [None] for o in parsed]
 
     def line(o: Any, value: str | None) -> str:
         if value is None:
@@ -120,11 +120,18 @@ def check_command_line(command: str, args: Namespace, config_dir: Path) -> DictC
             raise UsageError(f"--config-dir {args.config_dir}: no such directory")
         extra = [f"hydra.searchpath=[file://{folder}]"]
     name = args.config_name or "config"
+    if args.multirun and args.cfg:
+        raise UsageError("--cfg prints one configuration: drop -m (--multirun) to see a job's")
     first = None
     try:
         variants = list(_variants(list(args.overrides)))
     except Exception as error:  # noqa: BLE001 - Hydra's parse errors have no common base
         raise UsageError(describe_error(error)) from None
+    if not args.multirun and len(variants) > 1:
+        swept = [o for o in args.overrides if "," in o.split("=", 1)[-1] or "range(" in o]
+        raise UsageError(
+            f"{' '.join(swept)} sweeps over values: add -m (--multirun) to run one job per value"
+        )
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(config_dir), version_base="1.3", job_name="cli"):
@@ -135,10 +142,31 @@ def check_command_line(command: str, args: Namespace, config_dir: Path) -> DictC
                     raise UsageError(describe_error(error, overrides)) from None
                 # --cfg only prints: what a run would refuse is a warning there
                 unused_overrides(cfg, overrides, command, strict=not args.cfg)
+                if command == "run" and not args.cfg:
+                    check_ranges(cfg, overrides)
                 first = cfg if first is None else first
     finally:
         GlobalHydra.instance().clear()
     return first
+
+
+def check_ranges(cfg: DictConfig, overrides: list[str]) -> None:
+    """The range checks of the ``run`` and ``agent`` schemas and the sequence's task entries
+    (what :func:`trmgym.config.build_run` checks first), for one job of a command line, so that
+    every value of a sweep is checked before its first job starts. A strategy's arguments and
+    env options are checked when each job builds its run.
+
+    Raises:
+        UsageError: naming the key (and the job's overrides in a sweep).
+    """
+    from trmgym.config import build_tasks
+
+    try:
+        OmegaConf.to_object(cfg.run)
+        OmegaConf.to_object(cfg.agent)
+        build_tasks(cfg)
+    except (ValueError, TypeError) as error:
+        raise UsageError(_first_line(str(error))) from None
 
 
 # ------------------------------------------------------------------------------ error messages
@@ -273,6 +301,22 @@ def _check_unused(cfg: DictConfig, overrides: list[str], command: str) -> None:
                 f"{line}: trmgym has no setting {root!r}; top-level keys: "
                 f"{', '.join(sorted(known - {'hydra', 'experiment'}))}"
             )
+    for key, line in keys:
+        if not line.startswith("+") or "." not in key:
+            continue
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, default=None)
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if parent == "agent.model":
+            from trmgym.agents.trm import TRMConfig
+
+            schema = TRMConfig
+        allowed = _fields(schema)
+        if allowed and leaf not in allowed:
+            raise UsageError(
+                f"{line}: {parent} has no key {leaf!r}; allowed keys of {parent}: "
+                f"{', '.join(allowed)}"
+            )
     if command == "demo":
         ignored = [line for key, line in keys if key.split(".", 1)[0] in _DEMO_IGNORES]
         if ignored:
@@ -285,15 +329,24 @@ def _check_unused(cfg: DictConfig, overrides: list[str], command: str) -> None:
     sequence = cfg.get("sequence")
     if sequence is not None:
         name = sequence.get("name", "?")
+        chose = next((line for key, line in keys if key == "sequence"), None)
         for key, line in keys:
             if _under(key, "env"):
+                if chose is not None:
+                    raise UsageError(
+                        f"{line} is not used: {chose} trains that sequence, not env; give "
+                        f"either a sequence or {line} (with experiment=single_task)"
+                    )
                 raise UsageError(
                     f"{line} is not used: experiment {experiment} trains the sequence {name!r} "
                     "(sequence.tasks), not env; for a single task give "
                     f"experiment=single_task {line}"
                 )
-        own = [t.get("name", f"task {k}") for k, t in enumerate(sequence.get("tasks") or [])
-               if t.get("train_steps") is not None]
+        own = [
+            t.get("name", f"task {k}")
+            for k, t in enumerate(sequence.get("tasks") or [])
+            if t.get("train_steps") is not None
+        ]
         tasks = len(sequence.get("tasks") or [])
         for key, line in keys:
             if key != "run.train_steps":
@@ -321,9 +374,7 @@ def _check_unused(cfg: DictConfig, overrides: list[str], command: str) -> None:
         )
     demo = [line for key, line in keys if _under(key, "demo")]
     if demo:
-        warnings.warn(
-            f"{' '.join(demo)}: used by trmgym demo only", UserWarning, stacklevel=2
-        )
+        warnings.warn(f"{' '.join(demo)}: used by trmgym demo only", UserWarning, stacklevel=2)
 
 
 _DEMO_IGNORES = ("run", "strategy", "agent", "sequence", "plugins")
