@@ -177,7 +177,10 @@ def interrupted_message(run_dir: Path, hydra_cfg: Any) -> str:
 
     from trmgym import checkpoint
 
-    saved = checkpoint.load_latest(run_dir / "checkpoints")
+    try:
+        saved = checkpoint.load_latest(run_dir / "checkpoints")
+    except Exception:  # noqa: BLE001 - interrupted while writing it: say what is sure
+        saved = None
     where = "before its first checkpoint (it starts over)"
     if saved is not None:
         progress = json.loads(saved["progress"])
