@@ -272,7 +272,8 @@ def unused_overrides(
 
     Errors: ``env`` / ``env.*`` when the experiment trains a sequence; ``run.train_steps`` when
     every task of the sequence has its own ``train_steps`` (use ``run.budget_scale``); a key
-    added with ``+`` at the top level that no part of trmgym reads. Warnings:
+    added with ``+`` that no part of trmgym reads (at the top level, or under a node with a
+    schema: ``+run.budget_scal``, ``+agent.model.bogus`` against ``TRMConfig``). Warnings:
     ``run.train_steps`` that only some tasks use; ``agent.dqn.*`` under ``agent.halting=bce``;
     ``demo.*`` in ``trmgym run``; ``run``/``strategy``/``agent``/``sequence``/``plugins`` in
     ``trmgym demo`` (which shows the ``env`` only).
