@@ -31,10 +31,6 @@ from trmgym.logging import RunLogger, matrix_table, metrics_table
 from trmgym.plugins import Plugin, Plugins, Strategy, make_strategy
 from trmgym.runner import Evaluation, PuzzleSampler, TaskSpec, TaskTrainer, common_canvas, evaluate
 
-#: ``run`` settings that change only what is shown or how fast, never the results: left out of
-#: the resume guard (a run may resume with other values) and of a report's grouping
-DISPLAY_ONLY = ("threads", "log_every")
-
 
 def seed_for(*keys: int) -> int:
     """A 31-bit seed derived from integers (run seed, task, chunk, purpose)."""
@@ -229,7 +225,9 @@ class ContinualRun:
                     # threads are not configuration (a run may resume with others), but they
                     # set the rounding of float reductions: results.json records torch_threads
                     "run": {
-                        k: v for k, v in asdict(self.settings).items() if k not in DISPLAY_ONLY
+                        k: v
+                        for k, v in asdict(self.settings).items()
+                        if k not in results_io.DISPLAY_ONLY
                     },
                     "agent": asdict(self.agent_config),
                     "strategy": self.strategy_config,

@@ -287,7 +287,10 @@ def aggregate(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
 
 
 #: overrides that do not change how a run trains, left out when runs are grouped
-_NOT_CONFIGURATION = ("seed", "console", "run.reference", "run.threads", "run.log_every")
+#: ``run`` settings that change only what is shown or how fast, never the results: left out of
+#: the resume guard (a run may resume with other values) and of a report's grouping
+DISPLAY_ONLY = ("threads", "log_every")
+_NOT_CONFIGURATION = ("seed", "console", "run.reference", *(f"run.{k}" for k in DISPLAY_ONLY))
 #: results.json keys that configure a run (everything that makes two runs comparable but the seed)
 _CONFIGURATION_KEYS = (
     "experiment",
@@ -321,9 +324,7 @@ def _configuration(results: Mapping[str, Any]) -> dict[str, Any]:
     config = {key: results.get(key) for key in _CONFIGURATION_KEYS}
     if isinstance(config["settings"], Mapping):  # neither the FT reference nor display-only
         config["settings"] = {  # change what is trained
-            k: v
-            for k, v in config["settings"].items()
-            if k not in ("reference", "threads", "log_every")
+            k: v for k, v in config["settings"].items() if k not in ("reference", *DISPLAY_ONLY)
         }
     return config
 
