@@ -89,6 +89,9 @@ def _worker(rank: int, world_size: int, store: str, out: str, job: str) -> None:
                 "q": _flat(run.agent.dqn.q).tolist(),
             }
         Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+        # every rank done before any tears down: a rank whose peer already closed its gloo
+        # connections can abort ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -164,3 +167,51 @@ def test_a_rank_resumes_from_its_own_state_or_a_copy() -> None:
     assert rank_state_for(states, World(2, 3)) == ("s0", False)  # a new rank: a copy
     with pytest.warns(UserWarning, match="ranks \\[1\\] are dropped"):
         assert rank_state_for(states, World(0, 1)) == ("s0", True)
+
+
+def _torchrun_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    """A rank set up as ``torchrun`` does (environment variables), joined by ``init_from_env``."""
+    import os
+
+    from trmgym import distributed
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )  # fmt: skip
+    w = distributed.init_from_env("cpu")
+    total = distributed.sum_over_ranks([rank + 1])
+    distributed.shutdown()
+    after = dist.is_initialized()
+    distributed.shutdown()  # a second call does nothing
+    Path(out, f"rank{rank}.json").write_text(
+        json.dumps({"world": [w.rank, w.size], "total": float(total[0]), "after": after})
+    )
+
+
+def test_a_torchrun_rank_leaves_the_group_it_joined(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a free port on the loopback interface
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_torchrun_worker, args=(2, port, str(tmp_path)), nprocs=2)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["world"] for r in ranks] == [[0, 2], [1, 2]]
+    assert [r["total"] for r in ranks] == [3.0, 3.0]
+    assert [r["after"] for r in ranks] == [False, False]
+
+
+def test_shutdown_leaves_a_group_set_up_by_the_caller(tmp_path: Path) -> None:
+    from trmgym import distributed
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        assert distributed.init_from_env("cpu") == distributed.World()
+        distributed.shutdown()
+        assert dist.is_initialized()  # not ours to destroy
+    finally:
+        dist.destroy_process_group()

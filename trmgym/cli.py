@@ -140,12 +140,16 @@ def run(cfg: Any) -> dict[str, Any]:
     if main:
         save_hydra_files(cfg, run_dir)
     try:
-        return job.run()
+        results = job.run()
     except KeyboardInterrupt:
         if in_sweep or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(interrupted_message(run_dir, hydra_cfg), file=sys.stderr, flush=True)
         raise SystemExit(INTERRUPTED_EXIT) from None
+    from trmgym import distributed
+
+    distributed.shutdown()  # every rank finished: leave the process group together
+    return results
 
 
 def remove_failed_start(run_dir: Path) -> None:

@@ -45,9 +45,13 @@ __all__ = [
     "init_from_env",
     "rank_state_for",
     "shard",
+    "shutdown",
     "sum_over_ranks",
     "world",
 ]
+
+#: whether :func:`init_from_env` created the process group (then :func:`shutdown` destroys it)
+_OWNED = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,26 @@ def init_from_env(device: str = "cpu") -> World:
     if cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=size)
+    global _OWNED
+    _OWNED = True
     return World(rank, size, local_rank)
+
+
+def shutdown() -> None:
+    """Leave the process group :func:`init_from_env` joined, after every rank got here.
+
+    Call it once a run has finished on every rank. The barrier first keeps a fast rank from
+    tearing its connections down while a slow one still talks to it (a gloo rank left alone
+    can abort with "terminate called without an active exception"); destroying the group
+    before the interpreter exits keeps gloo's worker threads from outliving it. A group set up
+    by the caller is left to the caller; outside a data-parallel run nothing happens.
+    """
+    global _OWNED
+    if not (_OWNED and dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    _OWNED = False
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
