@@ -222,6 +222,18 @@ def test_row_options_are_checked_against_the_base() -> None:
     assert env.options_of(0) == {"family": "flip", "task_id": 5}  # the old base stands
 
 
+def test_row_option_set_again_is_checked_against_a_new_base() -> None:
+    # an override seen under an older base is checked anew, not waved through as already seen
+    env = arcgen()
+    env.reset(seed=0)
+    env.set_options({"task_id": 9}, rows=[0])  # fine without a family
+    env.set_options(None)
+    env.reset(seed=0, options={"family": "flip"})
+    with pytest.raises(ValueError, match=r"task_id 9 is not a task of family 'flip'"):
+        env.set_options({"task_id": 9}, rows=[1])
+    assert env.options_of(1) == {"family": "flip"}
+
+
 def test_arc_task_id_per_env_survives_autoreset() -> None:
     env = gym.make_vec("trmgym/ARC-v0", num_envs=3, task_ids=["007bbfb7", "00d62c1b", "017c7c7b"])
     obs, _ = env.reset(seed=2, options={"task_id": [2, 0, 2]})

@@ -62,14 +62,19 @@ class RowOptions:
         self._code = np.full(self.num_envs, NO_OVERRIDE, dtype=np.int64)
         self._overrides: list[dict[str, Any]] = []
         self._codes: dict[Hashable, int] = {}
+        # codes checked against the current base; a stored override set again after the base
+        # changed is checked anew (options may depend on each other, e.g. family and task_id)
+        self._checked: set[int] = set()
 
     # ---------------------------------------------------------------------------------- setting
     def set_base(self, options: dict[str, Any] | None) -> None:
         """Make ``options`` the base; every override in use is re-checked against it first."""
         self._check(options)
-        for code in np.unique(self._code[self._code >= 0]).tolist():
+        in_use = np.unique(self._code[self._code >= 0]).tolist()
+        for code in in_use:
             self._check(_merge(options, self._overrides[code]))
         self.base = options
+        self._checked = set(in_use)
 
     def set(
         self,
@@ -129,7 +134,7 @@ class RowOptions:
         return [None if entry is None else dict(entry) for entry in entries]
 
     def _register(self, entry: Mapping[str, Any] | None) -> int:
-        """The code of an override, checked (merged with the base) the first time it is seen."""
+        """The code of an override, checked (merged with the base) once per base."""
         if entry is None:
             return NO_OVERRIDE
         entry = dict(entry)
@@ -140,17 +145,21 @@ class RowOptions:
             code = len(self._overrides)
             self._overrides.append(entry)
             self._codes[key] = code
+        elif code not in self._checked:
+            self._check(_merge(self.base, self._overrides[code]))
+        self._checked.add(code)
         return code
 
     def _compact(self) -> None:
         """Forget overrides no row uses any more (curricula with ever-new options)."""
         used, self._code = np.unique(self._code, return_inverse=True)
         self._code = self._code.astype(np.int64)
-        kept = [self._overrides[code] for code in used.tolist() if code >= 0]
+        old_codes = [code for code in used.tolist() if code >= 0]
         if used[0] < 0:
             self._code -= 1  # the NO_OVERRIDE group came first and stays -1
-        self._overrides = kept
-        self._codes = {freeze(entry): code for code, entry in enumerate(kept)}
+        self._overrides = [self._overrides[code] for code in old_codes]
+        self._codes = {freeze(entry): code for code, entry in enumerate(self._overrides)}
+        self._checked = {new for new, old in enumerate(old_codes) if old in self._checked}
 
     # ---------------------------------------------------------------------------------- reading
     def options_of(self, row: int) -> dict[str, Any] | None:
