@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 
 import gymnasium as gym
@@ -121,7 +122,7 @@ def test_bad_braid_and_options() -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=r"min_distance must lie in 1\.\.12 for size=7"):
         source.sample(rng, 2, {"min_distance": 13})
-    with pytest.raises(ValueError, match=r"allowed keys: \['min_distance'\]"):
+    with pytest.raises(ValueError, match=r"allowed keys: \['min_distance', 'size'\]"):
         source.sample(rng, 2, {"blanks": 3})
 
 
@@ -318,7 +319,7 @@ def test_env_reset_options_and_solving_step() -> None:
     env = MazeEnv(size=7, expose_target=True)
     obs, info = env.reset(seed=3, options={"min_distance": 12})
     assert obs["grid"].shape == (7, 7) and info["distance"] >= 12
-    assert env.source.option_keys == ("min_distance",) and env.num_tasks == 1
+    assert env.source.option_keys == ("min_distance", "size") and env.num_tasks == 1
     _, reward, terminated, _, info = env.step({"answer": info["target"], "halt": 1})
     assert terminated and info["solved"] and reward > 1.0
     with pytest.raises(ValueError, match="min_distance"):
@@ -350,3 +351,137 @@ def test_nearest_endpoints_still_pose_a_path(braid: float) -> None:
     assert batch.extra["distance"].min() == 2
     assert np.all((batch.target == MAZE_PATH).sum(axis=(1, 2)) >= 1)
     assert not source.is_solved(batch.grid, batch.target, batch.grid).any()
+
+
+# ------------------------------------------------------------------------------- size option
+def check_maze_in_block(grid: np.ndarray, target: np.ndarray, distance: int, size: int) -> None:
+    """A ``size x size`` maze in the top-left corner, walls outside, a shortest path in target."""
+    block, inner = grid[:size, :size], grid[1 : size - 1, 1 : size - 1]
+    outside = np.ones(grid.shape, dtype=bool)
+    outside[:size, :size] = False
+    assert np.all(grid[outside] == MAZE_WALL) and np.all(target[outside] == MAZE_WALL)
+    assert np.all(block[[0, -1], :] == MAZE_WALL) and np.all(block[:, [0, -1]] == MAZE_WALL)
+    assert np.all(block[1::2, 1::2] != MAZE_WALL)  # every room of the block is carved
+    assert np.any(inner == MAZE_START) and np.any(inner == MAZE_GOAL)
+    start, goal = cell_of(grid, MAZE_START), cell_of(grid, MAZE_GOAL)
+    assert reference_bfs(grid, start)[goal] == distance  # BFS over the whole grid
+    on_path = target == MAZE_PATH
+    np.testing.assert_array_equal(target[~on_path], grid[~on_path])
+    assert np.all(grid[on_path] == MAZE_OPEN) and int(on_path.sum()) == distance - 1
+    assert walk_path(target) == distance
+
+
+def batch_digest(source: MazeSource, seed: int, n: int, options: dict | None) -> str:
+    """Digest of a draw and of the generator's next values (pins how much rng it consumed)."""
+    rng = np.random.default_rng(seed)
+    batch = source.sample(rng, n, options)
+    digest = hashlib.sha256()
+    arrays = (batch.grid, batch.target, batch.extra["distance"], rng.integers(0, 2**63, size=4))
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+# Recorded from the code before the size option existed (commit b1f1343).
+UNCHANGED_DRAWS = [
+    ((9, 0.0), 0, 16, None, "64c767422286e928"),
+    ((11, 0.4), 1, 16, {"min_distance": 10}, "36a0b27fc1ea2e07"),
+    ((15, 0.0), 2, 32, {"min_distance": 2}, "ba45eef2c1b26a00"),
+]
+
+
+@pytest.mark.parametrize(("args", "seed", "n", "options", "expected"), UNCHANGED_DRAWS)
+def test_draws_without_size_option_are_unchanged(
+    args: tuple[int, float], seed: int, n: int, options: dict | None, expected: str
+) -> None:
+    size, braid = args
+    source = MazeSource(size=size, braid=braid)
+    assert batch_digest(source, seed, n, options) == expected
+    # the env's own size as the option is the same draw, with the same rng consumption
+    assert batch_digest(source, seed, n, {**(options or {}), "size": size}) == expected
+
+
+@pytest.mark.parametrize("bad", [3, 4, 6, 8, 11, -5])
+def test_size_option_must_be_odd_and_within_env_size(bad: int) -> None:
+    source = MazeSource(size=9)
+    with pytest.raises(
+        ValueError, match=r"reset option size must be an odd int in 5\.\.9 \(the env's size\)"
+    ):
+        source.check_options({"size": bad})
+    with pytest.raises(TypeError, match=r"reset option size must be an odd int in 5\.\.9"):
+        source.check_options({"size": 7.0})
+    with pytest.raises(TypeError, match=r"reset option size"):
+        source.check_options({"size": True})
+
+
+def test_min_distance_is_checked_against_size_option() -> None:
+    source = MazeSource(size=9)
+    rng = np.random.default_rng(0)
+    assert max_min_distance(5) == 6 < 7 <= max_min_distance(9)
+    source.sample(rng, 2, {"min_distance": 7})  # valid for the env's size
+    with pytest.raises(
+        ValueError,
+        match=r"min_distance must lie in 1\.\.6 for size=5, braid=0.0 "
+        r"\(reset option size=5; the env's size is 9\), got 7",
+    ):
+        source.sample(rng, 2, {"min_distance": 7, "size": 5})
+    batch = source.sample(rng, 8, {"min_distance": 6, "size": 5})
+    assert np.all(batch.extra["distance"] == 6)
+
+
+def test_size_option_caps_the_constructor_min_distance() -> None:
+    source = MazeSource(size=15)  # min_distance 15 > max_min_distance(7) == 12
+    batch = source.sample(np.random.default_rng(0), 16, {"size": 7})
+    assert source.min_distance == 15 and batch.extra["distance"].min() >= max_min_distance(7)
+    braided = MazeSource(size=15, braid=0.5, min_distance=3)  # below the cap: kept
+    distance = braided.sample(np.random.default_rng(0), 64, {"size": 7}).extra["distance"]
+    assert distance.min() >= 3 and distance.min() < max_min_distance(7, 0.5)
+
+
+@pytest.mark.parametrize(("braid", "size"), [(0.0, 5), (0.0, 9), (0.6, 7)])
+def test_size_option_draws_walled_mazes_in_the_corner(braid: float, size: int) -> None:
+    source = MazeSource(size=11, braid=braid)
+    batch = source.sample(np.random.default_rng(size), 12, {"size": size})
+    assert batch.grid.shape == batch.target.shape == (12, 11, 11)
+    for grid, target, distance in zip(batch.grid, batch.target, batch.extra["distance"]):
+        check_maze_in_block(grid, target, int(distance), size)
+        if braid == 0.0:  # still a perfect maze: a tree over the block's open cells
+            assert open_edges(grid) == int((grid != MAZE_WALL).sum()) - 1
+    # the target is judged solved, and the bare maze is not
+    assert source.is_solved(batch.target, batch.target, batch.grid).all()
+    assert not source.is_solved(batch.grid, batch.target, batch.grid).any()
+
+
+def test_env_size_option_target_solves() -> None:
+    env = MazeEnv(size=9, expose_target=True)
+    obs, info = env.reset(seed=0, options={"size": 5})
+    assert obs["grid"].shape == (9, 9) and np.all(obs["grid"][5:, :] == MAZE_WALL)
+    _, reward, terminated, _, info = env.step({"answer": info["target"], "halt": 1})
+    assert terminated and info["solved"] and reward > 1.0
+    with pytest.raises(ValueError, match=r"reset option size must be an odd int in 5\.\.9"):
+        env.reset(options={"size": 11})
+
+
+def test_vector_rows_draw_their_own_maze_size() -> None:
+    import trmgym  # noqa: F401  (registers the ids)
+
+    envs = gym.make_vec("trmgym/Maze-v0", num_envs=4, size=9, expose_target=True)
+    sizes = [5, 7, 9, 5]
+    envs.unwrapped.set_options([{"size": 5}, {"size": 7}, None], rows=[0, 1, 2])
+    envs.unwrapped.set_options({"size": 5, "min_distance": 2}, rows=[3])
+    obs, info = envs.reset(seed=0)
+    assert obs["grid"].shape == (4, 9, 9)
+    for row, size in enumerate(sizes):
+        check_maze_in_block(obs["grid"][row], info["target"][row], int(info["distance"][row]), size)
+    assert info["distance"][0] == 6 and info["distance"][1] >= 9  # default min_distance 9
+    halt = np.ones(4, dtype=np.int64)
+    _, reward, terminated, _, info = envs.step({"answer": info["target"], "halt": halt})
+    assert terminated.all() and info["solved"].all() and np.all(reward > 1.0)
+    # a base min_distance too far for a row's size is refused, whichever of the two comes last
+    too_far = r"min_distance must lie in 1\.\.6 for size=5, braid=0\.0 \(reset option size=5"
+    with pytest.raises(ValueError, match=too_far):
+        envs.reset(seed=1, options={"min_distance": 12})
+    envs.unwrapped.set_options(None)  # clear every row
+    envs.reset(seed=1, options={"min_distance": 12})
+    with pytest.raises(ValueError, match=too_far):
+        envs.unwrapped.set_options({"size": 5}, rows=[1])

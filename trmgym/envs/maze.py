@@ -12,6 +12,10 @@ along one shortest path. Any shortest path is accepted as a solution (:meth:`Maz
 
 Distances count grid steps, so two neighbouring rooms are at distance 2 and a path of distance
 ``d`` has ``d - 1`` cells between start and goal.
+
+The ``size`` reset option draws smaller mazes inside the env's fixed grid: an ``s x s`` maze sits
+in the top-left corner and every cell outside it is a wall, so a curriculum can ramp maze size
+without changing the observation shape.
 """
 
 from __future__ import annotations
@@ -56,16 +60,28 @@ def _check_size(size: Any) -> int:
     return int(size)
 
 
-def _check_min_distance(min_distance: Any, size: int, braid: float) -> int:
+def _check_option_size(size: Any, env_size: int) -> int:
+    """The ``size`` reset option: an odd int from 5 (the constructor's bound) to the env's size."""
+    allowed = f"an odd int in 5..{env_size} (the env's size)"
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"reset option size must be {allowed}, got {size!r}")
+    if not 5 <= size <= env_size or size % 2 == 0:
+        raise ValueError(f"reset option size must be {allowed}, got {size}")
+    return int(size)
+
+
+def _check_min_distance(min_distance: Any, size: int, braid: float, where: str = "") -> int:
+    """``min_distance`` in ``1..max_min_distance(size, braid)``; ``where`` ends the message."""
     high = max_min_distance(size, braid)
     if isinstance(min_distance, bool) or not isinstance(min_distance, (int, np.integer)):
         raise TypeError(
-            f"min_distance must be an int in 1..{high} for size={size}, braid={braid}, "
+            f"min_distance must be an int in 1..{high} for size={size}, braid={braid}{where}, "
             f"got {min_distance!r}"
         )
     if not 1 <= min_distance <= high:
         raise ValueError(
-            f"min_distance must lie in 1..{high} for size={size}, braid={braid}, got {min_distance}"
+            f"min_distance must lie in 1..{high} for size={size}, braid={braid}{where}, "
+            f"got {min_distance}"
         )
     return int(min_distance)
 
@@ -294,6 +310,14 @@ def _trace_path(
     return path.reshape(n, size, size)
 
 
+def _wall_around(grids: np.ndarray, size: int) -> np.ndarray:
+    """``[n, s, s]`` grids in the top-left corner of ``[n, size, size]`` walls."""
+    out = np.full((len(grids), size, size), MAZE_WALL, dtype=grids.dtype)
+    s = grids.shape[-1]
+    out[:, :s, :s] = grids
+    return out
+
+
 # ---------------------------------------------------------------------------------------- source
 class MazeSource(PuzzleSource):
     """Perfect (or braided) mazes with start and goal at least ``min_distance`` apart.
@@ -303,13 +327,21 @@ class MazeSource(PuzzleSource):
             ``((size - 1) // 2) ** 2`` rooms.
         min_distance: smallest BFS distance (grid steps) between start and goal — the difficulty;
             ``1..max_min_distance(size, braid)`` (default ``size``, or the bound if lower).
-            ``reset(options={"min_distance": d})`` overrides it for one reset.
         braid: fraction ``0..1`` of dead ends that get an extra opening, creating loops and
             several shortest paths (``0``: perfect mazes).
+
+    Reset options (``reset(options=...)`` or per row ``PuzzleVectorEnv.set_options``):
+
+    - ``size``: odd int in ``5..size`` — draw ``size x size`` mazes (same generator and braid)
+      in the top-left corner of the grid, every cell outside them a wall. The grid shape stays
+      the constructor's. Without it (or with the constructor's size) draws are unchanged.
+    - ``min_distance``: ``1..max_min_distance(s, braid)`` for the drawn size ``s`` — the
+      difficulty of this reset. Without it the constructor's ``min_distance`` is used, capped at
+      ``max_min_distance(s, braid)`` so that a smaller ``size`` option alone is always valid.
     """
 
     num_tasks = 1
-    option_keys = ("min_distance",)
+    option_keys = ("min_distance", "size")
     name = "maze"
 
     def __init__(self, size: int = 15, min_distance: int | None = None, braid: float = 0.0) -> None:
@@ -325,11 +357,20 @@ class MazeSource(PuzzleSource):
         self.min_distance = _check_min_distance(min_distance, self.size, self.braid)
 
     def check_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
-        """Reject unknown keys and a ``min_distance`` outside ``1..max_min_distance(size, braid)``."""
+        """Reject unknown keys and bad ``size`` or ``min_distance`` values.
+
+        ``size`` must be an odd int in ``5..self.size``; ``min_distance`` must lie in
+        ``1..max_min_distance(s, braid)`` for the drawn size ``s`` (the option's when given), so
+        both keys of one options dict are checked together.
+        """
         options = super().check_options(options)
+        size, where = self.size, ""
+        if "size" in options:
+            size = options["size"] = _check_option_size(options["size"], self.size)
+            where = f" (reset option size={size}; the env's size is {self.size})"
         if "min_distance" in options:
             options["min_distance"] = _check_min_distance(
-                options["min_distance"], self.size, self.braid
+                options["min_distance"], size, self.braid, where
             )
         return options
 
@@ -338,8 +379,24 @@ class MazeSource(PuzzleSource):
     ) -> PuzzleBatch:
         """Draw ``n`` mazes; ``extra["distance"]`` holds each start-goal shortest distance."""
         options = self.check_options(options)
-        min_distance = options.get("min_distance", self.min_distance)
-        size = self.size
+        size = options.get("size", self.size)
+        min_distance = options.get(
+            "min_distance", min(self.min_distance, max_min_distance(size, self.braid))
+        )
+        grid, target, distance = self._draw(rng, n, size, min_distance)
+        if size < self.size:
+            grid, target = _wall_around(grid, self.size), _wall_around(target, self.size)
+        return PuzzleBatch(
+            grid=grid,
+            target=target,
+            task_id=np.zeros(n, dtype=np.int64),
+            extra={"distance": distance},
+        )
+
+    def _draw(
+        self, rng: np.random.Generator, n: int, size: int, min_distance: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(grid, target, distance)`` of ``n`` mazes of side ``size`` (rejection sampling)."""
         grid = np.empty((n, size, size), dtype=np.int64)
         start = np.empty(n, dtype=np.int64)
         goal = np.empty(n, dtype=np.int64)
@@ -367,12 +424,7 @@ class MazeSource(PuzzleSource):
         flat[rows, cells[goal]] = MAZE_GOAL
         target = np.where(path, MAZE_PATH, grid)
         distance = dist.reshape(n, -1)[rows, goal]
-        return PuzzleBatch(
-            grid=grid,
-            target=target,
-            task_id=np.zeros(n, dtype=np.int64),
-            extra={"distance": distance},
-        )
+        return grid, target, distance
 
     def holdout_grids(self, grid: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, ...]:
         """The maze alone: its target is one of possibly several shortest paths."""
@@ -440,12 +492,21 @@ class MazeEnv(PuzzleEnv):
     ## Arguments
     - ``size`` (int, odd, ``>= 5``, default 15): grid side including the outer wall.
     - ``min_distance`` (int, ``1..max_min_distance(size, braid)``, default ``size`` or the bound
-      if lower): difficulty; also ``reset(options={"min_distance": d})``.
+      if lower): difficulty.
     - ``braid`` (float in ``[0, 1]``, default 0): fraction of dead ends opened.
     - ``holdout`` (``None`` | ``"train"`` | ``"test"``, default ``None``): only mazes of that
       held-out split, hashed from the maze grid (:mod:`trmgym.envs.holdout`).
     - ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
       ``render_mode``: see :class:`~trmgym.envs.base.PuzzleEnv`.
+
+    ## Reset Options
+    ``reset(options=...)``, or per row of the vector env ``set_options(options, rows)``:
+
+    - ``size`` (odd int in ``5..size``): draw ``size x size`` mazes in the top-left corner of the
+      fixed grid; every cell outside them is a wall (never walkable, never on the path).
+    - ``min_distance`` (int, ``1..max_min_distance(s, braid)`` for the drawn size ``s``): the
+      difficulty of this reset. Without it, the constructor's ``min_distance`` capped at that
+      bound.
 
     ## Version History
     - v0: initial version.
