@@ -1,7 +1,8 @@
 """Run reports: accuracy-matrix heatmap, learning curves, self-contained HTML reports, sweep tables.
 
 ``trmgym report RUN_DIR`` reads a run's ``results.json`` (DESIGN.md's schema, written by
-:mod:`trmgym.experiment`), writes ``plots/accuracy_matrix.png`` and ``plots/curves.png`` and a
+:mod:`trmgym.experiment`), writes ``plots/accuracy_matrix.png`` and ``plots/curves.png`` (and
+``plots/curriculum.png`` when a curriculum scheduler recorded its ``curriculum`` block) and a
 single-file ``report.html`` (images embedded as data URIs, inline CSS, no scripts, nothing fetched),
 and prints the metrics. ``trmgym report FOLDER [FOLDER ...]`` finds every run at any depth below
 (a Hydra multirun ``runs/<exp>/multirun/<timestamp>/<job>/`` included), groups them by
@@ -66,8 +67,10 @@ __all__ = [
     "REPORT_FILE",
     "aggregate_table",
     "check_metrics",
+    "curriculum_block",
     "main",
     "plot_accuracy_matrix",
+    "plot_curriculum",
     "plot_curves",
     "sweep_markdown",
     "write_plots",
@@ -189,17 +192,214 @@ def plot_curves(
     return _finish(figure, path)
 
 
-def write_plots(run_dir: str | Path) -> dict[str, Path]:
-    """Write ``plots/accuracy_matrix.png`` and ``plots/curves.png`` for a run directory.
+def _level_text(options: Any) -> str:
+    """A level's option dict as ``"blanks=12, size=7"`` (anything else as JSON)."""
+    if isinstance(options, Mapping):
+        return ", ".join(f"{key}={_plain(value)}" for key, value in options.items())
+    return _plain(options)
+
+
+def _plain(value: Any) -> str:
+    """``value`` as it reads in results.json: a string as itself, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _series(value: Any, key: str, length: int | None, source: str) -> np.ndarray:
+    """A list of numbers or null as a float array (null -> NaN), or ValueError naming ``key``."""
+    if not isinstance(value, list) or (length is not None and len(value) != length):
+        size = "a list" if length is None else f"a list of {length}"
+        raise ValueError(
+            f"{source}: {key} must be {size} numbers or null, got {_plain(value)[:80]}"
+        )
+    for entry in value:
+        if entry is not None and (isinstance(entry, bool) or not isinstance(entry, numbers.Real)):
+            raise ValueError(f"{source}: {key} must hold numbers or null, got {entry!r}")
+    return np.array([np.nan if v is None else float(v) for v in value], dtype=np.float64)
+
+
+def curriculum_block(results: Mapping[str, Any], source: str = "results") -> dict[str, Any]:
+    """A run's ``curriculum`` block checked and with its history as arrays.
 
     Returns:
-        ``{"accuracy_matrix": path, "curves": path}``.
+        A copy of the block, ``level_names`` filled in from ``levels`` when absent, plus the
+        history as arrays: ``env_steps`` ``[N]``, ``current_level`` ``[N]`` (NaN where null) and
+        ``probabilities`` ``[N, L]``.
+
+    Raises:
+        ValueError: naming ``source`` and the key, if the block is missing or malformed.
+    """
+    block = results.get("curriculum")
+    if not isinstance(block, Mapping):
+        raise ValueError(f"{source}: 'curriculum' must be an object, got {_plain(block)[:80]}")
+    block = dict(block)
+    levels = block.get("levels")
+    if not isinstance(levels, list) or not levels:
+        raise ValueError(f"{source}: curriculum.levels must be a non-empty list of option dicts")
+    names = block.setdefault("level_names", [_level_text(level) for level in levels])
+    if not isinstance(names, list) or [type(name) for name in names] != [str] * len(levels):
+        raise ValueError(
+            f"{source}: curriculum.level_names must be {len(levels)} strings, one per level"
+        )
+    history = block.get("history")
+    if not isinstance(history, Mapping):
+        raise ValueError(f"{source}: curriculum.history must be an object")
+    env_steps = _series(history.get("env_steps"), "curriculum.history.env_steps", None, source)
+    count = env_steps.size
+    if np.isnan(env_steps).any():
+        raise ValueError(f"{source}: curriculum.history.env_steps must be numbers, not null")
+    level = history.get("level", [None] * count)
+    block["current_level"] = current = _series(level, "curriculum.history.level", count, source)
+    known = current[~np.isnan(current)]
+    if ((known < 0) | (known >= len(levels)) | (known != np.round(known))).any():
+        raise ValueError(
+            f"{source}: curriculum.history.level must hold level indices 0..{len(levels) - 1} "
+            f"or null, got {_plain(level)[:80]}"
+        )
+    rows = history.get("probabilities")
+    if not isinstance(rows, list) or len(rows) != count:
+        raise ValueError(
+            f"{source}: curriculum.history.probabilities must hold one list per record ({count})"
+        )
+    key = "curriculum.history.probabilities[]"
+    probabilities = [_series(row, key, len(levels), source) for row in rows]
+    block["probabilities"] = np.array(probabilities).reshape(count, len(levels))
+    block["env_steps"] = env_steps
+    _series([block.get("threshold")], "curriculum.threshold", 1, source)
+    reached = block.get("steps_to_threshold") or {}
+    if not isinstance(reached, Mapping):
+        raise ValueError(f"{source}: curriculum.steps_to_threshold must map curricula to steps")
+    _series(list(reached.values()), "curriculum.steps_to_threshold", None, source)
+    curves = block.get("curves") or {}
+    if not isinstance(curves, Mapping):
+        raise ValueError(f"{source}: curriculum.curves must map curricula to their curves")
+    for name, curve in curves.items():
+        where = f"curriculum.curves.{name}"
+        if not isinstance(curve, Mapping):
+            raise ValueError(f"{source}: {where} must be an object with env_steps and accuracy")
+        steps = _series(curve.get("env_steps"), f"{where}.env_steps", None, source)
+        _series(curve.get("accuracy"), f"{where}.accuracy", steps.size, source)
+    return block
+
+
+def _per_chunk(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(edges, values)`` to draw each record over the training chunk it closes, "post" steps.
+
+    A record comes at the end of its chunk, so chunk ``k`` spans ``(steps[k-1], steps[k]]``; the
+    first is taken to be as long as the second (from 0 if it is the only one). The last value is
+    repeated so that the last chunk shows (a "post" step draws nothing after the last x).
+    """
+    if steps.size == 0:
+        return steps, values
+    first = max(steps[0] - (steps[1] - steps[0]), 0.0) if steps.size > 1 else 0.0
+    return np.concatenate([[first], steps]), np.concatenate([values, values[-1:]])
+
+
+def plot_curriculum(
+    results: Mapping[str, Any] | str | Path, path: str | Path | None = None
+) -> np.ndarray:
+    """The curriculum's sampling probabilities over training and, when the run compared
+    curricula, each one's eval accuracy on the hardest level.
+
+    Left: the probability of each level over env steps (stacked, so a column sums to 1; each
+    record drawn over the training chunk it ends), with the scheduler's current level as a black step line on a
+    twin axis (ramp and staged schedulers;
+    samplers without one record null and get no line). Right, only with ``curves``: accuracy over
+    env steps per compared curriculum, the threshold dashed, and where each first reached it
+    marked with a diamond and a dotted vertical line (legend: "never" if it did not).
+
+    Args:
+        results: a results dict with a ``curriculum`` block, or a run directory / results.json.
+        path: where to write the PNG (parents created); ``None`` only returns the pixels.
+
+    Returns:
+        The figure as an ``[H, W, 3]`` uint8 RGB array.
+
+    Raises:
+        ValueError: if there is no ``curriculum`` block or it is malformed (names the key).
+    """
+    results = _coerce(results)
+    block = curriculum_block(results)
+    names, steps = block["level_names"], block["env_steps"]
+    curves = block.get("curves") or {}
+    figure = Figure(figsize=(14.0 if curves else 7.5, 4.8), dpi=_DPI, layout="constrained")
+    grid = figure.subplots(1, 2 if curves else 1, squeeze=False)[0]
+    axes = grid[0]
+    palette = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    colours = [palette(k % palette.N) for k in range(len(names))]
+    edges, probabilities = _per_chunk(steps, block["probabilities"])
+    axes.stackplot(edges, probabilities.T, labels=names, colors=colours, alpha=0.85, step="post")
+    axes.set_ylim(0.0, 1.0)
+    axes.set_xlabel("env steps")
+    axes.set_ylabel("sampling probability")
+    axes.set_title(f"{_title(results)} — curriculum {block.get('name')}", parse_math=False)
+    handles, labels = axes.get_legend_handles_labels()
+    if not np.isnan(block["current_level"]).all():
+        twin = axes.twinx()
+        level = _per_chunk(steps, block["current_level"])[1]
+        (line,) = twin.plot(edges, level, color="black", drawstyle="steps-post")
+        twin.set_ylim(-0.5, len(names) - 0.5)
+        twin.set_yticks(np.arange(len(names)), names, parse_math=False, fontsize=8)
+        handles, labels = [*handles, line], [*labels, "current level"]
+    # Below the panel: the stacked areas fill it, so any place inside would hide some of them.
+    where = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.13), "ncols": min(len(labels), 5)}
+    legend = axes.legend(handles, labels, fontsize=8, **where)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+    if curves:
+        _plot_comparison(grid[1], block, curves)
+    return _finish(figure, path)
+
+
+def _plot_comparison(axes: Any, block: Mapping[str, Any], curves: Mapping[str, Any]) -> None:
+    """The right panel of :func:`plot_curriculum`: accuracy per compared curriculum."""
+    palette = colormaps["tab10" if len(curves) <= 10 else "tab20"]
+    threshold, reached = block.get("threshold"), block.get("steps_to_threshold") or {}
+    for k, (name, curve) in enumerate(curves.items()):
+        colour = palette(k % palette.N)
+        accuracy = [np.nan if v is None else float(v) for v in curve["accuracy"]]
+        steps = reached.get(name)
+        label = f"{name} ({'never' if steps is None else f'{steps:,} steps'})"
+        axes.plot(curve["env_steps"], accuracy, color=colour, marker="o", markersize=3, label=label)
+        if steps is not None and threshold is not None:
+            axes.axvline(steps, color=colour, linewidth=0.8, linestyle=":")
+            axes.scatter(
+                [steps], [threshold], color=colour, marker="D", edgecolors="black", zorder=3
+            )
+    if threshold is not None:
+        axes.axhline(threshold, color="grey", linestyle="--", linewidth=1.0)
+    axes.set_ylim(-0.03, 1.03)
+    axes.set_xlabel("env steps")
+    axes.set_ylabel("exact-solve accuracy")
+    level = block.get("level")
+    title = "compared curricula"
+    title += f": accuracy on {_level_text(level)}" if isinstance(level, Mapping) else ""
+    title += f", threshold {threshold:g}" if threshold is not None else ""
+    axes.set_title(title, parse_math=False)
+    legend = axes.legend(fontsize=8, loc="best", title="env steps to threshold", title_fontsize=8)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+
+
+def write_plots(run_dir: str | Path) -> dict[str, Path]:
+    """Write ``plots/accuracy_matrix.png`` and ``plots/curves.png`` for a run directory, and
+    ``plots/curriculum.png`` when its results.json has a ``curriculum`` block.
+
+    Returns:
+        ``{"accuracy_matrix": path, "curves": path}``, plus ``"curriculum": path`` if written.
+
+    Raises:
+        ValueError: naming results.json, if it is missing or malformed.
     """
     results = load_results(run_dir)
     plots = results_path(run_dir).parent / "plots"
     paths = {"accuracy_matrix": plots / "accuracy_matrix.png", "curves": plots / "curves.png"}
+    if "curriculum" in results:  # checked first: a malformed block names the file, drawing nothing
+        curriculum_block(results, str(results_path(run_dir)))
+        paths["curriculum"] = plots / "curriculum.png"
     plot_accuracy_matrix(results, paths["accuracy_matrix"])
     plot_curves(results, paths["curves"])
+    if "curriculum" in paths:
+        plot_curriculum(results, paths["curriculum"])
     return paths
 
 
@@ -371,6 +571,52 @@ def _settings_html(results: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _image_html(name: str, path: Path) -> str:
+    """A PNG embedded as a data URI, so report.html stays one self-contained file."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<p><img src="data:image/png;base64,{data}" alt="{html.escape(name)}"></p>'
+
+
+def _curriculum_html(results: Mapping[str, Any], image: Path) -> str:
+    """The "Curriculum" section: its plot, the env steps each compared curriculum took to reach
+    the threshold ("never" if it did not), and the levels' final sampling probabilities."""
+    e, block = html.escape, curriculum_block(results)
+    names, steps = block["level_names"], block["env_steps"]
+    parts = [
+        f"<h2>Curriculum: {e(_plain(block.get('name')))}</h2>",
+        f"<p>{len(names)} levels: {e(' · '.join(names))}.</p>",
+        _image_html("curriculum", image),
+    ]
+    if "steps_to_threshold" in block:
+        level = None if block.get("level") is None else _level_text(block["level"])
+        threshold = block.get("threshold")
+        level, threshold = _fmt(level), "n/a" if threshold is None else _setting(threshold)
+        rows = [
+            [e(name), level, threshold, "never" if reached is None else _fmt(reached)]
+            for name, reached in block["steps_to_threshold"].items()
+        ]
+        headers = ["curriculum", "level", "threshold", "env steps to threshold"]
+        parts += [
+            "<h3>Compared curricula</h3>",
+            _table(headers, rows),
+            _note("the env steps until eval accuracy on the level first reached the threshold"),
+        ]
+    if steps.size:
+        final = block["probabilities"][-1]
+        rows = [[str(k), e(name), _fmt(p)] for k, (name, p) in enumerate(zip(names, final))]
+        current = block["current_level"][-1]
+        at = f"after {int(steps[-1]):,} env steps"
+        if not np.isnan(current):
+            at += f"; current level {e(names[int(current)])}"
+        parts += [
+            f"<h3>Final sampling probabilities ({at})</h3>",
+            _table(["#", "level", "probability"], rows),
+        ]
+    else:
+        parts.append("<p>n/a: no training chunk was recorded.</p>")
+    return "\n".join(parts)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write a self-contained ``report.html`` (and the plots) for a run directory.
 
@@ -417,10 +663,11 @@ def write_report(run_dir: str | Path) -> Path:
             f"<h2>Difficulty probe (last task: {e(names[-1])})</h2>",
             _table(["options", *keys], rows),
         ]
+    curriculum_png = plots.pop("curriculum", None)
     parts.append("<h2>Plots</h2>")
-    for name, path in plots.items():
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(f'<p><img src="data:image/png;base64,{data}" alt="{e(name)}"></p>')
+    parts += [_image_html(name, path) for name, path in plots.items()]
+    if curriculum_png is not None:
+        parts.append(_curriculum_html(results, curriculum_png))
     agent = json.dumps(results.get("agent"), indent=2, default=str)
     parts.append(f"<h2>Agent</h2>\n<pre>{e(agent)}</pre>")
     info = [
