@@ -115,6 +115,7 @@ def run(cfg: Any) -> dict[str, Any]:
         saved = checkpoint.load_latest(run_dir / "checkpoints")
         # a run directory belongs to one configuration: check before .hydra/ is (re)written
         job.check_resumable(saved)
+        arms = compared_runs(cfg, job, run_dir)  # checked now: nothing trains before
         if in_sweep and (run_dir / RESULTS_FILE).is_file():
             results = finished_results(run_dir, saved)
             message = f"{job_label}already finished ({RESULTS_FILE}), skipped"
@@ -140,6 +141,8 @@ def run(cfg: Any) -> dict[str, Any]:
     if main:
         save_hydra_files(cfg, run_dir)
     try:
+        if arms:  # the compared curricula first, each in its own directory
+            compare_with(job, {name: arm.run() for name, arm in arms.items()}, cfg, run_dir)
         results = job.run()
     except KeyboardInterrupt:
         if in_sweep or os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -150,6 +153,53 @@ def run(cfg: Any) -> dict[str, Any]:
 
     distributed.shutdown()  # every rank finished: leave the process group together
     return results
+
+
+def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, Any]:
+    """The runs of ``curriculum_comparison.against``, built and checked (empty without one).
+
+    Raises:
+        ValueError: a bad comparison (:func:`trmgym.curricula.compare.check_comparison`), the
+            main curriculum listed again, or a compared run directory of another configuration.
+    """
+    from trmgym import checkpoint
+    from trmgym.config import build_run
+    from trmgym.curricula import compare
+
+    if cfg.get("curriculum_comparison") is None:
+        return {}
+    against, _ = compare.check_comparison(cfg)
+    main = getattr(job.plugins[-1], "kind", None)
+    if main is None:
+        raise ValueError(
+            "curriculum_comparison needs a curriculum scheduler (trmgym.curricula.schedulers), "
+            f"got {type(job.plugins[-1]).__name__}"
+        )
+    if main in against:
+        raise ValueError(
+            f"curriculum_comparison.against lists {main!r}, the run's own curriculum; list the "
+            "others only"
+        )
+    arms = {}
+    for name in against:
+        arm = build_run(compare.arm_config(cfg, name), run_dir / compare.COMPARE_DIR / name)
+        arm.check_resumable(checkpoint.load_latest(arm.run_dir / "checkpoints"))
+        arm.threads_note = "as the main run"
+        arms[name] = arm
+    return arms
+
+
+def compare_with(job: Any, arms: dict[str, dict[str, Any]], cfg: Any, run_dir: Path) -> None:
+    """Have ``job`` add the comparison with the finished ``arms`` to its curriculum block."""
+    from trmgym.curricula import compare
+
+    _, threshold = compare.check_comparison(cfg)
+    main = job.plugins[-1].kind
+
+    def add(results: dict[str, Any]) -> None:
+        results["curriculum"].update(compare.summarize(main, results, arms, threshold, run_dir))
+
+    job.on_results = add
 
 
 def remove_failed_start(run_dir: Path) -> None:

@@ -253,6 +253,23 @@ class DemoConfig:
 
 
 @dataclass
+class CurriculumComparison:
+    """Run the same experiment under other curricula and compare (``curriculum_comparison``).
+
+    Each curriculum of ``against`` (a ``configs/curriculum`` name) runs with the same seed,
+    model, budget and levels in ``<run dir>/compare/<name>/``, before the main run; the main
+    run's results.json then gets ``curriculum.steps_to_threshold``: per curriculum, the env
+    steps until the held-out accuracy of the task (the env's own options: the hardest level)
+    first reached ``threshold`` (``null``: never). Single-task runs only.
+    """
+
+    against: list[str] = field(default_factory=lambda: ["uniform"])
+    """The curricula to compare with (``configs/curriculum`` names, e.g. ``[uniform, lp, plr]``)."""
+    threshold: float = 0.8
+    """The exact-accuracy threshold, in (0, 1]."""
+
+
+@dataclass
 class TrmgymConfig:
     """The root config of ``trmgym run`` and ``trmgym demo`` (stored as ``base_config``)."""
 
@@ -276,6 +293,14 @@ class TrmgymConfig:
     plugins: list[Any] = field(default_factory=list)
     """More training plugins, ``_target_`` nodes instantiated and run after the strategy, in
     order (:class:`~trmgym.plugins.base.Plugin`)."""
+    curriculum: Any = None
+    """A curriculum scheduler (:mod:`trmgym.curricula.schedulers`; a ``configs/curriculum``
+    choice, a ``_target_`` node), run after the strategy and ``plugins``; null: none."""
+    curriculum_comparison: Any = None
+    """Compare the curriculum with others on the same experiment: ``{against: [names],
+    threshold: x}`` (:class:`CurriculumComparison` gives the keys and defaults); null: no
+    comparison. (Typed ``Any``: OmegaConf cannot merge a mapping into an optional structured
+    node that is null.)"""
     run: RunSettings = field(default_factory=RunSettings)
     """Budgets and evaluation."""
     demo: DemoConfig = field(default_factory=DemoConfig)
@@ -342,6 +367,50 @@ def build_plugins(nodes: Any) -> list[Plugin]:
     return plugins
 
 
+def curriculum_node(cfg: DictConfig) -> dict[str, Any]:
+    """The ``curriculum`` node as a dict, its ``seed`` derived from the run seed when unset."""
+    from trmgym.experiment import CURRICULUM_PURPOSE, seed_for
+
+    node = cfg.curriculum
+    if not isinstance(node, DictConfig | dict) or "_target_" not in node:
+        raise ValueError(
+            "curriculum must be null or a node with a _target_ (a configs/curriculum choice: "
+            f"curriculum=ramp|uniform|staged|arc_stages|lp|plr|rehearsal), got {node!r}"
+        )
+    node = (
+        OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    )
+    if node.get("seed") is None:
+        node["seed"] = seed_for(int(cfg.seed), CURRICULUM_PURPOSE)
+    return node
+
+
+def build_curriculum(node: dict[str, Any]) -> Plugin:
+    """Instantiate a ``curriculum`` node; a bad argument names ``curriculum.<key>``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from trmgym.plugins import Plugin
+
+    try:
+        plugin = instantiate(node, _convert_="all")
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ValueError | TypeError):
+            message = str(cause)
+            if isinstance(cause, TypeError) and "unexpected keyword argument" in message:
+                key = message.rsplit("'", 2)[-2]
+                message = f"curriculum.{key} is not an argument of {node['_target_']}"
+            raise ValueError(message) from None
+        raise ValueError(f"curriculum cannot be built: {error}") from None
+    if not isinstance(plugin, Plugin):
+        raise TypeError(
+            f"curriculum ({node['_target_']}) must build a trmgym Plugin, got "
+            f"{type(plugin).__name__}"
+        )
+    return plugin
+
+
 def typed(cfg: Any) -> DictConfig:
     """``cfg`` (a plain mapping or DictConfig with the root's keys) checked against the schemas.
 
@@ -392,6 +461,10 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
     strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
     plugins = build_plugins(cfg.plugins)
     plugin_configs = [OmegaConf.to_container(node, resolve=True) for node in cfg.plugins or []]
+    if cfg.get("curriculum") is not None:
+        node = curriculum_node(cfg)
+        plugins.append(build_curriculum(node))
+        plugin_configs.append(node)
     job = ContinualRun(
         tasks,
         agent,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ def seed_for(*keys: int) -> int:
 EVAL_PURPOSE, TRAIN_PURPOSE, SAMPLER_PURPOSE, STRATEGY_PURPOSE = 1, 2, 3, 4
 #: the seeds of a data-parallel rank's own draws (training puzzles, buffers' sampling)
 RANK_PURPOSE, DQN_PURPOSE, TORCH_PURPOSE = 5, 6, 7
+CURRICULUM_PURPOSE = 8
 
 
 class ContinualRun:
@@ -156,6 +157,9 @@ class ContinualRun:
         ]
         #: why the run has its threads (``trmgym run`` sets it; shown in the start-up banner)
         self.threads_note: str | None = None
+        #: called with the finished results before results.json is written (``trmgym run``
+        #: adds a curriculum comparison's figures there)
+        self.on_results: Callable[[dict[str, Any]], None] | None = None
         # a plugin state that could not be restored must fail now, not at the first checkpoint
         checkpoint.to_tensors(self.plugins.state_dict(), "plugins")
 
@@ -487,6 +491,7 @@ class ContinualRun:
             task_label=self.label(i),
             task_index=i,
             plugins=self.plugins,
+            sequence=self.tasks,
         )
         self.agent.begin_chunk()
         base = self.offsets[i] + c * s.eval_every
@@ -509,10 +514,11 @@ class ContinualRun:
                 shown = done_steps
 
         last = trainer.train(steps, on_step)
+        state["env_steps"] += int(distributed.sum_over_ranks([trainer.env_steps])[0])
+        self.plugins.on_chunk_end(i, base + steps, state["env_steps"])
         logger.scalars(
             {**trainer.rollout_stats(), **self.plugins.metrics(self.agent.model)}, base + steps
         )
-        state["env_steps"] += int(distributed.sum_over_ranks([trainer.env_steps])[0])
         trainer.close()
         return last
 
@@ -566,6 +572,15 @@ class ContinualRun:
                 "python": platform.python_version(),
             },
         }
+        for name, block in self.plugins.results().items():
+            if name in results:
+                raise ValueError(
+                    f"plugin {name!r}: its results block would replace results.json's own "
+                    f"{name!r}; give the plugin another name"
+                )
+            results[name] = block
+        if self.on_results is not None:
+            self.on_results(results)
         if self.reference is not None:
             transfer = results_io.forward_transfer(results, self.reference)
             transfer["reference"] = str(s.reference)

@@ -11,7 +11,7 @@ during training (the curves behind forward-transfer AUC).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +118,12 @@ class TaskTrainer:
     update, and hear of every finished episode. The env state (puzzles in flight, carries)
     persists across :meth:`train` calls, so training can be split into chunks (for periodic
     evaluation and checkpoints).
+
+    A plugin may send a row's next puzzle to another task of ``sequence`` with the reserved
+    option ``{"task": j}`` (:class:`~trmgym.curricula.schedulers.Rehearsal`): the row then draws
+    with task ``j``'s reset options, carries task ``j``'s label, and its puzzles are observed
+    as task ``j``'s. Task ``j`` must be the same env with the same training arguments as the
+    current task (one training env serves both); anything else is refused, naming both tasks.
     """
 
     def __init__(
@@ -132,9 +138,15 @@ class TaskTrainer:
         plugins: Plugins | None = None,
         task_label: int | None = None,
         task_index: int = 0,
+        sequence: Sequence[TaskSpec] | None = None,
     ) -> None:
         plugins = plugins if plugins is not None else Plugins([])
         self.task_index = task_index
+        self.sequence = list(sequence) if sequence is not None else None
+        #: per row, the task of the puzzle in flight and of the one after it (``{"task": j}``)
+        self.row_task = np.full(batch_size, task_index, dtype=np.int64)
+        self.next_row_task = self.row_task.copy()
+        self._same_env: dict[int, bool] = {task_index: True}
         self.agent, self.task, self.task_label, self.plugins = agent, task, task_label, plugins
         env = task.make_vec(batch_size, train=True, max_steps=max_steps, canvas=canvas)
         self.env = plugins.wrap_env(env, task, True)
@@ -146,6 +158,7 @@ class TaskTrainer:
         if plugins.chooses_options:  # the first puzzles' options, before they are drawn
             self._choose_options(rows)
             self.current_options = list(self.next_options)
+            self.row_task = self.next_row_task.copy()
         self.obs, info = self.env.reset(seed=seed, options=task.options or None)
         if plugins.chooses_options:  # and the options of each row's next puzzle
             self._choose_options(rows)
@@ -157,16 +170,63 @@ class TaskTrainer:
         self.episode_steps = 0
 
     def _label(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.task_label is not None:
-            obs = {**obs, "task_id": np.full(len(obs["grid"]), self.task_label)}
+        if self.task_label is not None:  # labels are task indices (rehearsed rows: their own)
+            labels = np.full(len(obs["grid"]), self.task_label)
+            other = self.row_task != self.task_index
+            labels[other] = self.row_task[other]
+            obs = {**obs, "task_id": labels}
         return obs
+
+    def _task_options(self, chosen: dict[str, Any], row: int) -> dict[str, Any] | None:
+        """Env options of a row's next puzzle; resolves the reserved ``task`` key."""
+        from trmgym.curricula.schedulers import TASK_KEY
+
+        if TASK_KEY not in chosen:
+            self.next_row_task[row] = self.task_index
+            return chosen
+        chosen = dict(chosen)
+        j = chosen.pop(TASK_KEY)
+        count = len(self.sequence) if self.sequence is not None else 1
+        if isinstance(j, bool) or not isinstance(j, int | np.integer) or not 0 <= j < count:
+            raise ValueError(
+                f"option {TASK_KEY!r} must be a task index in 0..{count - 1} of the sequence, "
+                f"got {j!r}"
+            )
+        j = int(j)
+        if j not in self._same_env:
+            other, mine = self.sequence[j], self.task
+            self._same_env[j] = (
+                other.env_id == mine.env_id
+                and other.env_kwargs(train=True) == mine.env_kwargs(train=True)
+                and set(mine.options) <= set(other.options)  # an override cannot unset a key
+            )
+        if not self._same_env[j]:
+            other = self.sequence[j]
+            raise ValueError(
+                f"task {other.name!r} ({other.env_id} {other.env_kwargs(train=True)}) cannot be "
+                f"played on task {self.task.name!r}'s training env ({self.task.env_id} "
+                f"{self.task.env_kwargs(train=True)}): a row can switch to a task that differs "
+                f"only in its reset options (and sets every option key of this task's "
+                f"{sorted(self.task.options)})"
+            )
+        self.next_row_task[row] = j
+        if j == self.task_index:
+            return chosen or None
+        return {**self.sequence[j].options, **chosen}
 
     def _choose_options(self, rows: np.ndarray) -> None:
         options = self.plugins.reset_options(rows)
         if options is None:
             options = [None] * len(rows)
         try:
-            self.env.unwrapped.set_options(options, rows)
+            for row, chosen in zip(rows.tolist(), options):
+                if chosen is None:
+                    self.next_row_task[row] = self.task_index
+            env_options = [
+                None if chosen is None else self._task_options(chosen, row)
+                for row, chosen in zip(rows.tolist(), options)
+            ]
+            self.env.unwrapped.set_options(env_options, rows)
         except (TypeError, ValueError) as error:
             raise ValueError(
                 f"reset options chosen by plugins {self.plugins.names} for task "
@@ -185,7 +245,7 @@ class TaskTrainer:
             obs = self._label(self.obs)
             fresh = (self.carry.steps == 0).cpu().numpy()
             if fresh.any():
-                tasks = np.full(int(fresh.sum()), self.task_index)
+                tasks = self.row_task[fresh]
                 plugins.observe(obs["grid"][fresh], self.target[fresh], tasks)
             action, self.carry = self.agent.act(obs, self.carry, explore=True, learn=True)
             self.obs, reward, terminated, truncated, info = self.env.step(action)
@@ -212,6 +272,7 @@ class TaskTrainer:
         finished = [self.current_options[row] for row in rows.tolist()]
         for row in rows.tolist():  # the rows' new puzzles were drawn with their next options
             self.current_options[row] = self.next_options[row]
+        self.row_task[rows] = self.next_row_task[rows]
         self.plugins.on_episodes_end(self.task_index, rows, solved, cells, steps, finished)
         if self.plugins.chooses_options:
             self._choose_options(rows)

@@ -15,8 +15,10 @@ Hooks, in the order a run calls them::
     replay_batch() -> PuzzleMemory | None          extra supervised puzzles for this update
     penalty(model) -> Tensor | None                a regulariser added to this update's loss
     on_episodes_end(task, rows, solved, cell_accuracy, steps, options)   finished episodes
+    on_chunk_end(task, step, env_steps)            a training chunk ended (global step)
     metrics(model) -> {key: value} | None          scalars logged after each training chunk
     after_task(i, model, loss_fn)                  the task's training is over (consolidation)
+    results() -> {key: value} | None               results.json[<plugin name>] at the end
     state_dict() / load_state_dict(state)          checkpointed by plugin name
 
 :class:`Plugins` combines the answers: directives are OR-ed, envs are wrapped in list order, per-row
@@ -132,6 +134,17 @@ class Plugin:
         return None
 
     # --------------------------------------------------------------------------- logging
+    def on_chunk_end(self, task_index: int, step: int, env_steps: int) -> None:
+        """A training chunk of task ``task_index`` ended at global optimizer step ``step``
+        (counted over the whole sequence), after ``env_steps`` env steps in the run so far (all
+        puzzles of all ranks: one optimizer step is ``run.batch_size`` env steps). Called before
+        :meth:`metrics`, and before the chunk's checkpoint."""
+
+    def results(self) -> Mapping[str, Any] | None:
+        """What the plugin adds to results.json, under its :attr:`name` (``None``: nothing);
+        plain JSON values. A name that is already a results.json key is refused."""
+        return None
+
     def metrics(self, model: nn.Module) -> Mapping[str, float | None] | None:
         """Scalars to log after each training chunk, keyed ``<room>/<name>`` (e.g.
         ``memory/occupancy``); ``None`` values are undefined and not logged."""
@@ -290,6 +303,25 @@ class Plugins(Sequence[Plugin]):
         return total
 
     # --------------------------------------------------------------------------- logging
+    def on_chunk_end(self, task_index: int, step: int, env_steps: int) -> None:
+        for plugin in self._plugins:
+            plugin.on_chunk_end(task_index, step, env_steps)
+
+    def results(self) -> dict[str, Any]:
+        """``{plugin name: its results block}`` of the plugins that have one."""
+        blocks = {}
+        for plugin in self._plugins:
+            block = plugin.results()
+            if block is None:
+                continue
+            if not isinstance(block, Mapping):
+                raise TypeError(
+                    f"plugin {plugin.name!r}: results must return None or a mapping, got "
+                    f"{type(block).__name__}"
+                )
+            blocks[plugin.name] = dict(block)
+        return blocks
+
     def metrics(self, model: nn.Module) -> dict[str, float | None]:
         """Every plugin's :meth:`Plugin.metrics`, merged."""
         merged: dict[str, float | None] = {}
