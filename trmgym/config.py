@@ -368,29 +368,34 @@ def build_plugins(nodes: Any) -> list[Plugin]:
 
 
 def curriculum_node(cfg: DictConfig) -> dict[str, Any]:
-    """The ``curriculum`` node as a dict, its ``seed`` derived from the run seed when unset."""
-    from trmgym.experiment import CURRICULUM_PURPOSE, seed_for
-
+    """The ``curriculum`` node as a dict (what results.json records of it)."""
     node = cfg.curriculum
     if not isinstance(node, DictConfig | dict) or "_target_" not in node:
         raise ValueError(
             "curriculum must be null or a node with a _target_ (a configs/curriculum choice: "
             f"curriculum=ramp|uniform|staged|arc_stages|lp|plr|rehearsal), got {node!r}"
         )
-    node = (
+    return (
         OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     )
-    if node.get("seed") is None:
-        node["seed"] = seed_for(int(cfg.seed), CURRICULUM_PURPOSE)
-    return node
 
 
-def build_curriculum(node: dict[str, Any]) -> Plugin:
-    """Instantiate a ``curriculum`` node; a bad argument names ``curriculum.<key>``."""
+def build_curriculum(node: dict[str, Any], seed: int = 0) -> Plugin:
+    """Instantiate a ``curriculum`` node; a bad argument names ``curriculum.<key>``.
+
+    Its generator's seed is derived from the run ``seed`` unless the node sets ``seed`` (the
+    derived value is not written into the node: results.json records the node as configured,
+    so runs that differ only in their seed group together in reports).
+    """
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    from trmgym.experiment import CURRICULUM_PURPOSE, seed_for
     from trmgym.plugins import Plugin
+
+    node = dict(node)
+    if node.get("seed") is None:
+        node["seed"] = seed_for(int(seed), CURRICULUM_PURPOSE)
 
     try:
         plugin = instantiate(node, _convert_="all")
@@ -463,7 +468,7 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
     plugin_configs = [OmegaConf.to_container(node, resolve=True) for node in cfg.plugins or []]
     if cfg.get("curriculum") is not None:
         node = curriculum_node(cfg)
-        plugins.append(build_curriculum(node))
+        plugins.append(build_curriculum(node, seed=int(cfg.seed)))
         plugin_configs.append(node)
     job = ContinualRun(
         tasks,

@@ -130,8 +130,8 @@ def arm_config(cfg: DictConfig, name: str) -> DictConfig:
         ) from None
     node = OmegaConf.to_container(composed.curriculum, resolve=True)
     main = OmegaConf.to_container(cfg.curriculum, resolve=True)
-    for key in ("levels", "seed"):
-        if key in main and (key in node or key == "seed"):
+    for key in ("levels", "seed"):  # the same levels; a seed only if the main one sets it
+        if main.get(key) is not None and (key in node or key == "seed"):
             node[key] = main[key]
     arm = cfg.copy()
     with open_dict(arm):
