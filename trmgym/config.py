@@ -468,7 +468,11 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
     plugin_configs = [OmegaConf.to_container(node, resolve=True) for node in cfg.plugins or []]
     if cfg.get("curriculum") is not None:
         node = curriculum_node(cfg)
-        plugins.append(build_curriculum(node, seed=int(cfg.seed)))
+        curriculum = build_curriculum(node, seed=int(cfg.seed))
+        check = getattr(curriculum, "check_tasks", None)
+        if check is not None:  # levels the envs refuse fail now, not at the first reset
+            check(tasks)
+        plugins.append(curriculum)
         plugin_configs.append(node)
     job = ContinualRun(
         tasks,

@@ -597,6 +597,8 @@ class ContinualRun:
             self.offsets[-1],
         )
         logger.image("cl/curves", report.plot_curves(results), self.offsets[-1])
+        if isinstance(results.get("curriculum"), dict) and results["curriculum"].get("history"):
+            logger.image("curriculum/plot", report.plot_curriculum(results), self.offsets[-1])
         html = report.write_report(self.run_dir)
         names = [t.name for t in self.tasks]
         logger.print(matrix_table(names, R, "accuracy matrix (exact solve)"))

@@ -64,7 +64,8 @@ def check_common(cfg: DictConfig, job: ContinualRun) -> None:
     assert job.seed == cfg.seed and job.experiment == cfg.experiment_name
     assert job.strategy_config == OmegaConf.to_container(cfg.strategy, resolve=True)
     assert type(job.strategy) is get_class(cfg.strategy._target_)
-    assert list(job.plugins) == [job.strategy]
+    extra = [] if cfg.get("curriculum") is None else [job.plugins[-1]]
+    assert list(job.plugins) == [job.strategy, *extra]
     model = job.agent.model_config
     assert (model.grid_height, model.grid_width) == job.canvas
     assert model.num_task_embeddings == (len(job.tasks) if cfg.run.task_labels else 0)
@@ -84,7 +85,8 @@ def test_experiments_build(experiment: str, tmp_path: Path) -> None:
     check_common(cfg, job)
     assert job.experiment == experiment
     if cfg.sequence is None:
-        assert [t.name for t in job.tasks] == ["sudoku4x4"]
+        expected = "maze9" if experiment == "curriculum_maze" else "sudoku4x4"
+        assert [t.name for t in job.tasks] == [expected]
     else:
         assert [t.name for t in job.tasks] == [t.name for t in cfg.sequence.tasks]
     assert job.budgets == [t.get("train_steps") or cfg.run.train_steps for t in job_entries(cfg)]
@@ -319,3 +321,20 @@ def test_values_out_of_range_fail_in_the_build(
     cfg = composed("experiment=smoke", *overrides)
     with pytest.raises(ValueError, match=message):
         build_run(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("experiment", ["curriculum_sudoku", "curriculum_maze"])
+def test_curriculum_experiments_ramp_up_to_the_evaluated_level(
+    experiment: str, tmp_path: Path
+) -> None:
+    from trmgym.curricula.schedulers import DifficultyRamp
+
+    cfg, job = built(tmp_path, f"experiment={experiment}")
+    curriculum = job.plugins[-1]
+    assert isinstance(curriculum, DifficultyRamp) and curriculum.name == "curriculum"
+    task = job.tasks[0]
+    hardest = curriculum.levels[-1]
+    # the last level is what evaluation uses: the env's own configuration
+    assert all(task.kwargs[key] == value for key, value in hardest.items())
+    assert list(cfg.curriculum_comparison.against) == ["uniform"]
+    assert job.plugin_records[-1]["config"]["seed"] is None  # derived at build, not recorded

@@ -74,12 +74,24 @@ def level_name(level: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in level.items())
 
 
-def _number(name: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
-    lo = "(" if open_low else "["
-    allowed = f"a number in {lo}{low:g}, {high:g}]"
+def _number(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    if high == math.inf:
+        allowed = f"a finite number {'>' if open_low else '>='} {low:g}"
+    else:
+        allowed = (
+            f"a number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        )
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"curriculum.{name} must be {allowed}, got {value!r}")
-    if value < low or value > high or (open_low and value == low):
+    if value < low or value > high or (open_low and value == low) or (open_high and value == high):
         raise ValueError(f"curriculum.{name} must be {allowed}, got {value!r}")
     return float(value)
 
@@ -201,6 +213,25 @@ class Scheduler(Plugin):
     def update(self, choices: np.ndarray, outcomes: Outcomes) -> None:
         """Finished puzzles: ``choices`` ``[k]`` their level indices, and their ``outcomes``."""
 
+    def check_tasks(self, tasks: Sequence[Any]) -> None:
+        """Check every level against every task's training env, before any training.
+
+        Raises:
+            ValueError: ``curriculum.levels[k]`` with the env's own message (unknown key, value
+                out of range), naming the task.
+        """
+        for task in tasks:
+            env = task.make_vec(1, train=True, max_steps=1, canvas=None)
+            source = env.unwrapped.source
+            env.close()
+            for k, level in enumerate(self.levels):
+                try:
+                    source.check_options({**task.options, **level})
+                except (TypeError, ValueError) as error:
+                    raise ValueError(
+                        f"curriculum.levels[{k}] {level} on task {task.name!r}: {error}"
+                    ) from None
+
     # ------------------------------------------------------------------------ plugin hooks
     def before_task(self, task_index: int) -> TaskDirective | None:
         if self.restart_per_task:
@@ -285,7 +316,12 @@ class Scheduler(Plugin):
         """Restore :meth:`_stats`."""
 
     def _project(self, options: Mapping[str, Any]) -> Any:
-        return freeze({k: options.get(k, _MISSING) for k in self._keys})
+        # numpy scalars compare as their Python values (freeze keys numbers by their type)
+        return freeze({k: _plain(options.get(k, _MISSING)) for k in self._keys})
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class _Missing:
@@ -379,9 +415,7 @@ class DifficultyRamp(Scheduler):
             )
         self.window = _count("window", window)
         self.metric = _choice("metric", metric, ("solved", "cell_accuracy"))
-        self.easier = _number("easier", easier, 0.0, 1.0)
-        if self.easier >= 1.0:
-            raise ValueError(f"curriculum.easier must be a number in [0, 1), got {easier!r}")
+        self.easier = _number("easier", easier, 0.0, 1.0, open_high=True)
         super().__init__(levels, seed=seed, restart_per_task=restart_per_task)
 
     def reset(self) -> None:
@@ -495,10 +529,10 @@ class Staged(Scheduler):
             )
         self.window = _count("window", window)
         self.metric = _choice("metric", metric, ("solved", "cell_accuracy"))
-        self.review = _number("review", review, 0.0, 1.0)
-        if self.review >= 1.0:
-            raise ValueError(f"curriculum.review must be a number in [0, 1), got {review!r}")
-        flat = [level for stage in self.stages for level in stage]
+        self.review = _number("review", review, 0.0, 1.0, open_high=True)
+        flat = check_levels(
+            [level for stage in self.stages for level in stage], "curriculum.stages (together)"
+        )
         self.stage_of = np.repeat(np.arange(len(self.stages)), [len(s) for s in self.stages])
         super().__init__(flat, seed=seed, restart_per_task=restart_per_task)
 
@@ -506,10 +540,6 @@ class Staged(Scheduler):
         self.stage = 0
         self.stage_done = 0
         self.recent = _Window(self.window)
-
-    @property
-    def current_level(self) -> int:
-        return self.stage
 
     def probabilities(self) -> np.ndarray:
         p = np.zeros(len(self.levels))
@@ -541,7 +571,16 @@ class Staged(Scheduler):
                 self.recent = _Window(self.window)
                 break
 
+    def on_chunk_end(self, task_index: int, step: int, env_steps: int) -> None:
+        super().on_chunk_end(task_index, step, env_steps)
+        self.history.setdefault("stage", []).append(self.stage)
+
+    def metrics(self, model: Any) -> dict[str, float | None]:
+        return {**super().metrics(model), "curriculum/stage": float(self.stage)}
+
     def results(self) -> dict[str, Any]:
+        """As :meth:`Scheduler.results`, plus ``stages`` (level names per stage) and the stage
+        over time (``history.stage``; ``history.level`` is null: a stage holds several)."""
         block = super().results()
         block["stages"] = [[level_name(level) for level in stage] for stage in self.stages]
         return block
@@ -773,12 +812,7 @@ class Rehearsal(Scheduler):
     kind = "rehearsal"
 
     def __init__(self, *, ratio: float = 0.25, seed: int = 0) -> None:
-        self.ratio = _number("ratio", ratio, 0.0, 1.0)
-        if self.ratio >= 1.0:
-            raise ValueError(
-                f"curriculum.ratio must be a number in [0, 1) (1 would never train the current "
-                f"task), got {ratio!r}"
-            )
+        self.ratio = _number("ratio", ratio, 0.0, 1.0, open_high=True)  # 1: no current task
         self.task = 0
         super().__init__([{"rehearsal": True}], seed=seed, restart_per_task=False)
         self.levels = []  # the tasks seen so far, as {"task": j}
@@ -787,6 +821,28 @@ class Rehearsal(Scheduler):
         self.task = int(task_index)
         self.levels = [{TASK_KEY: j} for j in range(self.task + 1)]
         return None
+
+    def check_tasks(self, tasks: Sequence[Any]) -> None:
+        """Every task must be playable on every later task's training env: the same env id and
+        training arguments, differing only in reset options (each task setting every option key
+        of the later ones).
+
+        Raises:
+            ValueError: naming the two tasks and what differs.
+        """
+        for i, later in enumerate(tasks):
+            for earlier in tasks[:i]:
+                same = earlier.env_id == later.env_id and earlier.env_kwargs(
+                    train=True
+                ) == later.env_kwargs(train=True)
+                if not same or not set(later.options) <= set(earlier.options):
+                    raise ValueError(
+                        f"curriculum=rehearsal plays earlier tasks on the current task's env, so "
+                        f"tasks may differ only in their reset options; task {earlier.name!r} "
+                        f"({earlier.env_id} {earlier.env_kwargs(train=True)}, options "
+                        f"{earlier.options}) and task {later.name!r} ({later.env_id} "
+                        f"{later.env_kwargs(train=True)}, options {later.options}) differ more"
+                    )
 
     def probabilities(self) -> np.ndarray:
         if self.task == 0:
