@@ -586,7 +586,9 @@ BAD_INPUT = [
     ),
     _bad(lambda: LearningProgress(blanks(4), epsilon=1.2), "epsilon", "a number in [0, 1]"),
     _bad(lambda: LearningProgress(blanks(4), temperature=0), "temperature", "a finite number > 0"),
-    _bad(lambda: LearningProgress(blanks(4), temperature=True), "temperature", "a finite number > 0"),
+    _bad(
+        lambda: LearningProgress(blanks(4), temperature=True), "temperature", "a finite number > 0"
+    ),
     _bad(
         lambda: PLR(blanks(4), score="td_error"),
         "score",
