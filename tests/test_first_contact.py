@@ -71,6 +71,16 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
             "trmgym run: env=mazee: no such option; allowed: arc, arcgen, maze, sudoku",
         ),
         (
+            ["curriculum=null"],
+            "trmgym run: curriculum=null: a config group takes one of its options; leave "
+            "curriculum out for its default, or drop the group's choice with ~curriculum",
+        ),
+        (
+            ["curriculum=rampp"],
+            "trmgym run: curriculum=rampp: no such option; allowed: arc_stages, lp, plr, ramp, "
+            "rehearsal, staged, uniform",
+        ),
+        (
             ["+foo=1"],
             "trmgym run: +foo=1: trmgym has no setting 'foo'; top-level keys: agent, "
             "console, demo, device, env, experiment_name, plugins, run, seed, sequence, strategy",

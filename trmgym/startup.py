@@ -196,6 +196,13 @@ def describe_error(error: BaseException, overrides: list[str] | None = None) -> 
         where = f" of {parent}" if parent else ""
         hint = f"; allowed keys{where}: {', '.join(allowed)}" if allowed else ""
         return f"{key}: no such key{hint}"
+    if "Config group override must be a string or a list. Got NoneType" in str(error):
+        nulled = [o.split("=", 1)[0] for o in overrides or () if o.endswith("=null")]
+        key = nulled[0] if nulled else "a config group"
+        return (
+            f"{key}=null: a config group takes one of its options; leave {key} out for its "
+            f"default, or drop the group's choice with ~{key}"
+        )
     if overrides:  # e.g. a key below a null node (agent.memory.capacity with agent.memory null)
         culprit = _null_parent(overrides)
         if culprit is not None:
