@@ -385,4 +385,12 @@ def _check_unused(cfg: DictConfig, overrides: list[str], command: str) -> None:
         warnings.warn(f"{' '.join(demo)}: used by trmgym demo only", UserWarning, stacklevel=2)
 
 
-_DEMO_IGNORES = ("run", "strategy", "agent", "sequence", "plugins")
+_DEMO_IGNORES = (
+    "run",
+    "strategy",
+    "agent",
+    "sequence",
+    "plugins",
+    "curriculum",
+    "curriculum_comparison",
+)
