@@ -95,6 +95,24 @@ def blanks(*values: int) -> list[dict[str, int]]:
 
 
 # ------------------------------------------------------------------------- DifficultyRamp
+def test_ramp_patience_holds_a_new_level_before_it_may_fall_back() -> None:
+    ramp = DifficultyRamp(blanks(2, 4, 6), window=4, patience=10)
+    finish(ramp, blanks(2) * 4, [1] * 4)  # mastered: up to level 1
+    assert ramp.level == 1
+    finish(ramp, blanks(4) * 9, [0] * 9)  # 9 failures at the new level: still held
+    assert ramp.level == 1 and ramp.at_level == 9
+    finish(ramp, blanks(4), [0])  # the 10th: patience spent, the full window says fall back
+    assert ramp.level == 0 and ramp.at_level == 0
+    # moving up is never held back
+    finish(ramp, blanks(2) * 4, [1] * 4)
+    assert ramp.level == 1
+    # without patience the first full window decides
+    eager = DifficultyRamp(blanks(2, 4), window=4)
+    finish(eager, blanks(2) * 4, [1] * 4)
+    finish(eager, blanks(4) * 4, [0] * 4)
+    assert eager.level == 0
+
+
 def test_ramp_defaults_match_its_config_file() -> None:
     ramp = DifficultyRamp({"blanks": [4, 8]})
     assert (ramp.upper, ramp.lower, ramp.window) == (0.7, 0.1, 20)
@@ -553,6 +571,8 @@ BAD_INPUT = [
     _bad(lambda: DifficultyRamp(blanks(4), upper=1.5), "upper", "a number in [0, 1]"),
     _bad(lambda: DifficultyRamp(blanks(4), lower=-0.1), "lower", "a number in [0, 1]"),
     _bad(lambda: DifficultyRamp(blanks(4), window=0), "window", "an int >= 1"),
+    _bad(lambda: DifficultyRamp(blanks(4), patience=-1), "patience", "an int >= 0"),
+    _bad(lambda: DifficultyRamp(blanks(4), patience=2.5), "patience", "an int >= 0"),
     _bad(lambda: DifficultyRamp(blanks(4), window=2.5), "window", "an int >= 1"),
     _bad(
         lambda: DifficultyRamp(blanks(4), metric="accuracy"),

@@ -388,6 +388,11 @@ class DifficultyRamp(Scheduler):
         window: finished puzzles of the current level per decision (default 20).
         metric: ``"solved"`` (exact answer) or ``"cell_accuracy"``.
         easier: share of new puzzles from easier levels, in [0, 1) (default 0).
+        patience: finished puzzles of a level, counted from the move to it, before the ramp may
+            move *down* from it (default 0). A window fills within one optimizer step when the
+            batch is larger than ``window``, so without patience a level is judged before the
+            agent has trained on it, and the ramp falls straight back (the first try of
+            ``experiment=curriculum_sudoku`` moved 112 times in 750 steps).
 
     The ramp of teacher-student curricula and of POET-style difficulty schedules; the classic
     form is the "mastery threshold" of Bengio et al. (2009) curriculum learning.
@@ -404,9 +409,11 @@ class DifficultyRamp(Scheduler):
         window: int = 20,
         metric: str = "solved",
         easier: float = 0.0,
+        patience: int = 0,
         seed: int = 0,
         restart_per_task: bool = True,
     ) -> None:
+        self.patience = _count("patience", patience, 0)
         self.upper = _number("upper", upper, 0.0, 1.0)
         self.lower = _number("lower", lower, 0.0, 1.0)
         if not self.lower < self.upper:
@@ -421,6 +428,7 @@ class DifficultyRamp(Scheduler):
     def reset(self) -> None:
         self.level = 0
         self.moves = 0
+        self.at_level = 0  # finished puzzles of the current level since the move to it
         self.recent = _Window(self.window)
 
     @property
@@ -440,24 +448,32 @@ class DifficultyRamp(Scheduler):
         values = _success(self.metric, outcomes)
         for value in values[choices == self.level]:  # one decision per finished puzzle
             self.recent.add(np.array([value]))
+            self.at_level += 1
             if not self.recent.full:
                 continue
             rate = self.recent.mean
             if rate >= self.upper and self.level < len(self.levels) - 1:
                 self.level += 1
-            elif rate <= self.lower and self.level > 0:
+            elif rate <= self.lower and self.level > 0 and self.at_level >= self.patience:
                 self.level -= 1
             else:
                 continue
             self.moves += 1
+            self.at_level = 0
             self.recent = _Window(self.window)
             break  # the rest of this batch was drawn at the old level
 
     def _stats(self) -> dict[str, Any]:
-        return {"level": self.level, "moves": self.moves, "recent": list(self.recent.values)}
+        return {
+            "level": self.level,
+            "moves": self.moves,
+            "at_level": self.at_level,
+            "recent": list(self.recent.values),
+        }
 
     def _load_stats(self, stats: Mapping[str, Any]) -> None:
         self.level, self.moves = int(stats["level"]), int(stats["moves"])
+        self.at_level = int(stats["at_level"])
         self.recent = _Window(self.window)
         self.recent.values = [float(v) for v in stats["recent"]]
 
