@@ -194,12 +194,7 @@ class TaskTrainer:
             )
         j = int(j)
         if j not in self._same_env:
-            other, mine = self.sequence[j], self.task
-            self._same_env[j] = (
-                other.env_id == mine.env_id
-                and other.env_kwargs(train=True) == mine.env_kwargs(train=True)
-                and set(mine.options) <= set(other.options)  # an override cannot unset a key
-            )
+            self._same_env[j] = self.sequence[j].playable_on(self.task)
         if not self._same_env[j]:
             other = self.sequence[j]
             raise ValueError(

@@ -848,10 +848,7 @@ class Rehearsal(Scheduler):
         """
         for i, later in enumerate(tasks):
             for earlier in tasks[:i]:
-                same = earlier.env_id == later.env_id and earlier.env_kwargs(
-                    train=True
-                ) == later.env_kwargs(train=True)
-                if not same or not set(later.options) <= set(earlier.options):
+                if not earlier.playable_on(later):
                     raise ValueError(
                         f"curriculum=rehearsal plays earlier tasks on the current task's env, so "
                         f"tasks may differ only in their reset options; task {earlier.name!r} "

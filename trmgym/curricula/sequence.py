@@ -128,6 +128,17 @@ class TaskSpec:
                     what = "run.difficulty_probe" if extra else "options"
                     raise ValueError(f"task {self.name!r}: {what} {options}: {error}") from None
 
+    def playable_on(self, other: TaskSpec) -> bool:
+        """Whether this task's puzzles can be drawn by ``other``'s training env through per-row
+        reset options: the same env id and training arguments, and this task's options set every
+        option key of ``other``'s (an override merges over the env's base options and cannot
+        unset a key)."""
+        return (
+            self.env_id == other.env_id
+            and self.env_kwargs(train=True) == other.env_kwargs(train=True)
+            and set(other.options) <= set(self.options)
+        )
+
     def native_shape(self) -> tuple[int, int]:
         """The task's grid shape without a canvas."""
         env = self.make_vec(1, train=False, max_steps=1, canvas=None)
