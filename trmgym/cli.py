@@ -159,12 +159,12 @@ def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, Any]:
     """The runs of ``curriculum_comparison.against``, built and checked (empty without one).
 
     Raises:
-        ValueError: a bad comparison (:func:`trmgym.curricula.compare.check_comparison`), the
+        ValueError: a bad comparison (:func:`trmgym.comparison.check_comparison`), the
             main curriculum listed again, or a compared run directory of another configuration.
     """
     from trmgym import checkpoint
+    from trmgym import comparison as compare
     from trmgym.config import build_run
-    from trmgym.curricula import compare
 
     if cfg.get("curriculum_comparison") is None:
         return {}
@@ -191,7 +191,7 @@ def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, Any]:
 
 def compare_with(job: Any, arms: dict[str, dict[str, Any]], cfg: Any, run_dir: Path) -> None:
     """Have ``job`` add the comparison with the finished ``arms`` to its curriculum block."""
-    from trmgym.curricula import compare
+    from trmgym import comparison as compare
 
     _, threshold = compare.check_comparison(cfg)
     main = job.plugins[-1].kind

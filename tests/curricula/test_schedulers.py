@@ -1,6 +1,6 @@
 """Curriculum schedulers (``trmgym.curricula.schedulers``) driven by a scripted learner, their
 plugin hooks and checkpoints, their argument checks, the trainer's per-row options, and the
-curriculum comparison's steps-to-threshold (``trmgym.curricula.compare``)."""
+curriculum comparison's steps-to-threshold (``trmgym.comparison``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import yaml
 from tests.agents.conftest import _one_thread  # noqa: F401 - an autouse fixture
 from tests.tiny_run import AGENT, TASKS
 from trmgym import checkpoint
-from trmgym.curricula import compare
+from trmgym import comparison as compare
 from trmgym.curricula.schedulers import (
     PLR,
     SCHEDULERS,
