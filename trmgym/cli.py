@@ -169,12 +169,16 @@ def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, Any]:
     if cfg.get("curriculum_comparison") is None:
         return {}
     against, _ = compare.check_comparison(cfg)
-    main = getattr(job.plugins[-1], "kind", None)
-    if main is None:
+    from trmgym.curricula.schedulers import Rehearsal, Scheduler
+
+    curriculum = job.plugins[-1]
+    if not isinstance(curriculum, Scheduler) or isinstance(curriculum, Rehearsal):
         raise ValueError(
-            "curriculum_comparison needs a curriculum scheduler (trmgym.curricula.schedulers), "
-            f"got {type(job.plugins[-1]).__name__}"
+            "curriculum_comparison compares curricula over the levels of one task; "
+            f"curriculum={getattr(curriculum, 'kind', type(curriculum).__name__)} has no levels "
+            "(choose ramp, uniform, staged, arc_stages, lp or plr)"
         )
+    main = curriculum.kind
     if main in against:
         raise ValueError(
             f"curriculum_comparison.against lists {main!r}, the run's own curriculum; list the "
@@ -182,7 +186,8 @@ def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, Any]:
         )
     arms = {}
     for name in against:
-        arm = build_run(compare.arm_config(cfg, name), run_dir / compare.COMPARE_DIR / name)
+        arm_cfg = compare.arm_config(cfg, name, curriculum.levels)
+        arm = build_run(arm_cfg, run_dir / compare.COMPARE_DIR / name)
         arm.check_resumable(checkpoint.load_latest(arm.run_dir / "checkpoints"))
         arm.threads_note = "as the main run"
         arms[name] = arm

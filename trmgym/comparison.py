@@ -80,7 +80,19 @@ def check_comparison(cfg: DictConfig) -> tuple[list[str], float]:
         raise ValueError(
             f"curriculum_comparison.{unknown[0]}: no such key; allowed keys: {allowed}"
         )
-    node = OmegaConf.merge(OmegaConf.structured(CurriculumComparison), node)
+    raw = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    if "against" in raw and not isinstance(raw["against"], list):
+        raise ValueError(
+            "curriculum_comparison.against must be a list of configs/curriculum names (e.g. "
+            f"[uniform, lp, plr]), got {raw['against']!r}"
+        )
+    if "threshold" in raw and (
+        isinstance(raw["threshold"], bool) or not isinstance(raw["threshold"], int | float)
+    ):
+        raise ValueError(
+            f"curriculum_comparison.threshold must be a number in (0, 1], got {raw['threshold']!r}"
+        )
+    node = OmegaConf.merge(OmegaConf.structured(CurriculumComparison), raw)
     if cfg.get("sequence") is not None:
         raise ValueError(
             "curriculum_comparison compares curricula on one task: it needs a single-task run "
@@ -109,13 +121,16 @@ def check_comparison(cfg: DictConfig) -> tuple[list[str], float]:
     return against, float(threshold)
 
 
-def arm_config(cfg: DictConfig, name: str) -> DictConfig:
+def arm_config(cfg: DictConfig, name: str, levels: list[dict[str, Any]]) -> DictConfig:
     """``cfg`` with ``curriculum`` replaced by the ``configs/curriculum/<name>`` node (composed
-    through Hydra, so a ``--config-dir`` of the user's is searched), keeping the main
-    curriculum's ``levels`` and ``seed``, and no comparison of its own.
+    through Hydra, so a ``--config-dir`` of the user's is searched), over the main curriculum's
+    ``levels`` (a staged curriculum gets them as one level per stage, in order; a staged main
+    curriculum's stages, flattened, are the others' levels), with the main curriculum's ``seed``
+    when it sets one, and no comparison of its own.
 
     Raises:
-        ValueError: no such curriculum, naming the choices.
+        ValueError: no such curriculum (naming the choices), or one that is not over levels
+            (``rehearsal``).
     """
     from hydra import compose
     from hydra.errors import MissingConfigException
@@ -129,10 +144,19 @@ def arm_config(cfg: DictConfig, name: str) -> DictConfig:
             f"({str(error).splitlines()[0]})"
         ) from None
     node = OmegaConf.to_container(composed.curriculum, resolve=True)
+    if "levels" in node:
+        node["levels"] = [dict(level) for level in levels]
+    elif "stages" in node:
+        main_stages = OmegaConf.to_container(cfg.curriculum, resolve=True).get("stages")
+        node["stages"] = main_stages or [[dict(level)] for level in levels]
+    else:
+        raise ValueError(
+            f"curriculum_comparison.against: {name!r} does not choose among levels (it has "
+            "neither levels nor stages), so it cannot be compared on the same levels"
+        )
     main = OmegaConf.to_container(cfg.curriculum, resolve=True)
-    for key in ("levels", "seed"):  # the same levels; a seed only if the main one sets it
-        if main.get(key) is not None and (key in node or key == "seed"):
-            node[key] = main[key]
+    if main.get("seed") is not None:
+        node["seed"] = main["seed"]
     arm = cfg.copy()
     with open_dict(arm):
         arm.curriculum = node

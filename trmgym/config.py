@@ -405,7 +405,10 @@ def build_curriculum(node: dict[str, Any], seed: int = 0) -> Plugin:
             message = str(cause)
             if isinstance(cause, TypeError) and "unexpected keyword argument" in message:
                 key = message.rsplit("'", 2)[-2]
-                message = f"curriculum.{key} is not an argument of {node['_target_']}"
+                message = (
+                    f"curriculum.{key} is not an argument of {node['_target_']} (an experiment "
+                    f"that chose another curriculum may set it: drop it with '~curriculum.{key}')"
+                )
             raise ValueError(message) from None
         raise ValueError(f"curriculum cannot be built: {error}") from None
     if not isinstance(plugin, Plugin):

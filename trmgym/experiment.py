@@ -259,6 +259,10 @@ class ContinualRun:
         found = checkpoint.first_difference(json.loads(saved["config"]), self.run_config())
         if found is not None:
             key, before, now = found
+            for k, record in enumerate(self.plugin_records):  # the config's own name for it
+                prefix = f"plugins[{k}].config"
+                if record["name"] == "curriculum" and key.startswith(prefix):
+                    key = "curriculum" + key[len(prefix) :]
             raise ValueError(
                 f"{self.run_dir} holds a run with a different configuration: {key} was "
                 f"{before!r} there and is {now!r} now. Resume it with the same settings, or "
@@ -455,7 +459,10 @@ class ContinualRun:
             ),
             f"strategy {strategy}"
             + (" (" + ", ".join(f"{k}={v}" for k, v in keys.items()) + ")" if keys else "")
-            + "".join(f" + {p['name']}" for p in self.plugin_records),
+            + "".join(
+                f" + {p.name}" + (f" {p.kind}" if getattr(p, "kind", None) else "")
+                for p in list(self.plugins)[1:]
+            ),
         ]
         if resumed:
             i = min(state["task"], T - 1)

@@ -192,9 +192,18 @@ def describe_error(error: BaseException, overrides: list[str] | None = None) -> 
     ):
         key = str(cause.full_key)
         parent, _, _ = key.rpartition(".")
+        if overrides:  # a key below a null node: say which node to choose first
+            culprit = _null_parent(overrides)
+            if culprit is not None:
+                return culprit
         allowed = _fields(getattr(cause, "object_type", None))
         where = f" of {parent}" if parent else ""
         hint = f"; allowed keys{where}: {', '.join(allowed)}" if allowed else ""
+        if not allowed and key.split(".")[0] == "curriculum":
+            hint = (
+                "; allowed keys: those of the chosen curriculum's file (configs/curriculum/, "
+                "`trmgym run --cfg job` shows them); a class argument not in it takes a +"
+            )
         return f"{key}: no such key{hint}"
     if "Config group override must be a string or a list. Got NoneType" in str(error):
         nulled = [o.split("=", 1)[0] for o in overrides or () if o.endswith("=null")]

@@ -144,6 +144,12 @@ def check_levels(levels: Any, where: str = "curriculum.levels") -> list[dict[str
                 f"{where}[{k}] uses the reserved key {TASK_KEY!r} (tasks of a sequence are "
                 "chosen by curriculum=rehearsal)"
             )
+        nulls = [str(key) for key, value in level.items() if value is None]
+        if nulls:
+            raise ValueError(
+                f"{where}[{k}].{nulls[0]} is null; give every level's options a value (a level "
+                "that leaves an option out uses the env's own value)"
+            )
         out.append({str(key): value for key, value in level.items()})
     keys = [freeze(level) for level in out]
     repeated = [level_name(out[k]) for k in range(len(out)) if keys.index(keys[k]) != k]
@@ -228,9 +234,16 @@ class Scheduler(Plugin):
                 try:
                     source.check_options({**task.options, **level})
                 except (TypeError, ValueError) as error:
+                    hint = ""
+                    if "family" in level and "family must be one of" in str(error):
+                        hint = " (the env's families, env.families, must include it)"
                     raise ValueError(
-                        f"curriculum.levels[{k}] {level} on task {task.name!r}: {error}"
+                        f"{self.level_key(k)} {level} on task {task.name!r}: {error}{hint}"
                     ) from None
+
+    def level_key(self, k: int) -> str:
+        """How the config names level ``k`` (``curriculum.levels[k]``)."""
+        return f"curriculum.levels[{k}]"
 
     # ------------------------------------------------------------------------ plugin hooks
     def before_task(self, task_index: int) -> TaskDirective | None:
@@ -532,8 +545,8 @@ class Staged(Scheduler):
             or len(budgets) != len(self.stages) - 1
         ):
             raise ValueError(
-                f"curriculum.stage_episodes must be null, an int >= 1 or a list of "
-                f"{len(self.stages) - 1} ints (one per stage but the last), got {stage_episodes!r}"
+                f"curriculum.stage_episodes must be null, an int >= 1 or a list with one int per "
+                f"stage but the last ({len(self.stages) - 1} here), got {stage_episodes!r}"
             )
         self.stage_episodes = [
             None if b is None else _count(f"stage_episodes[{k}]", b) for k, b in enumerate(budgets)
@@ -586,6 +599,10 @@ class Staged(Scheduler):
                 self.stage_done = 0
                 self.recent = _Window(self.window)
                 break
+
+    def level_key(self, k: int) -> str:
+        stage = int(self.stage_of[k])
+        return f"curriculum.stages[{stage}][{k - int(np.flatnonzero(self.stage_of == stage)[0])}]"
 
     def on_chunk_end(self, task_index: int, step: int, env_steps: int) -> None:
         super().on_chunk_end(task_index, step, env_steps)
@@ -846,6 +863,11 @@ class Rehearsal(Scheduler):
         Raises:
             ValueError: naming the two tasks and what differs.
         """
+        if len(tasks) < 2:
+            raise ValueError(
+                "curriculum=rehearsal interleaves earlier tasks of a sequence; a single-task run "
+                "has none (use it with a sequence, e.g. the quickstart)"
+            )
         for i, later in enumerate(tasks):
             for earlier in tasks[:i]:
                 if not earlier.playable_on(later):
