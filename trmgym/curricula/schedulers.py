@@ -407,8 +407,8 @@ class DifficultyRamp(Scheduler):
             agent has trained on it, and the ramp falls straight back (the first try of
             ``experiment=curriculum_sudoku`` moved 112 times in 750 steps).
 
-    The ramp of teacher-student curricula and of POET-style difficulty schedules; the classic
-    form is the "mastery threshold" of Bengio et al. (2009) curriculum learning.
+    Easy-to-hard ordering (Bengio et al., 2009, "Curriculum Learning") with promotion at a
+    success threshold and demotion below a floor, as in mastery-based difficulty schedules.
     """
 
     kind = "ramp"
