@@ -44,6 +44,7 @@ from trmgym.envs.augment import (
     Augmentation,
     augment_grids,
     content_extent,
+    extent_edit_tokens,
     sample_augmentations,
     unaugment_grids,
 )
@@ -295,6 +296,29 @@ class ARCSource(PuzzleSource):
         target_back = unaugment_grids(target, augmentation, shapes)
         return outside_clean & np.all(answer_back == target_back, axis=(1, 2))
 
+    def max_cells_to_write(self) -> int:
+        """The largest ``max(h_in, h_out) * max(w_in, w_out)`` over the pairs this source may
+        pose: every cell an edit may need to change lies in that block (dihedral augmentations
+        transpose both grids together, so the bound holds for augmented pairs too)."""
+        store = self._store
+        kind = "test" if self.pairs == "test" else "demo"
+        start = getattr(store, f"{kind}_start")[self._rows]
+        count = getattr(store, f"{kind}_count")[self._rows]
+        pair = (
+            np.repeat(start, count)
+            + np.arange(int(count.sum()))
+            - np.repeat(np.cumsum(count) - count, count)
+        )
+        both = np.maximum(
+            getattr(store, f"{kind}_in_shape")[pair], getattr(store, f"{kind}_out_shape")[pair]
+        )
+        return int(np.max(both[:, 0] * both[:, 1]))
+
+    def edit_tokens(self, grid: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Colours inside the output's extent, PAD on input cells outside it
+        (:func:`trmgym.envs.augment.extent_edit_tokens`)."""
+        return extent_edit_tokens(grid, target)
+
     def __getstate__(self) -> dict[str, Any]:
         # shipped datasets reload from the in-process cache; user folders travel with the source
         state = dict(self.__dict__)
@@ -365,8 +389,11 @@ class ARCEnv(PuzzleEnv):
     - ``holdout`` (``None`` | ``"train"`` | ``"test"``, default ``None``): only episodes whose
       (augmented) input/output pair lies in that held-out split (:mod:`trmgym.envs.holdout`); a
       task with too few pairs (and no ``augment``) may have none in a split, which fails clearly.
-    - ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
-      ``render_mode``: see :class:`~trmgym.envs.base.PuzzleEnv`.
+    - ``canvas``, ``action_mode`` (``"grid"`` | ``"edit"``), ``expose_target``,
+      ``step_cost``, ``solve_bonus``, ``reward`` (``"dense"`` | ``"sparse"``), ``max_steps``
+      (default 16 in grid mode; in edit mode the largest input-or-output block of the posable pairs + 1), ``render_mode``: see
+      :class:`~trmgym.envs.base.PuzzleEnv`. In edit mode ``action_masks()`` allows the colours
+      inside the output's extent and PAD on input cells outside it (it reveals the output size).
 
     ## Version History
     - v0: initial version.

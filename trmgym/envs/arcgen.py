@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from trmgym.envs.arcgen_families import FAMILIES, FAMILY_NAMES, OUTSIDE, Params, TaskFamily
+from trmgym.envs.augment import extent_edit_tokens
 from trmgym.envs.base import PuzzleEnv
 from trmgym.envs.source import PuzzleBatch, PuzzleSource
 from trmgym.envs.tokens import COLOR_OFFSET, NUM_COLORS, PAD
@@ -292,6 +293,12 @@ class ARCGenSource(PuzzleSource):
         grids = family.sample_inputs(rng, batch, heights, widths, self.max_size)
         return grids, family.transform(batch, grids, heights, widths)
 
+    def edit_tokens(self, grid: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Colours inside the output's extent, PAD on input cells outside it
+        (:func:`trmgym.envs.augment.extent_edit_tokens`). The default edit step limit is
+        ``max_size ** 2 + 1`` (any cell of the grid may need a write)."""
+        return extent_edit_tokens(grid, target)
+
     def __repr__(self) -> str:
         return (
             f"ARCGenSource(families={list(self.families)}, tasks_per_family={self.tasks_per_family}, "
@@ -352,8 +359,11 @@ class ARCGenEnv(PuzzleEnv):
     - ``holdout`` (``None`` | ``"train"`` | ``"test"``, default ``None``): only puzzles (test
       input/output pairs) of that held-out split (:mod:`trmgym.envs.holdout`); demonstrations
       are not split.
-    - ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
-      ``render_mode``: see :class:`~trmgym.envs.base.PuzzleEnv`.
+    - ``canvas``, ``action_mode`` (``"grid"`` | ``"edit"``), ``expose_target``,
+      ``step_cost``, ``solve_bonus``, ``reward`` (``"dense"`` | ``"sparse"``), ``max_steps``
+      (default 16 in grid mode; in edit mode ``max_size ** 2 + 1``), ``render_mode``: see
+      :class:`~trmgym.envs.base.PuzzleEnv`. In edit mode ``action_masks()`` allows the colours
+      inside the output's extent and PAD on input cells outside it (it reveals the output size).
 
     ## Version History
     - v0: initial version (9 families).

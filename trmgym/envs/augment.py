@@ -160,6 +160,32 @@ def dihedral(grid: np.ndarray, transform: int) -> np.ndarray:
     return np.ascontiguousarray(operations[int(transform)](grid))
 
 
+def extent_edit_tokens(grid: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The edit-mode mask of an ARC-style puzzle: which tokens an edit may write into each cell.
+
+    Inside the target's extent (:func:`content_extent`, the output's size): the ten colours.
+    Outside it: PAD, on the cells the input covers (the draft starts as the input, so they must
+    be erased when the output is smaller). Nothing elsewhere. The solution's writes are always
+    allowed; the mask reveals the output's size.
+
+    Args:
+        grid: ``[n, H, W]`` input tokens.
+        target: ``[n, H, W]`` output tokens.
+
+    Returns:
+        ``[n, H, W, VOCAB_SIZE]`` bool.
+    """
+    grid, target = np.asarray(grid), np.asarray(target)
+    heights, widths = content_extent(target)
+    rows = np.arange(grid.shape[1]).reshape(1, -1, 1)
+    cols = np.arange(grid.shape[2]).reshape(1, 1, -1)
+    inside = (rows < heights.reshape(-1, 1, 1)) & (cols < widths.reshape(-1, 1, 1))
+    tokens = np.zeros((*grid.shape, VOCAB_SIZE), dtype=bool)
+    tokens[..., COLOR_OFFSET : COLOR_OFFSET + NUM_COLORS] = inside[..., None]
+    tokens[..., PAD] = ~inside & (grid != PAD)
+    return tokens
+
+
 def content_extent(grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Heights and widths of the top-left content of ``[n, H, W]`` (or ``[H, W]``) token grids.
 

@@ -48,33 +48,44 @@ class PuzzleEnv(gym.Env):
     ## Description
     Each episode presents one puzzle. The observation holds the puzzle (``grid``), the agent's
     current draft (``answer``, initialised to the puzzle) and the puzzle's ``task_id``. Each
-    step is one reasoning step: the agent proposes a whole answer (``grid`` mode) or writes one
-    token (``edit`` mode), and may halt. Halting ends the episode; the registered time limit
-    (``max_episode_steps``, 16 by default) truncates it. No puzzle is solved at reset: a draw
-    whose input already solves it is drawn again (:mod:`trmgym.envs.draw`).
+    step is one reasoning step: the agent proposes a whole answer (``grid`` mode), writes one
+    token (``edit`` mode) or, in a maze, moves one cell (``walk`` mode), and may halt. Halting
+    ends the episode; the env truncates it after ``max_steps`` steps. No puzzle is solved at
+    reset: a draw whose input already solves it is drawn again (:mod:`trmgym.envs.draw`).
 
     ## Action Space
     - ``action_mode="grid"``: ``Dict(answer=Box(0, V-1, (H, W), int64), halt=Discrete(2))``.
     - ``action_mode="edit"``: ``Discrete(H*W*V + 1)``; action ``a < H*W*V`` writes token
       ``a % V`` into flat cell ``a // V``; the last action halts. ``V`` is
-      :data:`trmgym.envs.tokens.VOCAB_SIZE`.
+      :data:`trmgym.envs.tokens.VOCAB_SIZE`. :meth:`action_masks` gives the writes worth making.
+    - ``action_mode="walk"`` (Maze only): ``Discrete(5)``: ``0`` up, ``1`` right, ``2`` down,
+      ``3`` left, ``4`` halt (:mod:`trmgym.envs.walk`).
 
     ## Observation Space
     ``Dict(grid=Box(0, V-1, (H, W), int64), answer=Box(0, V-1, (H, W), int64),
-    task_id=Discrete(num_tasks))`` with ``(H, W)`` the ``canvas`` (default: the family's grid).
+    task_id=Discrete(num_tasks))`` with ``(H, W)`` the ``canvas`` (default: the family's grid);
+    walk mode adds ``position=MultiDiscrete([H, W])``, the agent's ``(row, col)``.
 
     ## Rewards
-    ``Δ cell_accuracy − step_cost`` every step, ``+ solve_bonus`` when halting on a correct
-    answer. ``info``: ``cell_accuracy`` (0..1), ``solved``, ``steps``; ``target`` only with
+    ``reward="dense"`` (default): ``Δ cell_accuracy − step_cost`` every step, ``+ solve_bonus``
+    when the episode ends solved (halting on a correct answer; in walk mode, reaching the goal
+    along a shortest path). ``reward="sparse"``: ``−step_cost`` every step, ``+ solve_bonus``
+    likewise. ``info``: ``cell_accuracy`` (0..1), ``solved``, ``steps``; ``target`` only with
     ``expose_target=True``; ``demos`` for few-shot families; family metadata (e.g. the
     augmentation applied).
 
     ## Arguments
-    canvas, action_mode, expose_target, step_cost, solve_bonus, holdout, render_mode; every
-    other keyword goes to the family's source (see its class). ``holdout`` (``None`` | ``"train"``
-    | ``"test"``, default ``None``): pose only puzzles of that held-out split, chosen by a fixed
-    hash of each puzzle's contents (about 20% are "test"; :mod:`trmgym.envs.holdout`), so a
-    training env and an evaluation env never share a puzzle; ``None`` poses every puzzle.
+    canvas, action_mode, expose_target, step_cost, solve_bonus, holdout, reward, max_steps,
+    render_mode; every other keyword goes to the family's source (see its class). ``holdout``
+    (``None`` | ``"train"`` | ``"test"``, default ``None``): pose only puzzles of that held-out
+    split, chosen by a fixed hash of each puzzle's contents (about 20% are "test";
+    :mod:`trmgym.envs.holdout`), so a training env and an evaluation env never share a puzzle;
+    ``None`` poses every puzzle. ``max_steps`` (int ``>= 1`` or ``None``): steps before the env
+    truncates the episode; ``None`` picks the mode's default, long enough for a perfect agent
+    (:meth:`~trmgym.envs.core.PuzzleCore.default_max_steps`: 16 in grid mode, the most cells a
+    puzzle needs written + 1 in edit mode, ``4 * (longest shortest path + 1)`` in walk mode).
+    A ``TimeLimit`` around the env (``gymnasium.make``'s ``max_episode_steps``) truncates too:
+    the shorter limit wins.
 
     ## Rendering
     ``"ansi"``: coloured text panels with a status line above and below. ``"rgb_array"``: a uint8
@@ -96,6 +107,8 @@ class PuzzleEnv(gym.Env):
         step_cost: float = 0.01,
         solve_bonus: float = 1.0,
         holdout: str | None = None,
+        reward: str = "dense",
+        max_steps: int | None = None,
         render_mode: str | None = None,
         **source_kwargs: Any,
     ) -> None:
@@ -108,12 +121,15 @@ class PuzzleEnv(gym.Env):
             step_cost=step_cost,
             solve_bonus=solve_bonus,
             holdout=holdout,
+            reward=reward,
             render_mode=render_mode,
             render_modes=RENDER_MODES,
             source_kwargs=source_kwargs,
         )
         self.source = self.core.source
         self.holdout = self.core.holdout
+        self.reward = reward
+        self.max_steps = self.core.check_max_steps(max_steps, "max_steps")
         self.action_mode = action_mode
         self.expose_target = expose_target
         self.render_mode = render_mode
@@ -156,6 +172,8 @@ class PuzzleEnv(gym.Env):
             answer = np.asarray(action["answer"])
             answer, halt = self.core.check_grid_action(answer[None], np.asarray(action["halt"]))
             reward, terminated = self.core.step(halt, answer)
+        elif self.action_mode == "walk":
+            reward, terminated = self.core.step(self.core.apply_walk_action(action))
         else:
             if isinstance(action, dict):
                 raise TypeError(
@@ -165,13 +183,32 @@ class PuzzleEnv(gym.Env):
             halt = self.core.apply_edit_action(action)
             reward, terminated = self.core.step(halt)
         obs = self.core.observation(0)
+        ended = bool(terminated[0])
         return (
             obs,
             float(reward[0]),
-            bool(terminated[0]),
-            False,
+            ended,
+            not ended and int(self.core.steps[0]) >= self.max_steps,
             self.core.info(0, self.expose_target),
         )
+
+    def action_masks(self) -> np.ndarray:
+        """``[n_actions]`` bool mask of the Discrete actions worth taking (sb3-contrib's
+        MaskablePPO convention); halt is always valid and no action of the solution is masked.
+
+        Edit mode: Sudoku allows its digits on the blank cells only; Maze ``MAZE_OPEN`` and
+        ``MAZE_PATH`` on the open cells (never on walls, start or goal); ARC and ARCGen the
+        colours inside the target output's extent and PAD on the input's cells outside it (so
+        the mask reveals the output's size); canvas padding allows nothing. Walk mode: the
+        moves into an enterable cell (not a wall, PAD or off the grid).
+
+        Raises:
+            TypeError: in grid mode (its action space is not Discrete).
+            RuntimeError: before the first ``reset()``.
+        """
+        if not self._has_puzzle:
+            raise RuntimeError("call reset() before action_masks()")
+        return self.core.action_masks()[0]
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:

@@ -18,8 +18,21 @@ from trmgym.envs.draw import draw_puzzles
 from trmgym.envs.holdout import check_holdout
 from trmgym.envs.source import PuzzleSource
 from trmgym.envs.tokens import PAD, VOCAB_SIZE
+from trmgym.envs.walk import NUM_WALK_ACTIONS, MazeWalk, walk_step_limit
 
-ACTION_MODES = ("grid", "edit")
+#: every action mode; each family allows a subset (``PuzzleSource.action_modes``)
+ACTION_MODES = ("grid", "edit", "walk")
+#: ``"dense"``: Δ cell accuracy − step_cost (+ solve_bonus); ``"sparse"``: −step_cost (+ solve_bonus)
+REWARDS = ("dense", "sparse")
+#: the default step limit of grid mode (one full answer per step)
+GRID_MAX_STEPS = 16
+
+
+def check_choice(value: Any, name: str, allowed: tuple[str, ...], where: str = "") -> str:
+    """``value`` if it is one of ``allowed``, else a ``ValueError`` naming ``name`` and them."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}{where}, got {value!r}")
+    return value
 
 
 def check_canvas(canvas: Any, shape: tuple[int, int]) -> tuple[int, int]:
@@ -82,10 +95,18 @@ class PuzzleCore:
         source: the puzzle family.
         batch_size: ``B``.
         canvas: ``(H, W)`` on which every grid is placed (``None``: the source's native shape).
-        action_mode: ``"grid"`` (a full answer + halt flag) or ``"edit"`` (write one token into
-            one cell, or halt).
+        action_mode: ``"grid"`` (a full answer + halt flag), ``"edit"`` (write one token into
+            one cell, or halt) or, for families that allow it (``source.action_modes``: Maze),
+            ``"walk"`` (move one cell or halt; :mod:`trmgym.envs.walk`).
         step_cost: subtracted from the reward at every reasoning step (>= 0).
-        solve_bonus: added when the agent halts on a correct answer (>= 0).
+        solve_bonus: added when an episode ends solved (>= 0): halting on a correct answer, or
+            in walk mode reaching the goal along a shortest path.
+        reward: ``"dense"`` (``Δ cell_accuracy − step_cost``, ``+ solve_bonus``) or
+            ``"sparse"`` (``−step_cost``, ``+ solve_bonus``).
+
+    Raises:
+        ValueError: ``action_mode`` not allowed for the family, ``reward`` not in
+            :data:`REWARDS`, a negative or non-finite ``step_cost``/``solve_bonus``.
         holdout: ``None`` (every puzzle), ``"train"`` or ``"test"``: only puzzles of that
             held-out split (:mod:`trmgym.envs.holdout`); ``None`` draws exactly as before.
     """
@@ -100,11 +121,10 @@ class PuzzleCore:
         step_cost: float = 0.01,
         solve_bonus: float = 1.0,
         holdout: str | None = None,
+        reward: str = "dense",
     ) -> None:
-        if action_mode not in ACTION_MODES:
-            raise ValueError(
-                f"action_mode must be one of {list(ACTION_MODES)}, got {action_mode!r}"
-            )
+        check_choice(action_mode, "action_mode", source.action_modes, f" for {source.name}")
+        self.reward = check_choice(reward, "reward", REWARDS)
         for name, value in (("step_cost", step_cost), ("solve_bonus", solve_bonus)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -134,18 +154,21 @@ class PuzzleCore:
         self.extra: dict[str, np.ndarray] = {}
         """``[B]`` array per key of the source's ``PuzzleBatch.extra``: numeric (int, float or
         bool dtype) when the values are numbers, else an object array."""
+        self.walk = MazeWalk(self.batch_size, self.canvas) if action_mode == "walk" else None
+        """The agents' positions and drawn paths in walk mode, else ``None``."""
 
     # ----------------------------------------------------------------------------------- spaces
     def observation_space(self) -> spaces.Dict:
-        """The single-puzzle observation space."""
+        """The single-puzzle observation space (walk mode adds ``position``)."""
         board = spaces.Box(0, VOCAB_SIZE - 1, shape=self.canvas, dtype=np.int64)
-        return spaces.Dict(
-            {
-                "grid": board,
-                "answer": spaces.Box(0, VOCAB_SIZE - 1, shape=self.canvas, dtype=np.int64),
-                "task_id": spaces.Discrete(max(int(self.source.num_tasks), 1)),
-            }
-        )
+        keys: dict[str, spaces.Space] = {
+            "grid": board,
+            "answer": spaces.Box(0, VOCAB_SIZE - 1, shape=self.canvas, dtype=np.int64),
+            "task_id": spaces.Discrete(max(int(self.source.num_tasks), 1)),
+        }
+        if self.walk is not None:
+            keys["position"] = spaces.MultiDiscrete(np.array(self.canvas, dtype=np.int64))
+        return spaces.Dict(keys)
 
     def action_space(self) -> spaces.Space:
         """The single-puzzle action space of this core's ``action_mode``."""
@@ -156,7 +179,41 @@ class PuzzleCore:
                     "halt": spaces.Discrete(2),
                 }
             )
+        if self.walk is not None:
+            return spaces.Discrete(NUM_WALK_ACTIONS)
         return spaces.Discrete(self.num_edit_actions)
+
+    def default_max_steps(self) -> int:
+        """The step limit when none is given, long enough for a perfect agent to finish.
+
+        - grid: :data:`GRID_MAX_STEPS` (16);
+        - edit: ``source.max_cells_to_write() + 1`` (every needed write, then halt);
+        - walk: ``WALK_STEP_SLACK * (source.longest_distance() + 1)``
+          (:func:`trmgym.envs.walk.walk_step_limit`).
+        """
+        if self.action_mode == "edit":
+            return int(self.source.max_cells_to_write()) + 1
+        if self.action_mode == "walk":
+            return walk_step_limit(self.source.longest_distance())
+        return GRID_MAX_STEPS
+
+    def check_max_steps(self, max_steps: Any, name: str) -> int:
+        """``max_steps`` as an int ``>= 1``; ``None`` gives :meth:`default_max_steps`.
+
+        Raises:
+            ValueError: not ``None`` and not an int ``>= 1`` (the message names ``name``).
+        """
+        if max_steps is None:
+            return self.default_max_steps()
+        if (
+            isinstance(max_steps, bool)
+            or not isinstance(max_steps, (int, np.integer))
+            or max_steps < 1
+        ):
+            raise ValueError(
+                f"{name} must be None (the mode's default) or an int >= 1, got {max_steps!r}"
+            )
+        return int(max_steps)
 
     @property
     def num_edit_actions(self) -> int:
@@ -186,6 +243,8 @@ class PuzzleCore:
         self.answer[index] = self.grid[index]
         self.task_id[index] = batch.task_id
         self.steps[index] = 0
+        if self.walk is not None:
+            self.walk.reset(index, self.grid[index], self.target[index])
         self.cell_accuracy[index], self.solved[index] = self.score(index)
         if batch.demos is not None:
             if self.demos is None:
@@ -230,8 +289,9 @@ class PuzzleCore:
         """Validate a batched grid action; returns ``(answer [B,H,W] int64, halt [B] bool)``."""
         if self.action_mode != "grid":
             raise TypeError(
-                "this env was made with action_mode='edit' and expects an int action in "
-                f"0..{self.num_edit_actions - 1}; got a grid answer (use action_mode='grid')"
+                f"this env was made with action_mode={self.action_mode!r} and expects an int "
+                f"action in 0..{self.action_space().n - 1}; got a grid answer "
+                "(use action_mode='grid')"
             )
         answer = np.asarray(answer)
         expected = (self.batch_size, *self.canvas)
@@ -260,9 +320,8 @@ class PuzzleCore:
         """Validate batched edit actions, write their tokens; returns the halt mask [B]."""
         if self.action_mode != "edit":
             raise TypeError(
-                "this env was made with action_mode='grid' and expects a dict "
-                "{'answer': HxW int array, 'halt': 0|1}; got "
-                f"{type(action).__name__} (use action_mode='edit' for Discrete actions)"
+                f"this env was made with action_mode={self.action_mode!r}, not 'edit'; got "
+                f"{type(action).__name__} {action!r} for an edit action"
             )
         action = np.asarray(action)
         if not np.issubdtype(action.dtype, np.integer) or action.shape not in (
@@ -285,19 +344,61 @@ class PuzzleCore:
         self.answer[rows, row_idx, col_idx] = token
         return halt
 
+    def apply_walk_action(self, action: Any) -> np.ndarray:
+        """Validate and apply batched walk moves, redraw the answers; returns ``[B]`` bool: the
+        walk ended (the agent reached the goal or halted)."""
+        if self.walk is None:
+            raise TypeError(
+                f"this env was made with action_mode={self.action_mode!r}, not 'walk'; got "
+                f"{type(action).__name__} {action!r} for a walk action"
+            )
+        ended = self.walk.move(self.walk.check_action(action, self.batch_size))
+        self.answer[...] = self.walk.drawn(self.grid)
+        return ended
+
     def step(
         self, halt: np.ndarray, new_answer: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Advance every row one reasoning step; returns ``(reward [B], terminated [B])``."""
+        """Advance every row one reasoning step; returns ``(reward [B], terminated [B])``.
+
+        ``halt`` ends the episode (in walk mode: halting or reaching the goal). The reward is
+        ``Δ cell_accuracy − step_cost`` (``"dense"``) or ``−step_cost`` (``"sparse"``), plus
+        ``solve_bonus`` on the rows that end solved.
+        """
         if new_answer is not None:
             self.answer[...] = new_answer
         previous = self.cell_accuracy.copy()
         everyone = np.arange(self.batch_size)
         self.cell_accuracy[...], self.solved[...] = self.score(everyone)
         self.steps += 1
-        reward = self.cell_accuracy - previous - self.step_cost
+        reward = np.full(self.batch_size, -self.step_cost)
+        if self.reward == "dense":
+            reward += self.cell_accuracy - previous
         reward = reward + self.solve_bonus * (halt & self.solved)
         return reward, halt.copy()
+
+    def action_masks(self) -> np.ndarray:
+        """``[B, n_actions]`` bool: the Discrete actions worth taking (MaskablePPO's convention).
+
+        Edit mode: the family's :meth:`PuzzleSource.edit_tokens` on the puzzle's cells (nothing
+        on canvas padding), then halt. Walk mode: the moves into an enterable cell, then halt.
+        Halt is always valid, and no action of the solution is ever masked.
+
+        Raises:
+            TypeError: in grid mode, whose action is not Discrete.
+        """
+        if self.walk is not None:
+            return self.walk.action_masks()
+        if self.action_mode != "edit":
+            raise TypeError(
+                "action_masks() needs a Discrete action space: action_mode='edit' or 'walk', "
+                f"got action_mode={self.action_mode!r}"
+            )
+        h, w = self.native
+        tokens = np.zeros((self.batch_size, *self.canvas, VOCAB_SIZE), dtype=bool)
+        tokens[:, :h, :w] = self.source.edit_tokens(self.grid[:, :h, :w], self.target[:, :h, :w])
+        halt = np.ones((self.batch_size, 1), dtype=bool)
+        return np.concatenate([tokens.reshape(self.batch_size, -1), halt], axis=1)
 
     def score(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cell accuracy and solved flag for the rows in ``index``.
@@ -315,19 +416,25 @@ class PuzzleCore:
             outside = answer.copy()
             outside[:, :h, :w] = PAD
             outside_clean = ~np.any(outside != PAD, axis=(1, 2))
+        if self.walk is not None:  # at the goal along a shortest path
+            return accuracy, self.walk.solved(np.asarray(index))
         solved = outside_clean & self.source.is_solved(
             answer[:, :h, :w], target[:, :h, :w], grid[:, :h, :w]
         )
         return accuracy, np.asarray(solved, dtype=bool)
 
     # ---------------------------------------------------------------------------- observations
-    def observation(self, index: np.ndarray | int) -> dict[str, np.ndarray]:
-        """Observation dict for a row (int) or rows (array)."""
-        return {
+    def observation(self, index: np.ndarray | int | slice) -> dict[str, np.ndarray]:
+        """Observation dict for a row (int) or rows (array or slice); walk mode adds
+        ``position``, the agent's ``(row, col)`` on the canvas."""
+        obs = {
             "grid": self.grid[index].copy(),
             "answer": self.answer[index].copy(),
             "task_id": self.task_id[index].copy(),
         }
+        if self.walk is not None:
+            obs["position"] = self.walk.positions(index)
+        return obs
 
     def info(self, row: int, expose_target: bool) -> dict[str, Any]:
         """Info dict of one row."""
@@ -355,6 +462,7 @@ def build_core(
     step_cost: float,
     solve_bonus: float,
     holdout: str | None,
+    reward: str,
     render_mode: str | None,
     render_modes: list[str],
     source_kwargs: dict[str, Any],
@@ -375,4 +483,5 @@ def build_core(
         step_cost=step_cost,
         solve_bonus=solve_bonus,
         holdout=holdout,
+        reward=reward,
     )

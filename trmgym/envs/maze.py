@@ -26,7 +26,7 @@ import numpy as np
 
 from trmgym.envs.base import PuzzleEnv
 from trmgym.envs.source import PuzzleBatch, PuzzleSource
-from trmgym.envs.tokens import MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL
+from trmgym.envs.tokens import MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL, VOCAB_SIZE
 from trmgym.envs.vector import PuzzleVectorEnv
 
 # up, down, left, right
@@ -343,6 +343,7 @@ class MazeSource(PuzzleSource):
     num_tasks = 1
     option_keys = ("min_distance", "size")
     name = "maze"
+    action_modes = ("grid", "edit", "walk")
 
     def __init__(self, size: int = 15, min_distance: int | None = None, braid: float = 0.0) -> None:
         self.size = _check_size(size)
@@ -426,6 +427,27 @@ class MazeSource(PuzzleSource):
         distance = dist.reshape(n, -1)[rows, goal]
         return grid, target, distance
 
+    def longest_distance(self) -> int:
+        """``2 * (rooms - 1)``: no start-goal distance (grid steps) of a maze of this size (or a
+        smaller ``size`` option) exceeds it, since a shortest path visits each room at most once."""
+        return 2 * (((self.size - 1) // 2) ** 2 - 1)
+
+    def max_cells_to_write(self) -> int:
+        """``longest_distance() - 1``: the path cells strictly between start and goal."""
+        return self.longest_distance() - 1
+
+    def edit_tokens(self, grid: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """``MAZE_OPEN`` and ``MAZE_PATH`` on the open cells; nothing on walls, start or goal.
+
+        Returns:
+            ``[n, H, W, VOCAB_SIZE]`` bool (from ``grid`` alone).
+        """
+        tokens = np.zeros((*np.shape(grid), VOCAB_SIZE), dtype=bool)
+        open_cells = np.asarray(grid) == MAZE_OPEN
+        tokens[..., MAZE_OPEN] = open_cells
+        tokens[..., MAZE_PATH] = open_cells
+        return tokens
+
     def holdout_grids(self, grid: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, ...]:
         """The maze alone: its target is one of possibly several shortest paths."""
         return (grid,)
@@ -479,15 +501,30 @@ class MazeEnv(PuzzleEnv):
     ``action_mode="grid"``: ``Dict(answer=Box(0, V-1, (H, W), int64), halt=Discrete(2))``;
     ``action_mode="edit"``: ``Discrete(H*W*V + 1)`` (write token ``a % V`` into cell ``a // V``;
     the last action halts). ``V`` is :data:`trmgym.envs.tokens.VOCAB_SIZE`.
+    ``action_mode="walk"``: ``Discrete(5)``, ``0`` up, ``1`` right, ``2`` down, ``3`` left,
+    ``4`` halt (:mod:`trmgym.envs.walk`). The agent starts on the start cell; a move into a wall
+    or off the grid leaves it in place (the step counts). The answer shows the loop erasure of
+    the walk (stepping back onto the drawn path erases the loop) as ``MAZE_PATH`` cells.
+    Reaching the goal or halting ends the episode; it is solved when the agent is on the goal
+    and the drawn path is a shortest one. :meth:`action_masks` masks moves into walls.
 
     ## Observation Space
     ``Dict(grid, answer, task_id)``: ``grid`` holds ``MAZE_WALL``, ``MAZE_OPEN``, ``MAZE_START``
     and ``MAZE_GOAL`` tokens (PAD outside the maze on a larger ``canvas``); ``answer`` is the
-    current draft; ``task_id`` is always 0.
+    current draft; ``task_id`` is always 0. Walk mode adds ``position``
+    (``MultiDiscrete([H, W])``): the agent's ``(row, col)``.
 
     ## Rewards
-    ``Δ cell_accuracy − step_cost`` each step, ``+ solve_bonus`` when halting on a shortest path.
+    ``reward="dense"``: ``Δ cell_accuracy − step_cost`` each step, ``+ solve_bonus`` when the
+    episode ends solved (halting on a shortest path; in walk mode, reaching the goal along one).
+    ``reward="sparse"``: ``−step_cost`` each step, ``+ solve_bonus`` likewise.
     ``info["distance"]`` is the start-goal shortest distance (grid steps).
+
+    ## Step limits
+    Default ``max_steps``: 16 in grid mode; ``longest_distance()`` (``2 * (rooms - 1)``) in edit
+    mode (every path cell, then halt); ``4 * (longest_distance() + 1)`` in walk mode (e.g. 68
+    for ``size=7``, 388 for ``size=15``): a perfect walk needs at most ``longest_distance()``
+    moves, the rest leaves room to explore.
 
     ## Arguments
     - ``size`` (int, odd, ``>= 5``, default 15): grid side including the outer wall.
@@ -496,8 +533,9 @@ class MazeEnv(PuzzleEnv):
     - ``braid`` (float in ``[0, 1]``, default 0): fraction of dead ends opened.
     - ``holdout`` (``None`` | ``"train"`` | ``"test"``, default ``None``): only mazes of that
       held-out split, hashed from the maze grid (:mod:`trmgym.envs.holdout`).
-    - ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
-      ``render_mode``: see :class:`~trmgym.envs.base.PuzzleEnv`.
+    - ``canvas``, ``action_mode`` (``"grid"`` | ``"edit"`` | ``"walk"``), ``expose_target``,
+      ``step_cost``, ``solve_bonus``, ``reward``, ``max_steps``, ``render_mode``: see
+      :class:`~trmgym.envs.base.PuzzleEnv`.
 
     ## Reset Options
     ``reset(options=...)``, or per row of the vector env ``set_options(options, rows)``:

@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from trmgym.envs.tokens import VOCAB_SIZE
+
 
 class PuzzleBatch(NamedTuple):
     """A batch of ``n`` puzzles at the source's native shape ``(H, W)``.
@@ -59,6 +61,8 @@ class PuzzleSource(abc.ABC):
         {"holdout": "train"},
         {"holdout": "test"},
     )
+    #: the ``action_mode`` values the family supports (Maze adds ``"walk"``)
+    action_modes: tuple[str, ...] = ("grid", "edit")
 
     @abc.abstractmethod
     def sample(
@@ -79,6 +83,27 @@ class PuzzleSource(abc.ABC):
         override this; it must stay vectorised over the batch.
         """
         return np.all(answer == target, axis=(1, 2))
+
+    def max_cells_to_write(self) -> int:
+        """An upper bound on the cells an edit-mode agent must write to solve any puzzle this
+        source poses (under any reset option); the default edit-mode step limit is this plus one
+        (for the halt). Default: every cell of the native grid."""
+        return int(self.shape[0] * self.shape[1])
+
+    def edit_tokens(self, grid: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Which tokens an edit may write into each cell: the edit-mode action mask.
+
+        It must allow every write of the solution (the target's token on each cell where the
+        draft starts different from it). Default: every token on every cell.
+
+        Args:
+            grid: ``[n, H, W]`` puzzles at the native shape.
+            target: ``[n, H, W]`` their targets.
+
+        Returns:
+            ``[n, H, W, VOCAB_SIZE]`` bool.
+        """
+        return np.ones((*np.shape(grid), VOCAB_SIZE), dtype=bool)
 
     def holdout_grids(self, grid: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, ...]:
         """The contents whose hash puts each puzzle in a held-out split (default: both grids).

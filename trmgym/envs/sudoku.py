@@ -28,7 +28,7 @@ from trmgym.envs import sudoku_gen
 from trmgym.envs.base import PuzzleEnv
 from trmgym.envs.holdout import splitmix64 as _splitmix64
 from trmgym.envs.source import PuzzleBatch, PuzzleSource
-from trmgym.envs.tokens import digits_to_tokens
+from trmgym.envs.tokens import DIGIT_BLANK, DIGIT_OFFSET, VOCAB_SIZE, digits_to_tokens
 from trmgym.envs.vector import PuzzleVectorEnv
 
 SIZES = tuple(sorted(sudoku_gen.BOX_SHAPES))
@@ -287,6 +287,23 @@ class SudokuSource(PuzzleSource):
             extra={"blanks": np.full(n, blanks, dtype=np.int64)},
         )
 
+    def max_cells_to_write(self) -> int:
+        """``MAX_BLANKS[size]``: the most blanks any puzzle of this size may have (the ``blanks``
+        reset option included), so the default edit step limit is ``MAX_BLANKS[size] + 1``
+        (13, 27, 57)."""
+        return MAX_BLANKS[self.size]
+
+    def edit_tokens(self, grid: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The digits ``1..size`` on the blank cells, nothing on the givens (from ``grid`` alone).
+
+        Returns:
+            ``[n, H, W, VOCAB_SIZE]`` bool.
+        """
+        tokens = np.zeros((*np.shape(grid), VOCAB_SIZE), dtype=bool)
+        digits = slice(DIGIT_OFFSET + 1, DIGIT_OFFSET + self.size + 1)
+        tokens[..., digits] = (np.asarray(grid) == DIGIT_BLANK)[..., None]
+        return tokens
+
     def __repr__(self) -> str:
         return (
             f"SudokuSource(size={self.size}, blanks={self.blanks}, split={self.split!r}, "
@@ -320,8 +337,11 @@ class SudokuEnv(PuzzleEnv):
     ``size`` (4, 6, 9; default 9), ``blanks`` (``1..12`` / ``1..26`` / ``1..56``; default 8 /
     18 / 45), ``split`` (``"train"``/``"test"``), ``augment`` (default True), ``pool_size``,
     ``pool_seed``, ``cache_dir``, ``cache`` — see :class:`SudokuSource` — and the common
-    ``canvas``, ``action_mode``, ``expose_target``, ``step_cost``, ``solve_bonus``,
-    ``render_mode``. ``reset(options={"blanks": k})`` changes the difficulty. ``holdout``
+    ``canvas``, ``action_mode`` (``"grid"`` | ``"edit"``), ``expose_target``, ``step_cost``,
+    ``solve_bonus``, ``reward`` (``"dense"`` | ``"sparse"``), ``max_steps`` (default 16 in grid
+    mode, ``MAX_BLANKS[size] + 1`` = 13 / 27 / 57 in edit mode), ``render_mode``.
+    ``reset(options={"blanks": k})`` changes the difficulty. In edit mode ``action_masks()``
+    allows the digits ``1..size`` on the blank cells only. ``holdout``
     (``None`` | ``"train"`` | ``"test"``, default ``None``): only puzzles of that held-out split
     of every env (:mod:`trmgym.envs.holdout`), on top of ``split``, which picks the pool.
 

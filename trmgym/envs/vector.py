@@ -81,10 +81,12 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
 
     Args:
         num_envs: batch size ``B >= 1``.
-        max_episode_steps: reasoning steps before truncation (>= 1).
+        max_episode_steps: reasoning steps before truncation (an int >= 1), or ``None`` (the
+            default): the mode's default, long enough for a perfect agent
+            (:meth:`~trmgym.envs.core.PuzzleCore.default_max_steps`).
         autoreset_mode: ``"next_step"`` (Gymnasium's default) or ``"same_step"``.
-        canvas, action_mode, expose_target, step_cost, solve_bonus, render_mode: as for
-            :class:`~trmgym.envs.base.PuzzleEnv`.
+        canvas, action_mode, expose_target, step_cost, solve_bonus, reward, render_mode: as
+            for :class:`~trmgym.envs.base.PuzzleEnv`.
         holdout: ``None`` (every puzzle, the default), ``"train"`` or ``"test"``: pose only
             puzzles of that held-out split (:mod:`trmgym.envs.holdout`).
         **source_kwargs: the family's arguments.
@@ -101,7 +103,7 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         self,
         num_envs: int,
         *,
-        max_episode_steps: int = 16,
+        max_episode_steps: int | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
         canvas: tuple[int, int] | None = None,
         action_mode: str = "grid",
@@ -109,6 +111,7 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         step_cost: float = 0.01,
         solve_bonus: float = 1.0,
         holdout: str | None = None,
+        reward: str = "dense",
         render_mode: str | None = None,
         **source_kwargs: Any,
     ) -> None:
@@ -118,14 +121,7 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
             or num_envs < 1
         ):
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if (
-            isinstance(max_episode_steps, bool)
-            or not isinstance(max_episode_steps, (int, np.integer))
-            or max_episode_steps < 1
-        ):
-            raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
         self.num_envs = int(num_envs)
-        self.max_episode_steps = int(max_episode_steps)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.core = build_core(
@@ -137,12 +133,15 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
             step_cost=step_cost,
             solve_bonus=solve_bonus,
             holdout=holdout,
+            reward=reward,
             render_mode=render_mode,
             render_modes=RENDER_MODES,
             source_kwargs=source_kwargs,
         )
         self.source = self.core.source
         self.holdout = self.core.holdout
+        self.reward = reward
+        self.max_episode_steps = self.core.check_max_steps(max_episode_steps, "max_episode_steps")
         self.action_mode = action_mode
         self.expose_target = expose_target
         self.render_mode = render_mode
@@ -203,6 +202,8 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
                 )
             answer, halt = self.core.check_grid_action(actions["answer"], actions["halt"])
             reward, terminated = self.core.step(halt, answer)
+        elif self.action_mode == "walk":
+            reward, terminated = self.core.step(self.core.apply_walk_action(actions))
         else:
             halt = self.core.apply_edit_action(actions)
             reward, terminated = self.core.step(halt)
@@ -262,6 +263,18 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
                 source's own error, raised now rather than at the next reset).
         """
         self._row_options.set(options, rows)
+
+    def action_masks(self) -> np.ndarray:
+        """``[num_envs, n_actions]`` bool masks of the Discrete actions worth taking, one row per
+        env (see :meth:`trmgym.envs.base.PuzzleEnv.action_masks`).
+
+        Raises:
+            TypeError: in grid mode (its action space is not Discrete).
+            RuntimeError: before the first ``reset()``.
+        """
+        if not self._has_puzzles:
+            raise RuntimeError("call reset() before action_masks()")
+        return self.core.action_masks()
 
     def options_of(self, row: int) -> dict[str, Any] | None:
         """The options the next reset of ``row`` uses: the base merged with the row's own."""
