@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import trmgym
 from trmgym.envs.vector import PuzzleVectorEnv
@@ -19,7 +21,9 @@ SMALL = {
     "trmgym/ARC-v0": {"task_ids": ["007bbfb7", "00d62c1b", "017c7c7b"]},
     "trmgym/ARCGen-v0": {"tasks_per_family": 4},
 }
-CASES = [(env_id, mode) for env_id in trmgym.ENV_IDS for mode in ("grid", "edit")]
+CASES = [(env_id, mode) for env_id in trmgym.ENV_IDS for mode in ("grid", "edit")] + [
+    ("trmgym/Maze-v0", "walk")
+]
 
 
 def test_all_ids_registered() -> None:
@@ -35,6 +39,18 @@ def test_check_env(env_id: str, action_mode: str) -> None:
     env = gym.make(env_id, action_mode=action_mode, render_mode="rgb_array", **SMALL[env_id])
     check_env(env.unwrapped)
     env.close()
+
+
+@pytest.mark.parametrize(
+    ("env_id", "action_mode"), [case for case in CASES if case[1] in ("edit", "walk")]
+)
+def test_stable_baselines3_check_env(env_id: str, action_mode: str) -> None:
+    env = gym.make(env_id, action_mode=action_mode, **SMALL[env_id])
+    with warnings.catch_warnings():
+        # SB3 suggests flattening the 2-D grid observations; they are the design, not an error
+        warnings.filterwarnings("ignore", message=".*unconventional shape")
+        sb3_check_env(env.unwrapped)
+    assert env.unwrapped.action_masks().shape == (env.action_space.n,)
 
 
 def rollout(env: gym.Env, seed: int, steps: int = 6) -> list:
