@@ -383,3 +383,34 @@ def test_per_row_size_and_min_distance_options_walk_and_solve() -> None:
         solved[fresh] = info["solved"][fresh]
         done |= terminated
     assert done.all() and solved.all()
+
+
+def test_walk_on_a_larger_canvas_solves_and_stays_on_the_maze() -> None:
+    env = MazeEnv(size=7, canvas=(9, 11), action_mode="walk", expose_target=True)
+    assert env.observation_space["position"] == gym.spaces.MultiDiscrete([9, 11])
+    obs, info = env.reset(seed=0)
+    assert np.all(obs["grid"][7:] == 0) and np.all(obs["grid"][:, 7:] == 0)  # PAD around
+    for move in shortest_moves(obs["grid"]):
+        obs, _, terminated, _, info = env.step(move)
+        assert np.all(obs["position"] < 7)
+    assert terminated and info["solved"]
+
+
+def test_same_step_autoreset_keeps_the_final_walk() -> None:
+    env = MazeVectorEnv(2, size=7, action_mode="walk", autoreset_mode="same_step")
+    obs, _ = env.reset(seed=0)
+    plan = shortest_moves(obs["grid"][0])
+    here = tuple(obs["position"][1])
+    bump = next(m for m in range(4) if not walkable(obs["grid"][1], tuple(np.add(here, MOVES[m]))))
+    for i, move in enumerate(plan):  # row 0 walks to its goal; row 1 bumps a wall, then halts
+        actions = np.array([move, HALT if i == len(plan) - 1 else bump])
+        obs, reward, terminated, _, info = env.step(actions)
+        assert terminated.tolist() == [i == len(plan) - 1] * 2
+    assert terminated.tolist() == [True, True]
+    final = info["final_obs"][0]
+    assert tuple(final["position"]) == find(final["grid"], MAZE_GOAL)
+    assert info["final_info"][0]["solved"] and not info["final_info"][1]["solved"]
+    # the new puzzles start afresh: agents on their start cells, nothing drawn
+    for row in range(2):
+        assert tuple(obs["position"][row]) == find(obs["grid"][row], MAZE_START)
+        np.testing.assert_array_equal(obs["answer"][row], obs["grid"][row])
