@@ -103,12 +103,12 @@ class PuzzleCore:
             in walk mode reaching the goal along a shortest path.
         reward: ``"dense"`` (``Δ cell_accuracy − step_cost``, ``+ solve_bonus``) or
             ``"sparse"`` (``−step_cost``, ``+ solve_bonus``).
+        holdout: ``None`` (every puzzle), ``"train"`` or ``"test"``: only puzzles of that
+            held-out split (:mod:`trmgym.envs.holdout`); ``None`` draws exactly as before.
 
     Raises:
         ValueError: ``action_mode`` not allowed for the family, ``reward`` not in
             :data:`REWARDS`, a negative or non-finite ``step_cost``/``solve_bonus``.
-        holdout: ``None`` (every puzzle), ``"train"`` or ``"test"``: only puzzles of that
-            held-out split (:mod:`trmgym.envs.holdout`); ``None`` draws exactly as before.
     """
 
     def __init__(

@@ -61,7 +61,8 @@ class PuzzleSource(abc.ABC):
         {"holdout": "train"},
         {"holdout": "test"},
     )
-    #: the ``action_mode`` values the family supports (Maze adds ``"walk"``)
+    #: the ``action_mode`` values the family supports. Maze adds ``"walk"``, which needs maze
+    #: tokens (:mod:`trmgym.envs.walk`) and a ``longest_distance()`` method for its step limit.
     action_modes: tuple[str, ...] = ("grid", "edit")
 
     @abc.abstractmethod
