@@ -11,8 +11,11 @@ id                        puzzles
 ``trmgym/ARCGen-v0``      procedural ARC-style task families, unlimited tasks each
 ========================  =========================================================
 
-``gymnasium.make(id)`` gives a single env (with a 16-step ``TimeLimit``);
-``gymnasium.make_vec(id, num_envs=B)`` gives the native batched env.
+``gymnasium.make(id)`` gives a single env; ``gymnasium.make_vec(id, num_envs=B)`` gives the
+native batched env. Each env truncates its own episodes at a limit that depends on its action mode
+(``max_steps``; :meth:`trmgym.envs.core.PuzzleCore.default_max_steps`): 16 reasoning steps in grid
+mode, enough for a perfect agent in edit and walk mode. The registry adds no ``TimeLimit`` (a
+``max_episode_steps`` given to ``gymnasium.make`` still adds one).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-#: reasoning steps per episode before truncation, for every registered env
+#: reasoning steps per episode before truncation in grid mode (edit and walk mode: per puzzle)
 DEFAULT_MAX_STEPS = 16
 
 ENV_IDS: dict[str, str] = {
@@ -45,7 +48,8 @@ def _register() -> None:
             id=env_id,
             entry_point=f"{target}Env",
             vector_entry_point=f"{target}VectorEnv",
-            max_episode_steps=DEFAULT_MAX_STEPS,
+            # no TimeLimit: every env truncates itself, at its action mode's limit
+            max_episode_steps=None,
         )
 
 

@@ -333,7 +333,7 @@ def demo(cfg: Any) -> dict[str, Any]:
     env_id, kwargs = env_kwargs(cfg.env)
     kwargs.update(expose_target=True, render_mode="ansi")
     env = gym.make(env_id, **kwargs)
-    limit = env.spec.max_episode_steps or trmgym.DEFAULT_MAX_STEPS
+    limit = env.unwrapped.max_steps
     rng = np.random.default_rng(cfg.seed)
     summary = {"env": env_id, "episodes": []}
     for episode in range(int(cfg.demo.episodes)):

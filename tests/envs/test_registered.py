@@ -30,7 +30,7 @@ def test_all_ids_registered() -> None:
     assert set(SMALL) == set(trmgym.ENV_IDS)
     for env_id in trmgym.ENV_IDS:
         spec = gym.spec(env_id)
-        assert spec.max_episode_steps == trmgym.DEFAULT_MAX_STEPS
+        assert spec.max_episode_steps is None  # each env truncates itself
         assert spec.vector_entry_point is not None
 
 
@@ -143,3 +143,22 @@ def test_no_puzzle_is_solved_at_reset(env_id: str) -> None:
         assert not np.any(np.all(obs["answer"] == info["target"], axis=(1, 2)))
         _, _, terminated, _, info = env.step({"answer": obs["answer"], "halt": halt})
         assert terminated.all() and not info["solved"].any()
+
+
+def test_made_envs_keep_their_action_modes_step_limit() -> None:
+    """``gymnasium.make`` adds no 16-step TimeLimit: an edit-mode 9x9 Sudoku gets its own limit."""
+    from trmgym.envs.core import GRID_MAX_STEPS
+
+    assert trmgym.DEFAULT_MAX_STEPS == GRID_MAX_STEPS
+    grid = gym.make("trmgym/Sudoku-v0", size=4)
+    assert grid.unwrapped.max_steps == GRID_MAX_STEPS
+    edit = gym.make("trmgym/Sudoku-v0", size=9, action_mode="edit")
+    limit = edit.unwrapped.max_steps
+    assert limit > 45  # a 9x9 Sudoku can need 45 writes and a halt
+    edit.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated:
+        _, _, terminated, truncated, _ = edit.step(0)  # write token 0 into cell 0, never halt
+        assert not terminated
+        steps += 1
+    assert steps == limit
