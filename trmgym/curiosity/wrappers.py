@@ -25,7 +25,7 @@ them to ``bonus.update`` in one batch and forgets them (``last_losses`` holds wh
   - ``DISABLED``: every row of every step is a transition (the caller resets finished rows).
 
 ``state_dict`` / ``load_state_dict`` save the bonus module's state, the transitions waiting for
-the next training step and the step counter, so a checkpoint resumes exactly. The env's own state
+the next training step, the step counter and ``last_losses``, so a checkpoint resumes exactly. The env's own state
 is not in it: after loading, ``reset`` the env as usual.
 """
 
@@ -96,12 +96,14 @@ class _OnlineTraining:
             "bonus": self.bonus.state_dict(),
             "steps_since_update": self.steps_since_update,
             "pending": concat_batches(self.pending) if self.pending else None,
+            "last_losses": dict(self.last_losses),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.bonus.load_state_dict(state["bonus"])
         self.steps_since_update = int(state["steps_since_update"])
         self.pending = [] if state["pending"] is None else [_copy(state["pending"])]
+        self.last_losses = dict(state["last_losses"])
 
 
 def _take(actions: Any, rows: np.ndarray) -> Any:
