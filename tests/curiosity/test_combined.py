@@ -52,7 +52,9 @@ def test_state_round_trip_by_name() -> None:
 def test_bad_arguments_name_the_field() -> None:
     with pytest.raises(ValueError, match="bonuses must be a non-empty dict"):
         CombinedBonus({})
-    with pytest.raises(ValueError, match=r"weights: unknown bonus 'icm'; allowed: \['rnd', 'count'\]"):
+    with pytest.raises(
+        ValueError, match=r"weights: unknown bonus 'icm'; allowed: \['rnd', 'count'\]"
+    ):
         CombinedBonus(parts(), weights={"icm": 1.0})
     with pytest.raises(ValueError, match=r"weights\['rnd'\] must be a finite float >= 0, got -1"):
         CombinedBonus(parts(), weights={"rnd": -1})

@@ -48,8 +48,12 @@ def test_simhash_collides_identical_and_separates_different_observations() -> No
 def test_simhash_bits_decide_the_code_length_and_the_seed_the_projection() -> None:
     batch = random_batch(0, 8)
     assert {len(c) for c in CountBonus(small_space(), bits=9).codes(batch)} == {2}
-    assert CountBonus(small_space(), seed=1).codes(batch) != CountBonus(small_space(), seed=2).codes(batch)
-    assert CountBonus(small_space(), seed=1).codes(batch) == CountBonus(small_space(), seed=1).codes(batch)
+    assert CountBonus(small_space(), seed=1).codes(batch) != CountBonus(
+        small_space(), seed=2
+    ).codes(batch)
+    assert CountBonus(small_space(), seed=1).codes(batch) == CountBonus(
+        small_space(), seed=1
+    ).codes(batch)
 
 
 def test_frozen_counts_rate_without_counting() -> None:
@@ -84,7 +88,9 @@ def test_bad_arguments_name_the_field_and_allowed_values() -> None:
         CountBonus(small_space(), hash="md5")
     with pytest.raises(ValueError, match="beta must be a finite float > 0, got -1"):
         CountBonus(small_space(), beta=-1)
-    with pytest.raises(ValueError, match=r"obs_keys: unknown key 'board'; allowed: \['answer', 'grid', 'task_id'\]"):
+    with pytest.raises(
+        ValueError, match=r"obs_keys: unknown key 'board'; allowed: \['answer', 'grid', 'task_id'\]"
+    ):
         CountBonus(small_space(), obs_keys=["board"])
     counts = CountBonus(small_space())
     batch = random_batch(0, 2)

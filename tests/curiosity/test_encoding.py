@@ -35,12 +35,16 @@ def test_bad_observations_name_the_key_and_the_allowed_values() -> None:
     batch = random_batch(0, 2)
     with pytest.raises(ValueError, match=r"obs\['grid'\] values must lie in 0..3, got 6..9"):
         encoder.encode({**batch, "grid": batch["grid"] + 6})
-    with pytest.raises(ValueError, match=r"obs is missing key 'grid' \(obs_keys=\['answer', 'grid'\]\)"):
+    with pytest.raises(
+        ValueError, match=r"obs is missing key 'grid' \(obs_keys=\['answer', 'grid'\]\)"
+    ):
         encoder.encode({"answer": batch["answer"]})
     with pytest.raises(ValueError, match="disagree on the batch size"):
         encoder.encode({**batch, "grid": batch["grid"][:1]})
     with pytest.raises(ValueError, match="obs_keys must not repeat a key"):
         ObservationEncoder(small_space(), obs_keys=["grid", "grid"])
     float_space = gym.spaces.Dict({"grid": gym.spaces.Box(0.0, 1.0, (3, 3))})
-    with pytest.raises(TypeError, match="observation key 'grid' must be Discrete, MultiBinary, or an integer Box"):
+    with pytest.raises(
+        TypeError, match="observation key 'grid' must be Discrete, MultiBinary, or an integer Box"
+    ):
         ObservationEncoder(float_space, obs_keys=["grid"])

@@ -45,7 +45,9 @@ def test_inverse_loss_trains_the_embedding_to_tell_actions_apart() -> None:
         last = icm.update(obs, actions, next_obs)
     assert last["train/icm_inverse_loss"] < 0.5 * first["train/icm_inverse_loss"]
     # uniform guessing over each factor is the starting point: ln(4) per answer cell
-    assert first["train/icm_inverse_loss"] == pytest.approx(np.log(4) * 9 / 10 + np.log(2) / 10, rel=0.5)
+    assert first["train/icm_inverse_loss"] == pytest.approx(
+        np.log(4) * 9 / 10 + np.log(2) / 10, rel=0.5
+    )
 
 
 def test_action_encoder_factors_of_the_grid_action() -> None:
@@ -61,7 +63,9 @@ def test_action_encoder_factors_of_the_grid_action() -> None:
 def test_bonus_needs_actions_and_next_obs_and_respects_the_mask() -> None:
     icm = ForwardModelSurprise(small_space(), gym.spaces.Discrete(5))
     obs = random_batch(0, 2)
-    with pytest.raises(ValueError, match="ForwardModelSurprise rates transitions: actions is required"):
+    with pytest.raises(
+        ValueError, match="ForwardModelSurprise rates transitions: actions is required"
+    ):
         icm.bonus(obs, None, obs)
     with pytest.raises(ValueError, match="next_obs is required, got None"):
         icm.bonus(obs, np.array([0, 1]))

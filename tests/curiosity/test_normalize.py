@@ -75,7 +75,9 @@ def test_return_normalizer_masked_rows_keep_their_return_and_get_zero() -> None:
 def test_return_normalizer_refuses_a_new_batch_size_and_bad_gamma() -> None:
     normalizer = ReturnNormalizer()
     normalizer.normalize(np.ones(2), np.ones(2, dtype=bool))
-    with pytest.raises(ValueError, match="one intrinsic return per row of 2 rows, got a batch of 3"):
+    with pytest.raises(
+        ValueError, match="one intrinsic return per row of 2 rows, got a batch of 3"
+    ):
         normalizer.normalize(np.ones(3), np.ones(3, dtype=bool))
     with pytest.raises(ValueError, match=r"intrinsic_gamma must be a float in \[0, 1\], got 1.5"):
         ReturnNormalizer(1.5)

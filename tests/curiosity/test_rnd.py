@@ -118,5 +118,7 @@ def test_bad_arguments_name_the_field() -> None:
         RND(small_space(), seed=-1)
     with pytest.raises(TypeError, match="observation_space must be a gymnasium.spaces.Dict"):
         RND(small_space()["grid"])
-    with pytest.raises(ValueError, match=r"obs\['answer'\] must have shape \[B, 3, 3\], got \(3, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"obs\['answer'\] must have shape \[B, 3, 3\], got \(3, 3\)"
+    ):
         RND(small_space()).bonus({k: v[0] for k, v in random_batch(0, 1).items()})

@@ -35,7 +35,9 @@ def test_ppo_trains_through_the_wrapper_and_the_bonus_learns_online() -> None:
     wrapped = edit_maze_with_rnd(update_every=64)
     rnd = wrapped.bonus.bonuses["rnd"]
     venv = DummyVecEnv([lambda: wrapped])
-    model = sb3.PPO("MultiInputPolicy", venv, n_steps=128, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model = sb3.PPO(
+        "MultiInputPolicy", venv, n_steps=128, batch_size=64, n_epochs=1, seed=0, device="cpu"
+    )
     model.learn(total_timesteps=256)
     assert model.num_timesteps == 256
     assert rnd.updates == 256 // 64  # one training step of the bonus per 64 env steps

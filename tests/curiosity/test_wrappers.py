@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -10,7 +12,15 @@ import pytest
 
 import trmgym  # noqa: F401 - registers the envs (tests only: the curiosity room never imports it)
 from tests.curiosity.helpers import small_space
-from trmgym.curiosity import RND, CountBonus, IntrinsicReward, IntrinsicRewardVector
+from trmgym.checkpoint import load, save_atomic
+from trmgym.curiosity import (
+    RND,
+    CombinedBonus,
+    CountBonus,
+    ForwardModelSurprise,
+    IntrinsicReward,
+    IntrinsicRewardVector,
+)
 
 
 def keep_answer(obs: dict[str, np.ndarray], halt: int | np.ndarray = 0) -> dict[str, np.ndarray]:
@@ -24,7 +34,9 @@ def maze(**kwargs: object) -> gym.Env:
 
 def test_reward_is_extrinsic_plus_coef_times_bonus_exactly() -> None:
     plain, env = maze(), maze()
-    wrapped = IntrinsicReward(env, CountBonus(env.observation_space, hash="exact", beta=2.0), coef=0.25)
+    wrapped = IntrinsicReward(
+        env, CountBonus(env.observation_space, hash="exact", beta=2.0), coef=0.25
+    )
     obs, _ = wrapped.reset(seed=3)
     plain_obs, _ = plain.reset(seed=3)
     for visit in range(1, 5):
@@ -70,7 +82,9 @@ def test_online_training_every_update_every_steps_unless_frozen() -> None:
 def test_wrapper_state_round_trip_resumes_exactly() -> None:
     def make(seed: int) -> IntrinsicReward:
         env = maze()
-        return IntrinsicReward(env, RND(env.observation_space, seed=seed, learning_rate=1e-3), update_every=3)
+        return IntrinsicReward(
+            env, RND(env.observation_space, seed=seed, learning_rate=1e-3), update_every=3
+        )
 
     original = make(0)
     obs, _ = original.reset(seed=1)
@@ -82,7 +96,7 @@ def test_wrapper_state_round_trip_resumes_exactly() -> None:
     for wrapped in (original, restored):
         obs, _ = wrapped.reset(seed=2)
         rewards = []
-        for step in range(6):
+        for _ in range(6):
             obs, reward, *_ = wrapped.step(keep_answer(obs))
             rewards.append((reward, dict(wrapped.last_losses)))
         runs.append(rewards)
@@ -98,7 +112,9 @@ def test_bad_arguments_name_the_field() -> None:
         IntrinsicReward(env, counts, update_every=0)
     with pytest.raises(TypeError, match="bonus must be an IntrinsicBonus .* got str"):
         IntrinsicReward(env, "rnd")
-    with pytest.raises(ValueError, match=r"env.observation_space\['answer'\] is Box.*built for shape \(3, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"env.observation_space\['answer'\] is Box.*built for shape \(3, 3\)"
+    ):
         IntrinsicReward(env, CountBonus(small_space()))
     with pytest.raises(RuntimeError, match="call reset"):
         IntrinsicReward(env, counts).step(env.action_space.sample())
@@ -148,3 +164,36 @@ def test_vector_wrapper_trains_the_bonus_online() -> None:
     for _ in range(4):
         obs, *_ = wrapped.step(keep_answer(obs, np.zeros(4, dtype=np.int64)))
     assert rnd.updates == 2 and wrapped.last_losses["train/rnd_loss"] > 0
+
+
+def test_vector_wrapper_resumes_exactly_from_a_weights_only_checkpoint(tmp_path: Path) -> None:
+    """Every bonus's state goes through trmgym's checkpoint files (torch.load weights_only)."""
+
+    def make(seed: int) -> IntrinsicRewardVector:
+        env = gym.make_vec("trmgym/Maze-v0", num_envs=2)
+        space, actions = env.single_observation_space, env.single_action_space
+        bonus = CombinedBonus(
+            {
+                "rnd": RND(space, seed=seed, learning_rate=1e-3),
+                "count": CountBonus(space, seed=seed),
+                "icm": ForwardModelSurprise(space, actions, seed=seed),
+            }
+        )
+        return IntrinsicRewardVector(env, bonus, update_every=2)
+
+    def run(wrapped: IntrinsicRewardVector, seed: int, steps: int, halt_at: int) -> list[Any]:
+        obs, _ = wrapped.reset(seed=seed)
+        seen = []
+        for step in range(steps):
+            halt = np.full(2, int(step == halt_at), dtype=np.int64)
+            obs, reward, *_ = wrapped.step(keep_answer(obs, halt))
+            seen.append((reward.tolist(), dict(wrapped.last_losses)))
+        return seen
+
+    original = make(0)
+    run(original, seed=4, steps=3, halt_at=1)  # an update done, a transition pending
+    path = save_atomic(original.state_dict(), tmp_path)
+    restored = make(5)
+    restored.load_state_dict(load(path))
+    runs = [run(wrapped, seed=6, steps=5, halt_at=2) for wrapped in (original, restored)]
+    assert runs[0] == runs[1]

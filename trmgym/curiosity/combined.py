@@ -81,7 +81,8 @@ class CombinedBonus(IntrinsicBonus):
     ) -> dict[str, np.ndarray]:
         """Each part's unweighted bonus ``[B]``, by name (advances their statistics as ``bonus``)."""
         return {
-            name: part.bonus(obs, actions, next_obs, mask=mask) for name, part in self.bonuses.items()
+            name: part.bonus(obs, actions, next_obs, mask=mask)
+            for name, part in self.bonuses.items()
         }
 
     def bonus(

@@ -145,7 +145,9 @@ class CountBonus(IntrinsicBonus):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state["hash"] != self.hash:
-            raise ValueError(f"state was saved with hash={state['hash']!r}, this bonus uses {self.hash!r}")
+            raise ValueError(
+                f"state was saved with hash={state['hash']!r}, this bonus uses {self.hash!r}"
+            )
         if self.projection is not None:
             projection = np.asarray(state["projection"], dtype=np.float64)
             if projection.shape != self.projection.shape:
@@ -154,6 +156,4 @@ class CountBonus(IntrinsicBonus):
                 )
             self.projection = projection.copy()
         codes = np.asarray(state["codes"], dtype=np.uint8)
-        self.counts = {
-            row.tobytes(): int(n) for row, n in zip(codes, np.asarray(state["counts"]))
-        }
+        self.counts = {row.tobytes(): int(n) for row, n in zip(codes, np.asarray(state["counts"]))}

@@ -58,7 +58,9 @@ def _as_int_array(value: Any, label: str, shape: tuple[int, ...], field: _Field)
     """``value`` as an int64 array ``[B, *shape]`` in range, else TypeError/ValueError."""
     array = np.asarray(value)
     if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
-        raise TypeError(f"{label} must hold integers (any int or bool dtype), got dtype {array.dtype}")
+        raise TypeError(
+            f"{label} must hold integers (any int or bool dtype), got dtype {array.dtype}"
+        )
     if array.ndim != len(shape) + 1 or array.shape[1:] != shape:
         want = ", ".join(["B", *map(str, shape)])
         raise ValueError(f"{label} must have shape [{want}], got {array.shape}")
@@ -233,7 +235,8 @@ class ActionEncoder:
         self.leaves: list[tuple[tuple[Any, ...], _Field]] = []
         self._collect(action_space, ())
         self.segments = [
-            (int(np.prod(field.shape, dtype=np.int64)), field.num_values) for _, field in self.leaves
+            (int(np.prod(field.shape, dtype=np.int64)), field.num_values)
+            for _, field in self.leaves
         ]
         self.num_features = sum(factors * classes for factors, classes in self.segments)
 

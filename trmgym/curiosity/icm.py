@@ -99,7 +99,11 @@ class ForwardModelSurprise(IntrinsicBonus):
         self.forward_model = mlp([feature_size + actions, hidden_size, feature_size], generator)
         self.inverse_model = mlp([2 * feature_size, hidden_size, actions], generator)
         self.networks = torch.nn.ModuleDict(
-            {"embedding": self.embedding, "forward_model": self.forward_model, "inverse_model": self.inverse_model}
+            {
+                "embedding": self.embedding,
+                "forward_model": self.forward_model,
+                "inverse_model": self.inverse_model,
+            }
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.networks.parameters(), lr=learning_rate)
         self.updates = 0

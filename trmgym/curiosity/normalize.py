@@ -66,7 +66,13 @@ class RunningMoments:
             self._moments.update(batch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
+        # Scalar moments are numpy scalars, which subclass float yet do not load with
+        # torch.load(weights_only=True); 0-d arrays come back 1-d from trmgym's checkpoints
+        # (np.ascontiguousarray). So a scalar is saved as a Python float.
+        def plain(value: np.ndarray) -> np.ndarray | float:
+            return float(value) if self.shape == () else np.array(value, dtype=np.float64)
+
+        return {"mean": plain(self.mean), "var": plain(self.var), "count": self.count}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         mean = np.asarray(state["mean"], dtype=np.float64)
@@ -145,7 +151,9 @@ class ReturnNormalizer:
         """The current divisor ``sqrt(var + eps)``."""
         return float(np.sqrt(self.moments.var + self.eps))
 
-    def normalize(self, rewards: np.ndarray, mask: np.ndarray, *, update: bool = True) -> np.ndarray:
+    def normalize(
+        self, rewards: np.ndarray, mask: np.ndarray, *, update: bool = True
+    ) -> np.ndarray:
         """Normalised rewards ``[B]``; with ``update=False`` only divides (no state changes).
 
         Raises:

@@ -179,4 +179,3 @@ class RND(IntrinsicBonus):
         self.obs_normalizer.load_state_dict(state["obs_normalizer"])
         self.reward_normalizer.load_state_dict(state["reward_normalizer"])
         self.updates = int(state["updates"])
-

@@ -238,9 +238,7 @@ class IntrinsicRewardVector(gym.vector.VectorWrapper):
         self._autoresetting = np.zeros(self.num_envs, dtype=bool)
         return obs, info
 
-    def step(
-        self, actions: Any
-    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._last_obs is None:
             raise RuntimeError("call reset() before step()")
         obs, reward, terminated, truncated, info = self.env.step(actions)
