@@ -120,8 +120,9 @@ def test_bad_arguments_name_the_field() -> None:
         IntrinsicReward(env, counts).step(env.action_space.sample())
 
 
-def test_vector_wrapper_skips_the_next_step_autoreset_rows() -> None:
-    env = gym.make_vec("trmgym/Maze-v0", num_envs=4)
+@pytest.mark.parametrize("vectorization_mode", [None, "sync"])  # trmgym's native, Gymnasium's
+def test_vector_wrapper_skips_the_next_step_autoreset_rows(vectorization_mode: str | None) -> None:
+    env = gym.make_vec("trmgym/Maze-v0", num_envs=4, vectorization_mode=vectorization_mode)
     counts = CountBonus(env.single_observation_space, hash="exact")
     wrapped = IntrinsicRewardVector(env, counts, coef=0.5, update_every=100)
     obs, _ = wrapped.reset(seed=0)

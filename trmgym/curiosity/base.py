@@ -36,6 +36,8 @@ class IntrinsicBonus(ABC):
         frozen: when true, :meth:`bonus` changes no statistics and :meth:`update` raises —
             evaluation, or a module trained elsewhere.
         needs_transition: whether :meth:`bonus` needs ``actions`` and ``next_obs``.
+        encoder: the :class:`~trmgym.curiosity.encoding.ObservationEncoder` a single-module
+            bonus reads through (used by :meth:`check_observation_space`).
     """
 
     needs_transition: bool = False

@@ -9,7 +9,8 @@ A state ``s`` is mapped to a discrete code ``phi(s)`` and rewarded ``beta / sqrt
   ``numpy`` generator, and ``g(s)`` the one-hot token encoding of the chosen keys
   (:mod:`trmgym.curiosity.encoding`). Identical observations always collide; observations that
   differ in many cells get different codes with high probability (SimHash preserves angles:
-  each bit differs with probability ``angle / pi``).
+  each bit differs with probability ``angle / pi``). Observations that differ in one cell of
+  many are close in angle and often share a code: more ``bits`` make the counts finer.
 - ``hash="exact"``: ``phi(s)`` is a 128-bit BLAKE2b digest of the raw int64 bytes of the chosen
   keys — an exact count for small discrete observation sets (a digest collision is
   astronomically unlikely).

@@ -151,10 +151,6 @@ class ObservationEncoder:
             raise ValueError(f"obs keys {self.obs_keys} disagree on the batch size: {sizes}")
         return selected
 
-    def batch_size(self, obs: Mapping[str, Any]) -> int:
-        """``B`` of a checked batch."""
-        return len(next(iter(self.select(obs).values())))
-
     def encode(self, obs: Mapping[str, Any], device: torch.device | str = "cpu") -> torch.Tensor:
         """One-hot features of a batch: float32 ``[B, num_features]`` (0/1 entries)."""
         parts = []

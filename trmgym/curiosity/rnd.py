@@ -9,10 +9,14 @@ As in the paper (section 2.4):
 
 - both networks read the observation whitened by a running per-feature mean/std and clipped to
   ``[-5, 5]``; the statistics are updated from the batch each :meth:`RND.update` trains on,
-  before its gradient step;
+  before its gradient step. The paper first runs a random agent for a few steps to set them;
+  here the bonuses before the first update read the initial statistics (mean 0, std 1), and the
+  wrappers' first ``update_every`` steps play the random warm-up's part;
 - the bonus is the prediction error divided by the running std of the non-episodic intrinsic
   *return* (discount ``intrinsic_gamma``, one stream per batch row), updated whenever a
-  non-frozen bonus is computed (:class:`~trmgym.curiosity.normalize.ReturnNormalizer`).
+  non-frozen bonus is computed (:class:`~trmgym.curiosity.normalize.ReturnNormalizer`). That
+  std starts from a unit-variance prior of weight one return, since a per-step estimate from a
+  handful of returns would inflate the first bonuses by orders of magnitude.
 
 The observation is the one-hot token encoding of :mod:`trmgym.curiosity.encoding` (the paper's
 convolutional nets read Atari frames; on token grids an MLP over the one-hot cells is the analogue).
@@ -102,8 +106,7 @@ class RND(IntrinsicBonus):
         self.reward_normalizer = ReturnNormalizer(intrinsic_gamma)
         self.updates = 0
 
-    def _inputs(self, obs: Mapping[str, Any]) -> torch.Tensor:
-        features = self.encoder.encode(obs).numpy()
+    def _inputs(self, features: np.ndarray) -> torch.Tensor:
         normalized = self.obs_normalizer.normalize(features)
         return torch.as_tensor(normalized, dtype=torch.float32, device=self.device)
 
@@ -116,7 +119,12 @@ class RND(IntrinsicBonus):
         Units: mean squared difference of the two networks' outputs over the embedding.
         """
         with torch.no_grad():
-            return self._errors(self._inputs(obs)).cpu().numpy().astype(np.float64)
+            return (
+                self._errors(self._inputs(self.encoder.encode(obs).numpy()))
+                .cpu()
+                .numpy()
+                .astype(np.float64)
+            )
 
     def bonus(
         self,
@@ -152,8 +160,9 @@ class RND(IntrinsicBonus):
         """
         self._refuse_if_frozen()
         state = obs if next_obs is None else next_obs
-        self.obs_normalizer.update(self.encoder.encode(state).numpy())
-        inputs = self._inputs(state)
+        features = self.encoder.encode(state).numpy()
+        self.obs_normalizer.update(features)
+        inputs = self._inputs(features)
         for _ in range(self.epochs):
             loss = self._errors(inputs).mean()
             self.optimizer.zero_grad()
