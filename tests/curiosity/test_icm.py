@@ -58,6 +58,10 @@ def test_action_encoder_factors_of_the_grid_action() -> None:
     assert codes.sum(dim=1).tolist() == [10.0] * 5  # one hot per factor
     with pytest.raises(TypeError, match=r"action_space must be Discrete, MultiBinary, .* got Box"):
         ActionEncoder(gym.spaces.Box(-1.0, 1.0, (2,)))
+    with pytest.raises(
+        TypeError, match="actions must be a dict like the action space; missing key 'answer'"
+    ):
+        encoder.one_hot(np.zeros((5, 3, 3), dtype=np.int64))
 
 
 def test_bonus_needs_actions_and_next_obs_and_respects_the_mask() -> None:

@@ -11,7 +11,7 @@ the raw bytes of the kept keys (exact counts).
 :class:`ActionEncoder` does the same for actions (needed by the forward/inverse models of
 :class:`~trmgym.curiosity.icm.ForwardModelSurprise`): each discrete factor of the action
 (a ``Discrete``, every entry of a ``MultiDiscrete``/``MultiBinary``/integer ``Box``, recursively
-through ``Dict``/``Tuple``) is one categorical variable.
+through ``Dict``) is one categorical variable.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class ActionEncoder:
 
     Args:
         action_space: the single env's action space: Discrete, MultiDiscrete, MultiBinary, an
-            integer Box with finite bounds, or a Dict/Tuple of those (e.g. trmgym's grid action
+            integer Box with finite bounds, or a Dict of those (e.g. trmgym's grid action
             ``Dict(answer=Box(0, V-1, (H, W)), halt=Discrete(2))``).
 
     Attributes:
@@ -240,9 +240,6 @@ class ActionEncoder:
         if isinstance(space, gym.spaces.Dict):
             for key, sub in space.spaces.items():
                 self._collect(sub, (*path, key))
-        elif isinstance(space, gym.spaces.Tuple):
-            for index, sub in enumerate(space.spaces):
-                self._collect(sub, (*path, index))
         else:
             label = "action_space" + "".join(f"[{p!r}]" for p in path)
             self.leaves.append((path, _categorical_field(space, label)))
@@ -257,10 +254,12 @@ class ActionEncoder:
         out = []
         for path, field in self.leaves:
             value = actions
-            for step in path:
-                if not isinstance(value, (Mapping, Sequence)) or isinstance(value, np.ndarray):
-                    raise TypeError(f"actions must be nested like the action space; missing {path}")
-                value = value[step]
+            for key in path:
+                if not isinstance(value, Mapping) or key not in value:
+                    raise TypeError(
+                        f"actions must be a dict like the action space; missing key {key!r}"
+                    )
+                value = value[key]
             label = "actions" + "".join(f"[{p!r}]" for p in path)
             array = _as_int_array(value, label, field.shape, field)
             out.append((array - field.low).reshape(len(array), -1))
