@@ -41,6 +41,8 @@ def to_tensors(value: Any, path: str = "state") -> Any:
             naming where it is, e.g. ``state.plugins.curriculum.queue`` — at save time, so a
             checkpoint that could not be restored is never written.
     """
+    if isinstance(value, np.generic):  # before _PLAIN: np.float64 is a float, np.bool_ is not
+        return value.item()
     if isinstance(value, torch.Tensor) or isinstance(value, _PLAIN):
         return value
     if isinstance(value, np.ndarray):
@@ -49,9 +51,8 @@ def to_tensors(value: Any, path: str = "state") -> Any:
                 f"{path}: a numpy array of dtype {value.dtype} cannot be checkpointed safely; "
                 "allowed: bool, int, float and complex arrays (store strings or objects as lists)"
             )
-        return {_ARRAY: torch.from_numpy(np.ascontiguousarray(value)).clone()}
-    if isinstance(value, np.generic):
-        return value.item()
+        # copy(order="C"), not ascontiguousarray: that one turns a 0-d array into shape (1,)
+        return {_ARRAY: torch.from_numpy(value.copy(order="C"))}
     if isinstance(value, dict):
         return {k: to_tensors(v, f"{path}.{k}") for k, v in value.items()}
     if isinstance(value, list):
