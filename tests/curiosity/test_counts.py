@@ -97,3 +97,65 @@ def test_bad_arguments_name_the_field_and_allowed_values() -> None:
     batch["grid"] = batch["grid"].astype(np.float32)
     with pytest.raises(TypeError, match=r"obs\['grid'\] must hold integers .* got dtype float32"):
         counts.bonus(batch)
+
+
+def test_episodic_counts_are_per_row_and_forgotten_when_the_episode_ends() -> None:
+    counts = CountBonus(small_space(), hash="exact", beta=1.0, episodic=True)
+    state = repeat(random_batch(0, 1), 0, 2)
+    assert counts.bonus(state).tolist() == [1.0, 1.0]  # each row's own first visit
+    assert counts.bonus(state).tolist() == [1 / np.sqrt(2)] * 2
+    counts.end_episodes(np.array([True, False]))
+    assert counts.bonus(state).tolist() == [1.0, 1 / np.sqrt(3)]
+    assert counts.count(state).tolist() == [1, 3]
+    assert counts.counts == {}  # nothing lifelong is kept
+    lifelong = CountBonus(small_space(), hash="exact", beta=1.0)
+    lifelong.bonus(state)
+    lifelong.end_episodes(np.array([True, True]))  # ignored by a lifelong count
+    assert lifelong.count(state).tolist() == [2, 2]
+
+
+def test_episodic_state_round_trips_and_mismatches_are_named() -> None:
+    counts = CountBonus(small_space(), bits=16, episodic=True)
+    batch = random_batch(1, 3)
+    counts.bonus(batch)
+    counts.bonus(random_batch(2, 3))
+    clone = CountBonus(small_space(), bits=16, episodic=True)
+    clone.load_state_dict(copy.deepcopy(counts.state_dict()))
+    assert clone.bonus(batch).tolist() == counts.bonus(batch).tolist()
+    with pytest.raises(ValueError, match="episodic=True"):
+        CountBonus(small_space(), bits=16).load_state_dict(counts.state_dict())
+    with pytest.raises(ValueError, match="counts 3 env rows; got a batch of 2"):
+        counts.bonus(random_batch(3, 2))
+    with pytest.raises(ValueError, match="episodic must be true or false"):
+        CountBonus(small_space(), episodic="yes")
+
+
+def test_episodic_position_counts_on_a_walk_maze_reward_new_cells() -> None:
+    """Through the vector wrapper: a row pays beta for each cell new in its episode, and its next
+    episode starts with an empty table."""
+    import gymnasium as gym
+
+    import trmgym  # noqa: F401 - registers the env ids
+    from trmgym.curiosity import IntrinsicRewardVector
+
+    env = gym.make_vec("trmgym/Maze-v0", num_envs=2, size=5, action_mode="walk", reward="sparse")
+    counts = CountBonus(
+        env.single_observation_space, obs_keys=["position"], hash="exact", episodic=True
+    )
+    wrapped = IntrinsicRewardVector(env, counts, coef=1.0)
+    obs, _ = wrapped.reset(seed=0)
+    seen = [{tuple(p)} for p in obs["position"]]  # the start is reached by reset, not counted
+    visits = [dict() for _ in range(2)]
+    autoresetting = np.zeros(2, dtype=bool)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        obs, _, terminated, truncated, info = wrapped.step(rng.integers(0, 4, 2))
+        for row in range(2):
+            if autoresetting[row]:
+                assert info["intrinsic_reward"][row] == 0.0
+                seen[row], visits[row] = {tuple(obs["position"][row])}, {}
+                continue
+            cell = tuple(obs["position"][row])
+            visits[row][cell] = visits[row].get(cell, 0) + 1
+            assert info["intrinsic_reward"][row] == pytest.approx(1 / np.sqrt(visits[row][cell]))
+        autoresetting = terminated | truncated

@@ -73,6 +73,11 @@ class IntrinsicBonus(ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output (into a bonus built with the same arguments)."""
 
+    def end_episodes(self, rows: np.ndarray) -> None:
+        """The episodes of ``rows`` (bool ``[B]``) just ended: an episodic bonus forgets their
+        visits (:class:`~trmgym.curiosity.counts.CountBonus` with ``episodic=True``). The
+        wrappers call it after rating each step and on ``reset``; a lifelong bonus ignores it."""
+
     def check_observation_space(self, observation_space: Any, label: str = "env") -> None:
         """Raise unless ``observation_space`` matches what this bonus was built for."""
         self.encoder.check_space(observation_space, label)  # type: ignore[attr-defined]

@@ -85,6 +85,10 @@ class CombinedBonus(IntrinsicBonus):
             for name, part in self.bonuses.items()
         }
 
+    def end_episodes(self, rows: np.ndarray) -> None:
+        for part in self.bonuses.values():
+            part.end_episodes(rows)
+
     def bonus(
         self,
         obs: Mapping[str, Any],

@@ -23,6 +23,14 @@ every one of those rows is rated with the new total. The intrinsic-reward wrappe
 ``bonus`` once per training step, so counts are visits on training steps; a frozen bonus
 (evaluation) rates with the counts it has and counts nothing. :meth:`CountBonus.update` has
 nothing to train and leaves the counts alone.
+
+**Episodic counts** (``episodic=True``): each env row keeps its own table, emptied when its episode
+ends (:meth:`CountBonus.end_episodes`, called by the wrappers), so the bonus rewards states new
+*within the episode*. This is the count to use when every episode is a new procedurally generated
+level — a new maze — where a lifelong count of whole observations never repeats and says nothing:
+e.g. ``obs_keys=["position"]`` on a walk-mode maze pays ``beta`` for each cell the agent reaches
+for the first time in the episode and ``beta / sqrt(n)`` for its ``n``-th visit (episodic
+novelty as in Badia et al. 2020, "Never Give Up", and Raileanu & Rocktäschel 2020, RIDE).
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ class CountBonus(IntrinsicBonus):
         bits: SimHash code length ``k`` (``>= 1``; the paper uses 16..512). Ignored by ``"exact"``.
         seed: seeds the SimHash projection (an int ``>= 0``).
         frozen: see :class:`~trmgym.curiosity.base.IntrinsicBonus`.
+        episodic: count per env row within the current episode (see the module docstring)
+            instead of over the whole run.
 
     Raises:
         ValueError: ``beta <= 0``, ``bits <= 0``, an unknown ``hash`` or ``obs_keys`` entry (each
@@ -69,8 +79,12 @@ class CountBonus(IntrinsicBonus):
         bits: int = 32,
         seed: int = 0,
         frozen: bool = False,
+        episodic: bool = False,
     ) -> None:
         super().__init__(frozen=frozen)
+        if not isinstance(episodic, (bool, np.bool_)):
+            raise ValueError(f"episodic must be true or false, got {episodic!r}")
+        self.episodic = bool(episodic)
         if hash not in HASHES:
             raise ValueError(f"hash must be one of {list(HASHES)}, got {hash!r}")
         self.encoder = ObservationEncoder(observation_space, obs_keys)
@@ -84,7 +98,10 @@ class CountBonus(IntrinsicBonus):
             if hash == "simhash"
             else None
         )
+        #: lifelong visits per code (``episodic=False``)
         self.counts: dict[bytes, int] = {}
+        #: visits per code in each row's current episode (``episodic=True``; sized on first use)
+        self.episode_counts: list[dict[bytes, int]] = []
 
     def codes(self, obs: Mapping[str, Any]) -> list[bytes]:
         """The code ``phi(s)`` of each row, as bytes (``ceil(bits / 8)`` or 16 of them)."""
@@ -97,9 +114,32 @@ class CountBonus(IntrinsicBonus):
         signs = features @ self.projection.T > 0
         return [row.tobytes() for row in np.packbits(signs, axis=1)]
 
+    def _tables(self, batch_size: int) -> list[dict[bytes, int]]:
+        """The count table each row reads: one shared table, or each row's episode table."""
+        if not self.episodic:
+            return [self.counts] * batch_size
+        if not self.episode_counts:
+            self.episode_counts = [{} for _ in range(batch_size)]
+        if len(self.episode_counts) != batch_size:
+            raise ValueError(
+                f"an episodic CountBonus counts {len(self.episode_counts)} env rows; got a batch "
+                f"of {batch_size} (build one bonus per vector env)"
+            )
+        return self.episode_counts
+
     def count(self, obs: Mapping[str, Any]) -> np.ndarray:
-        """Visits so far of each row's code: int64 ``[B]`` (changes nothing)."""
-        return np.array([self.counts.get(code, 0) for code in self.codes(obs)], dtype=np.int64)
+        """Visits so far of each row's code (in the row's episode when episodic): int64 ``[B]``
+        (changes nothing)."""
+        codes = self.codes(obs)
+        tables = self._tables(len(codes))
+        return np.array([t.get(c, 0) for t, c in zip(tables, codes)], dtype=np.int64)
+
+    def end_episodes(self, rows: np.ndarray) -> None:
+        """Empty the episode tables of ``rows`` (bool ``[B]``); a lifelong count ignores it."""
+        if not self.episodic or not self.episode_counts:
+            return
+        for row in np.flatnonzero(check_mask(rows, len(self.episode_counts))):
+            self.episode_counts[row] = {}
 
     def bonus(
         self,
@@ -115,11 +155,12 @@ class CountBonus(IntrinsicBonus):
         """
         codes = self.codes(obs if next_obs is None else next_obs)
         mask = check_mask(mask, len(codes))
-        kept = [code for code, keep in zip(codes, mask) if keep]
+        tables = self._tables(len(codes))
+        kept = [(table, code) for table, code, keep in zip(tables, codes, mask) if keep]
         if not self.frozen:
-            for code in kept:
-                self.counts[code] = self.counts.get(code, 0) + 1
-        visits = np.array([max(self.counts.get(code, 0), 1) for code in kept], dtype=np.float64)
+            for table, code in kept:
+                table[code] = table.get(code, 0) + 1
+        visits = np.array([max(t.get(c, 0), 1) for t, c in kept], dtype=np.float64)
         out = np.zeros(len(codes))
         out[mask] = self.beta / np.sqrt(visits)
         return out
@@ -132,16 +173,32 @@ class CountBonus(IntrinsicBonus):
     ) -> dict[str, float]:
         """Nothing to train (counts change in :meth:`bonus`); reports the table's size."""
         self._refuse_if_frozen()
+        if self.episodic:
+            return {"train/distinct_codes": float(np.mean([len(t) for t in self.episode_counts]))}
         return {"train/distinct_codes": float(len(self.counts))}
 
+    def _width(self) -> int:
+        return DIGEST_SIZE if self.projection is None else (self.bits + 7) // 8
+
+    def _table_state(self, table: dict[bytes, int]) -> dict[str, np.ndarray]:
+        keys = np.frombuffer(b"".join(table), dtype=np.uint8).reshape(-1, self._width())
+        return {
+            "codes": keys.copy(),
+            "counts": np.fromiter(table.values(), dtype=np.int64, count=len(table)),
+        }
+
+    @staticmethod
+    def _table(state: Mapping[str, Any]) -> dict[bytes, int]:
+        codes = np.asarray(state["codes"], dtype=np.uint8)
+        return {row.tobytes(): int(n) for row, n in zip(codes, np.asarray(state["counts"]))}
+
     def state_dict(self) -> dict[str, Any]:
-        width = DIGEST_SIZE if self.projection is None else (self.bits + 7) // 8
-        keys = np.frombuffer(b"".join(self.counts), dtype=np.uint8).reshape(-1, width)
         return {
             "hash": self.hash,
+            "episodic": self.episodic,
             "projection": None if self.projection is None else self.projection.copy(),
-            "codes": keys.copy(),
-            "counts": np.fromiter(self.counts.values(), dtype=np.int64, count=len(self.counts)),
+            **self._table_state(self.counts),
+            "episodes": [self._table_state(t) for t in self.episode_counts],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -156,5 +213,10 @@ class CountBonus(IntrinsicBonus):
                     f"state's projection has shape {projection.shape}, expected {self.projection.shape}"
                 )
             self.projection = projection.copy()
-        codes = np.asarray(state["codes"], dtype=np.uint8)
-        self.counts = {row.tobytes(): int(n) for row, n in zip(codes, np.asarray(state["counts"]))}
+        if bool(state.get("episodic", False)) != self.episodic:
+            raise ValueError(
+                f"state was saved with episodic={state.get('episodic', False)}, this bonus uses "
+                f"episodic={self.episodic}"
+            )
+        self.counts = self._table(state)
+        self.episode_counts = [self._table(t) for t in state.get("episodes", [])]

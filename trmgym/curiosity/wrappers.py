@@ -161,6 +161,7 @@ class IntrinsicReward(gym.Wrapper):
     ) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._last_obs = add_batch_axis(_copy(obs))
+        self.bonus.end_episodes(np.ones(1, dtype=bool))
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
@@ -172,6 +173,8 @@ class IntrinsicReward(gym.Wrapper):
             self._training.rate_and_learn(self._last_obs, add_batch_axis(action), next_obs)[0]
         )
         self._last_obs = next_obs
+        if terminated or truncated:
+            self.bonus.end_episodes(np.ones(1, dtype=bool))
         info = dict(info)
         info["extrinsic_reward"] = float(reward)
         info["intrinsic_reward"] = intrinsic
@@ -236,6 +239,7 @@ class IntrinsicRewardVector(gym.vector.VectorWrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         self._last_obs = _copy(obs)
         self._autoresetting = np.zeros(self.num_envs, dtype=bool)
+        self.bonus.end_episodes(np.ones(self.num_envs, dtype=bool))
         return obs, info
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -253,6 +257,7 @@ class IntrinsicRewardVector(gym.vector.VectorWrapper):
                 for key in next_obs:
                     next_obs[key][row] = info["final_obs"][row][key]
         intrinsic = self._training.rate_and_learn(self._last_obs, actions, next_obs, mask)
+        self.bonus.end_episodes(done)  # after rating: the final state counts in its episode
         self._last_obs = _copy(obs)
         extrinsic = np.asarray(reward, dtype=np.float64)
         info = dict(info)
