@@ -77,6 +77,7 @@ class IntrinsicBonus(ABC):
         """The episodes of ``rows`` (bool ``[B]``) just ended: an episodic bonus forgets their
         visits (:class:`~trmgym.curiosity.counts.CountBonus` with ``episodic=True``). The
         wrappers call it after rating each step and on ``reset``; a lifelong bonus ignores it."""
+        return None  # a lifelong bonus has nothing per episode
 
     def check_observation_space(self, observation_space: Any, label: str = "env") -> None:
         """Raise unless ``observation_space`` matches what this bonus was built for."""
