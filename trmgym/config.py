@@ -296,6 +296,10 @@ class TrmgymConfig:
     curriculum: Any = None
     """A curriculum scheduler (:mod:`trmgym.curricula.schedulers`; a ``configs/curriculum``
     choice, a ``_target_`` node), run after the strategy and ``plugins``; null: none."""
+    curiosity: Any = None
+    """An intrinsic reward added to the training env's reward
+    (:class:`trmgym.plugins.curiosity.Curiosity`; a ``configs/curiosity`` choice, a ``_target_``
+    node), run after the curriculum; null: none."""
     curriculum_comparison: Any = None
     """Compare the curriculum with others on the same experiment: ``{against: [names],
     threshold: x}`` (:class:`CurriculumComparison` gives the keys and defaults); null: no
@@ -367,35 +371,47 @@ def build_plugins(nodes: Any) -> list[Plugin]:
     return plugins
 
 
-def curriculum_node(cfg: DictConfig) -> dict[str, Any]:
-    """The ``curriculum`` node as a dict (what results.json records of it)."""
-    node = cfg.curriculum
+#: the root keys that each build one plugin from a ``_target_`` node, and their choices
+PLUGIN_GROUPS = {
+    "curriculum": "ramp|uniform|staged|arc_stages|lp|plr|rehearsal",
+    "curiosity": "count|rnd|surprise|combined",
+}
+
+
+def plugin_node(cfg: DictConfig, group: str = "curriculum") -> dict[str, Any]:
+    """The ``curriculum`` (or ``curiosity``) node as a dict (what results.json records of it)."""
+    node = cfg[group]
     if not isinstance(node, DictConfig | dict) or "_target_" not in node:
         raise ValueError(
-            "curriculum must be null or a node with a _target_ (a configs/curriculum choice: "
-            f"curriculum=ramp|uniform|staged|arc_stages|lp|plr|rehearsal), got {node!r}"
+            f"{group} must be null or a node with a _target_ (a configs/{group} choice: "
+            f"{group}={PLUGIN_GROUPS[group]}), got {node!r}"
         )
     return (
         OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     )
 
 
-def build_curriculum(node: dict[str, Any], seed: int = 0) -> Plugin:
-    """Instantiate a ``curriculum`` node; a bad argument names ``curriculum.<key>``.
+def curriculum_node(cfg: DictConfig) -> dict[str, Any]:
+    """The ``curriculum`` node as a dict (what results.json records of it)."""
+    return plugin_node(cfg, "curriculum")
 
-    Its generator's seed is derived from the run ``seed`` unless the node sets ``seed`` (the
+
+def build_plugin_node(node: dict[str, Any], group: str, seed: int, purpose: int) -> Plugin:
+    """Instantiate a ``curriculum`` or ``curiosity`` node; a bad argument names ``<group>.<key>``.
+
+    Its seed is derived from the run ``seed`` and ``purpose`` unless the node sets ``seed`` (the
     derived value is not written into the node: results.json records the node as configured,
     so runs that differ only in their seed group together in reports).
     """
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    from trmgym.experiment import CURRICULUM_PURPOSE, seed_for
+    from trmgym.experiment import seed_for
     from trmgym.plugins import Plugin
 
     node = dict(node)
     if node.get("seed") is None:
-        node["seed"] = seed_for(int(seed), CURRICULUM_PURPOSE)
+        node["seed"] = seed_for(int(seed), purpose)
 
     try:
         plugin = instantiate(node, _convert_="all")
@@ -406,17 +422,30 @@ def build_curriculum(node: dict[str, Any], seed: int = 0) -> Plugin:
             if isinstance(cause, TypeError) and "unexpected keyword argument" in message:
                 key = message.rsplit("'", 2)[-2]
                 message = (
-                    f"curriculum.{key} is not an argument of {node['_target_']} (an experiment "
-                    f"that chose another curriculum may set it: drop it with '~curriculum.{key}')"
+                    f"{group}.{key} is not an argument of {node['_target_']} (an experiment "
+                    f"that chose another {group} may set it: drop it with '~{group}.{key}')"
                 )
             raise ValueError(message) from None
-        raise ValueError(f"curriculum cannot be built: {error}") from None
+        raise ValueError(f"{group} cannot be built: {error}") from None
     if not isinstance(plugin, Plugin):
         raise TypeError(
-            f"curriculum ({node['_target_']}) must build a trmgym Plugin, got "
-            f"{type(plugin).__name__}"
+            f"{group} ({node['_target_']}) must build a trmgym Plugin, got {type(plugin).__name__}"
         )
     return plugin
+
+
+def build_curriculum(node: dict[str, Any], seed: int = 0) -> Plugin:
+    """Instantiate a ``curriculum`` node (:func:`build_plugin_node`)."""
+    from trmgym.experiment import CURRICULUM_PURPOSE
+
+    return build_plugin_node(node, "curriculum", seed, CURRICULUM_PURPOSE)
+
+
+def build_curiosity(node: dict[str, Any], seed: int = 0) -> Plugin:
+    """Instantiate a ``curiosity`` node (:func:`build_plugin_node`)."""
+    from trmgym.experiment import CURIOSITY_PURPOSE
+
+    return build_plugin_node(node, "curiosity", seed, CURIOSITY_PURPOSE)
 
 
 def typed(cfg: Any) -> DictConfig:
@@ -476,6 +505,10 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
         if check is not None:  # levels the envs refuse fail now, not at the first reset
             check(tasks)
         plugins.append(curriculum)
+        plugin_configs.append(node)
+    if cfg.get("curiosity") is not None:
+        node = plugin_node(cfg, "curiosity")
+        plugins.append(build_curiosity(node, seed=int(cfg.seed)))
         plugin_configs.append(node)
     job = ContinualRun(
         tasks,

@@ -41,6 +41,7 @@ EVAL_PURPOSE, TRAIN_PURPOSE, SAMPLER_PURPOSE, STRATEGY_PURPOSE = 1, 2, 3, 4
 #: the seeds of a data-parallel rank's own draws (training puzzles, buffers' sampling)
 RANK_PURPOSE, DQN_PURPOSE, TORCH_PURPOSE = 5, 6, 7
 CURRICULUM_PURPOSE = 8
+CURIOSITY_PURPOSE = 9
 
 
 class ContinualRun:
