@@ -53,11 +53,15 @@ def labelled_observation_space(space: spaces.Dict, num_labels: int) -> spaces.Di
     return spaces.Dict(entries)
 
 
+_ABSENT = object()
+
+
 def _unwrapped_attr(env: Any, name: str) -> Any:
-    """``name`` on ``env`` or, through Gymnasium vector wrappers, on the env they wrap."""
-    found = getattr(env, name, None)
-    if found is None and hasattr(env, "unwrapped"):
-        found = getattr(env.unwrapped, name, None)
+    """``name`` on ``env`` or, through Gymnasium vector wrappers, on the env they wrap
+    (``_ABSENT`` when neither has it; ``None`` is a value)."""
+    found = getattr(env, name, _ABSENT)
+    if found is _ABSENT and hasattr(env, "unwrapped"):
+        found = getattr(env.unwrapped, name, _ABSENT)
     return found
 
 
@@ -221,7 +225,7 @@ class SB3VecEnv(VecEnv):
                 how SB3's ``has_attr`` (and MaskablePPO's masking check) learns it is absent.
         """
         value = _unwrapped_attr(self.env, attr_name)
-        if value is None:
+        if value is _ABSENT:
             raise AttributeError(f"{type(self.env.unwrapped).__name__} has no {attr_name!r}")
         return [value for _ in self._rows(indices)]
 
@@ -256,7 +260,7 @@ class SB3VecEnv(VecEnv):
             AttributeError: the env has no such method.
         """
         method = _unwrapped_attr(self.env, method_name)
-        if method is None:
+        if method is _ABSENT:
             raise AttributeError(f"{type(self.env.unwrapped).__name__} has no {method_name!r}")
         result = method(*method_args, **method_kwargs)
         rows = self._rows(indices)

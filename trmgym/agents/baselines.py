@@ -1,0 +1,807 @@
+"""Classic RL baselines for the puzzle envs: Stable-Baselines3 PPO, DQN, MaskablePPO, and random.
+
+These agents play the Discrete action modes (``edit``: write one token into one cell, or halt;
+``walk`` where the env has it) and train themselves on an SB3 ``VecEnv``
+(:class:`~trmgym.agents.sb3_vec_env.SB3VecEnv`, all puzzles in one call), chunk by chunk, so a
+continual run (:class:`trmgym.experiment.ContinualRun`) can evaluate and checkpoint between chunks
+exactly as it does for the TRM. What a run needs of such an agent is :class:`EnvLearner`.
+
+- PPO: Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (SB3's ``PPO``).
+- DQN: Mnih et al. 2015, "Human-level control through deep reinforcement learning" (SB3's ``DQN``).
+- MaskablePPO: PPO with invalid-action masking (Huang & Ontañón 2022), sb3-contrib's
+  ``MaskablePPO``; needs ``pip install 'trmgym[sb3]'`` and an env with ``action_masks()``.
+- random: uniform actions from the action space, seeded: the floor every learner must beat.
+
+Observations are token grids (``grid``, ``answer``: ints of one shared vocabulary) plus the task
+label; :class:`TokenGridExtractor` embeds the tokens, runs a small conv net and an MLP.
+
+Budgets: one chunk of ``k`` TRM optimizer steps of a batch of ``B`` puzzles is ``k * B`` env steps
+for these agents. PPO collects whole rollouts (``n_steps * B`` env steps) and DQN whole
+``train_freq`` rounds, so a chunk may run past its share; the agent counts what it asked for over
+all chunks (``requested``), and the next chunk runs that much less, so the total stays within one
+rollout of the budget. The learning-rate and exploration schedules run over each task's budget
+(``learn_chunk(task_progress=...)``), restarting at every new task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+from torch import nn
+
+from trmgym.agents.sb3_vec_env import ACTION_MASKS
+from trmgym.agents.trm_agent import resolve_device
+
+__all__ = [
+    "BASELINE_AGENTS",
+    "BaselineAgentConfig",
+    "ChunkResult",
+    "EnvLearner",
+    "PolicySummary",
+    "RandomAgent",
+    "RandomAgentConfig",
+    "SB3Agent",
+    "SB3AgentConfig",
+    "SB3DQNConfig",
+    "SB3MaskablePPOConfig",
+    "SB3PPOConfig",
+    "TokenGridExtractor",
+    "make_baseline_agent",
+    "sample_actions",
+]
+
+INSTALL_HINT = "pip install 'trmgym[sb3]' (or pip install sb3-contrib)"
+
+
+# ---------------------------------------------------------------------------------- configs
+@dataclass
+class BaselineAgentConfig:
+    """The base of the baseline agents' schemas (``agent/base_random``, ``agent/base_sb3_*``)."""
+
+    name: str = "random"
+    """Which agent: "random", "sb3_ppo", "sb3_dqn" or "sb3_maskable_ppo"."""
+
+    def __post_init__(self) -> None:
+        if self.name not in BASELINE_AGENTS:
+            raise ValueError(f"agent.name must be one of {list(BASELINE_AGENTS)}, got {self.name!r}")
+
+
+@dataclass
+class RandomAgentConfig(BaselineAgentConfig):
+    """Uniform random actions (``agent=random``): the floor."""
+
+    name: str = "random"
+
+
+@dataclass
+class SB3AgentConfig(BaselineAgentConfig):
+    """What every SB3 agent shares: the token-grid features extractor and the policy MLP."""
+
+    name: str = "sb3_ppo"
+    embed_dim: int = 16
+    """Token embedding width of :class:`TokenGridExtractor`."""
+    channels: int = 32
+    """Channels of its two 3x3 convolutions."""
+    features_dim: int = 128
+    """Width of its output features."""
+    net_arch: list[int] = field(default_factory=lambda: [128, 128])
+    """Hidden layers of the policy (and value / Q) MLP after the extractor."""
+    learning_rate: float = 3e-4
+    """Adam learning rate (constant)."""
+    gamma: float = 0.99
+    """Discount factor."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("embed_dim", "channels", "features_dim"):
+            _positive_int(getattr(self, key), f"agent.{key}")
+        if not isinstance(self.net_arch, list) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in self.net_arch
+        ):
+            raise ValueError(f"agent.net_arch must be a list of ints >= 1, got {self.net_arch!r}")
+        _number_in(self.learning_rate, "agent.learning_rate", 0.0, None, low_open=True)
+        _number_in(self.gamma, "agent.gamma", 0.0, 1.0)
+
+
+@dataclass
+class SB3PPOConfig(SB3AgentConfig):
+    """SB3 PPO (``agent=sb3_ppo``); keys as ``stable_baselines3.PPO``'s arguments."""
+
+    name: str = "sb3_ppo"
+    n_steps: int = 16
+    """Env steps per puzzle row per rollout: a rollout is ``n_steps * run.batch_size`` steps."""
+    batch_size: int = 256
+    """Minibatch size of the PPO epochs."""
+    n_epochs: int = 4
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("n_steps", "batch_size", "n_epochs"):
+            _positive_int(getattr(self, key), f"agent.{key}")
+        _number_in(self.gae_lambda, "agent.gae_lambda", 0.0, 1.0)
+        _number_in(self.clip_range, "agent.clip_range", 0.0, None, low_open=True)
+        for key in ("ent_coef", "vf_coef", "max_grad_norm"):
+            _number_in(getattr(self, key), f"agent.{key}", 0.0, None)
+
+
+@dataclass
+class SB3MaskablePPOConfig(SB3PPOConfig):
+    """sb3-contrib MaskablePPO (``agent=sb3_maskable_ppo``): PPO over the env's valid actions."""
+
+    name: str = "sb3_maskable_ppo"
+
+
+@dataclass
+class SB3DQNConfig(SB3AgentConfig):
+    """SB3 DQN (``agent=sb3_dqn``); keys as ``stable_baselines3.DQN``'s arguments."""
+
+    name: str = "sb3_dqn"
+    learning_rate: float = 1e-4
+    buffer_size: int = 10_000
+    """Transitions in the replay buffer (checkpointed with the run)."""
+    learning_starts: int = 1000
+    """Env steps of random actions before learning starts."""
+    batch_size: int = 64
+    tau: float = 1.0
+    train_freq: int = 1
+    """Vector-env steps (each ``run.batch_size`` transitions) between updates."""
+    gradient_steps: int = 1
+    target_update_interval: int = 1000
+    exploration_fraction: float = 0.2
+    """Share of each task's budget over which epsilon falls to ``exploration_final_eps``."""
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.05
+    max_grad_norm: float = 10.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("buffer_size", "batch_size", "train_freq", "gradient_steps",
+                    "target_update_interval"):
+            _positive_int(getattr(self, key), f"agent.{key}")
+        if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) \
+                or self.learning_starts < 0:
+            raise ValueError(f"agent.learning_starts must be an int >= 0, got {self.learning_starts!r}")
+        for key in ("tau", "exploration_fraction", "exploration_initial_eps",
+                    "exploration_final_eps"):
+            _number_in(getattr(self, key), f"agent.{key}", 0.0, 1.0)
+        _number_in(self.max_grad_norm, "agent.max_grad_norm", 0.0, None, low_open=True)
+
+
+#: the schema of each baseline agent, by ``name``
+BASELINE_AGENTS: dict[str, type[BaselineAgentConfig]] = {
+    "random": RandomAgentConfig,
+    "sb3_ppo": SB3PPOConfig,
+    "sb3_dqn": SB3DQNConfig,
+    "sb3_maskable_ppo": SB3MaskablePPOConfig,
+}
+
+
+def _positive_int(value: Any, key: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key} must be an int >= 1, got {value!r}")
+
+
+def _number_in(
+    value: Any, key: str, low: float, high: float | None, *, low_open: bool = False
+) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        bounds = f"{'>' if low_open else '>='} {low:g}" + ("" if high is None else f" and <= {high:g}")
+        raise ValueError(f"{key} must be a number {bounds}, got {value!r}")
+
+
+# ------------------------------------------------------------------------- the agent protocol
+class ChunkResult(NamedTuple):
+    """What :meth:`EnvLearner.learn_chunk` did."""
+
+    env_steps: int
+    """Env steps actually taken (one per puzzle row and vector step)."""
+    metrics: dict[str, float]
+    """The last value of each scalar the learner logged (``train/…``, ``rollout/…``)."""
+
+
+@dataclass
+class PolicySummary:
+    """What results.json records of a baseline's network (``agent.model_config``)."""
+
+    policy: str
+    """The policy class."""
+    parameters: int
+    """Trainable parameters."""
+    features: str = ""
+    """The features extractor and its widths."""
+    net_arch: list[int] = field(default_factory=list)
+
+
+@runtime_checkable
+class EnvLearner(Protocol):
+    """An agent that trains itself on a vector env, chunk by chunk.
+
+    :class:`~trmgym.experiment.ContinualRun` drives such an agent instead of stepping it
+    (the TRM's :class:`~trmgym.runner.TaskTrainer`): it evaluates it with :meth:`act` between
+    chunks and checkpoints :meth:`state_dict`. ``initial_carry``/``act``/``eval_weights`` are
+    the same calls the TRM answers, so :func:`trmgym.runner.evaluate` serves both.
+    """
+
+    device: torch.device
+    model: nn.Module
+    model_config: PolicySummary
+    #: whether :meth:`act` wants the env's ``action_masks()`` (MaskablePPO)
+    wants_action_masks: bool
+
+    def initial_carry(self, batch_size: int) -> None: ...
+
+    def act(
+        self, obs: Mapping[str, np.ndarray], carry: None, *, action_masks: np.ndarray | None = None
+    ) -> tuple[np.ndarray | dict[str, np.ndarray], None]: ...
+
+    def eval_weights(self) -> contextlib.AbstractContextManager[Any]: ...
+
+    def learn_chunk(
+        self,
+        env: VecEnv,
+        env_steps: int,
+        *,
+        task_progress: tuple[int, int] = (0, 0),
+        on_progress: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> ChunkResult: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+# --------------------------------------------------------------------------- features
+def _is_token_grid(space: spaces.Space) -> bool:
+    return (
+        isinstance(space, spaces.Box)
+        and len(space.shape) == 2
+        and np.issubdtype(space.dtype, np.integer)
+    )
+
+
+class TokenGridExtractor(BaseFeaturesExtractor):
+    """Features of a Dict observation of token grids: embedding, two 3x3 convs, a linear layer.
+
+    Every 2-D integer ``Box`` key (``grid``, ``answer``: ``[H, W]`` tokens ``0..V-1``) is
+    embedded (one table shared by the keys, ``embed_dim`` per token), the embeddings are stacked
+    as channels and run through two ``Conv2d(3x3, channels) + ReLU``; every other key (the
+    one-hot ``task_id``, any ``Box``) is flattened; both go through ``Linear -> ReLU`` to
+    ``features_dim``. Input: the dict SB3's preprocessing makes (tokens as floats), ``[B, ...]``
+    per key. Output: ``[B, features_dim]``.
+
+    Raises:
+        ValueError: no token grid in the space, or grids of different shapes.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        embed_dim: int = 16,
+        channels: int = 32,
+        features_dim: int = 128,
+    ) -> None:
+        super().__init__(observation_space, features_dim)
+        self.grid_keys = sorted(k for k, s in observation_space.spaces.items() if _is_token_grid(s))
+        self.other_keys = sorted(k for k in observation_space.spaces if k not in self.grid_keys)
+        if not self.grid_keys:
+            raise ValueError(
+                f"TokenGridExtractor needs at least one 2-D integer Box key, got "
+                f"{list(observation_space.spaces)}"
+            )
+        shapes = {observation_space[k].shape for k in self.grid_keys}
+        if len(shapes) != 1:
+            raise ValueError(f"token grids must share one shape, got {sorted(shapes)}")
+        height, width = shapes.pop()
+        vocab = max(int(np.max(observation_space[k].high)) for k in self.grid_keys) + 1
+        self.embedding = nn.Embedding(vocab, embed_dim)
+        self.conv = nn.Sequential(
+            nn.Conv2d(len(self.grid_keys) * embed_dim, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        others = sum(get_flattened_obs_dim(observation_space[k]) for k in self.other_keys)
+        self.head = nn.Sequential(
+            nn.Linear(channels * height * width + others, features_dim), nn.ReLU()
+        )
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        planes = [
+            self.embedding(observations[k].long()).permute(0, 3, 1, 2) for k in self.grid_keys
+        ]
+        parts = [self.conv(torch.cat(planes, dim=1))]
+        parts += [torch.flatten(observations[k].float(), 1) for k in self.other_keys]
+        return self.head(torch.cat(parts, dim=1))
+
+
+# ------------------------------------------------------------------------------- helpers
+class _SpacesOnly(VecEnv):
+    """A stand-in VecEnv that only carries spaces and a batch size (SB3 builds its buffers and
+    policy from an env; the real one arrives with each chunk)."""
+
+    def __init__(self, num_envs: int, observation_space: spaces.Space, action_space: spaces.Space):
+        self.render_mode = None
+        super().__init__(num_envs, observation_space, action_space)
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("this agent was not given an env yet; call learn_chunk(env, ...)")
+
+    reset = step_async = step_wait = _refuse
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        if attr_name == "render_mode":
+            return [None] * self.num_envs
+        raise AttributeError(attr_name)
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        raise AttributeError(attr_name)
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list:
+        raise AttributeError(method_name)
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * self.num_envs
+
+
+class _Capture(KVWriter):
+    """An SB3 logger output that hands each dump to ``sink(values, step)`` (numbers only; the
+    wall-clock ``time/…`` keys are dropped so logs do not depend on the machine's speed)."""
+
+    def __init__(self, sink: Callable[[dict[str, float], int], None]) -> None:
+        self.sink = sink
+
+    def write(self, key_values: dict[str, Any], key_excluded: Any, step: int = 0) -> None:
+        values = {
+            k: float(v)
+            for k, v in key_values.items()
+            if not k.startswith("time/") and isinstance(v, int | float | np.number)
+        }
+        self.sink(values, step)
+
+    def close(self) -> None:
+        pass
+
+
+class _TaskSchedule:
+    """Progress (for SB3's learning-rate and exploration schedules) over the current task's
+    budget rather than over one ``learn()`` call: SB3 measures it from each call's own total."""
+
+    schedule_origin: int = 0
+    schedule_length: int = 0
+
+    def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
+        if self.schedule_length <= 0:
+            super()._update_current_progress_remaining(num_timesteps, total_timesteps)  # type: ignore[misc]
+            return
+        done = (num_timesteps - self.schedule_origin) / self.schedule_length
+        self._current_progress_remaining = float(min(1.0, max(0.0, 1.0 - done)))
+
+
+class _PPO(_TaskSchedule, PPO):
+    pass
+
+
+class _DQN(_TaskSchedule, DQN):
+    pass
+
+
+def _maskable_ppo_class() -> type:
+    try:
+        from sb3_contrib import MaskablePPO
+    except ImportError:
+        raise RuntimeError(
+            f"agent=sb3_maskable_ppo needs sb3-contrib, which is not installed: {INSTALL_HINT}"
+        ) from None
+
+    class _MaskablePPO(_TaskSchedule, MaskablePPO):
+        pass
+
+    return _MaskablePPO
+
+
+def _global_rng_state() -> dict[str, Any]:
+    """The generators SB3 draws from: numpy's and Python's global ones (torch's is saved by
+    the run), as checkpoint-safe values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "numpy": {"kind": kind, "keys": keys.astype(np.int64), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+        "torch": torch.random.get_rng_state(),
+    }
+
+
+def _set_global_rng_state(state: Mapping[str, Any]) -> None:
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], np.asarray(n["keys"]).astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    python = state["python"]
+    random.setstate((python[0], tuple(int(x) for x in python[1]), python[2]))
+    torch.random.set_rng_state(state["torch"])
+
+
+# --------------------------------------------------------------------------- SB3 agents
+class SB3Agent:
+    """A Stable-Baselines3 PPO, DQN or MaskablePPO that trains chunk by chunk (:class:`EnvLearner`).
+
+    Args:
+        config: an :class:`SB3PPOConfig`, :class:`SB3DQNConfig` or :class:`SB3MaskablePPOConfig`.
+        observation_space: the Dict space of one puzzle (with the run's ``task_id`` labels).
+        action_space: the Discrete space of one puzzle (``edit`` or ``walk`` mode).
+        num_envs: puzzles stepped together (every env given to :meth:`learn_chunk` has these).
+        seed: seeds the weights and every draw (SB3's ``set_random_seed``: Python, numpy and
+            torch global generators and the action space).
+        device: "auto", "cpu" or "cuda".
+
+    Raises:
+        TypeError: the action space is not Discrete.
+        RuntimeError: MaskablePPO without sb3-contrib installed (with the install command).
+    """
+
+    def __init__(
+        self,
+        config: SB3AgentConfig,
+        *,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        num_envs: int,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise TypeError(
+                f"agent={config.name} needs a Discrete action space (env.action_mode=edit or "
+                f"walk), got {action_space}"
+            )
+        self.config = config
+        self.device = resolve_device(device)
+        self.wants_action_masks = isinstance(config, SB3MaskablePPOConfig)
+        c = config
+        policy_kwargs = {
+            "features_extractor_class": TokenGridExtractor,
+            "features_extractor_kwargs": {
+                "embed_dim": c.embed_dim,
+                "channels": c.channels,
+                "features_dim": c.features_dim,
+            },
+            "net_arch": list(c.net_arch),
+        }
+        stand_in = _SpacesOnly(num_envs, observation_space, action_space)
+        common = {
+            "policy_kwargs": policy_kwargs,
+            "learning_rate": c.learning_rate,
+            "gamma": c.gamma,
+            "seed": int(seed),
+            "device": self.device,
+            "verbose": 0,
+        }
+        if isinstance(c, SB3DQNConfig):
+            self.algo = _DQN(
+                "MultiInputPolicy",
+                stand_in,
+                buffer_size=c.buffer_size,
+                learning_starts=c.learning_starts,
+                batch_size=c.batch_size,
+                tau=c.tau,
+                train_freq=c.train_freq,
+                gradient_steps=c.gradient_steps,
+                target_update_interval=c.target_update_interval,
+                exploration_fraction=c.exploration_fraction,
+                exploration_initial_eps=c.exploration_initial_eps,
+                exploration_final_eps=c.exploration_final_eps,
+                max_grad_norm=c.max_grad_norm,
+                **common,
+            )
+        else:
+            cls = _maskable_ppo_class() if self.wants_action_masks else _PPO
+            self.algo = cls(
+                "MultiInputPolicy",
+                stand_in,
+                n_steps=c.n_steps,
+                batch_size=c.batch_size,
+                n_epochs=c.n_epochs,
+                gae_lambda=c.gae_lambda,
+                clip_range=c.clip_range,
+                ent_coef=c.ent_coef,
+                vf_coef=c.vf_coef,
+                max_grad_norm=c.max_grad_norm,
+                **common,
+            )
+        self._metrics: dict[str, float] = {}
+        self._on_dump: Callable[[dict[str, float], int], None] | None = None
+        self.algo.set_logger(Logger(folder=None, output_formats=[_Capture(self._dump)]))
+        #: env steps asked for by every learn_chunk so far (the budget; SB3 may run past it)
+        self.requested = 0
+        policy = self.algo.policy
+        self.model_config = PolicySummary(
+            policy=f"{type(self.algo).__mro__[2].__name__}/{type(policy).__name__}",
+            parameters=sum(p.numel() for p in policy.parameters() if p.requires_grad),
+            features=f"TokenGridExtractor(embed_dim={c.embed_dim}, channels={c.channels}, "
+            f"features_dim={c.features_dim})",
+            net_arch=list(c.net_arch),
+        )
+
+    @property
+    def model(self) -> nn.Module:
+        """The policy network (what plugins' ``after_task`` and ``metrics`` see)."""
+        return self.algo.policy
+
+    @property
+    def num_timesteps(self) -> int:
+        """Env steps trained on so far."""
+        return int(self.algo.num_timesteps)
+
+    def _dump(self, values: dict[str, float], step: int) -> None:
+        self._metrics.update(values)
+        if self._on_dump is not None:
+            self._on_dump(values, step)
+
+    # ------------------------------------------------------------------------------ acting
+    def initial_carry(self, batch_size: int) -> None:
+        """No recurrent state: ``None``."""
+        return None
+
+    def act(
+        self,
+        obs: Mapping[str, np.ndarray],
+        carry: None = None,
+        *,
+        action_masks: np.ndarray | None = None,
+        **_: Any,
+    ) -> tuple[np.ndarray, None]:
+        """The greedy action of each row: ``([B] int64, None)``.
+
+        ``obs`` holds ``[B, H, W]`` ``grid``/``answer`` tokens and ``[B]`` ``task_id`` labels
+        (``0`` when the run has no labels); ``action_masks`` (``[B, n]`` bool) restricts
+        MaskablePPO to valid actions.
+        """
+        policy_obs = {k: np.asarray(obs[k]) for k in self.algo.observation_space.spaces}
+        labels = self.algo.observation_space["task_id"].n
+        policy_obs["task_id"] = np.clip(policy_obs["task_id"], 0, labels - 1) if labels > 1 \
+            else np.zeros_like(policy_obs["task_id"])
+        kwargs = {"action_masks": action_masks} if self.wants_action_masks else {}
+        actions, _ = self.algo.predict(policy_obs, deterministic=True, **kwargs)
+        return np.asarray(actions, dtype=np.int64).reshape(-1), None
+
+    def eval_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """The weights used to evaluate: the trained ones (SB3 keeps no average)."""
+        return contextlib.nullcontext()
+
+    # ----------------------------------------------------------------------------- learning
+    def learn_chunk(
+        self,
+        env: VecEnv,
+        env_steps: int,
+        *,
+        task_progress: tuple[int, int] = (0, 0),
+        on_progress: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> ChunkResult:
+        """Train on ``env`` (fresh puzzles: it is reset first) for about ``env_steps`` env steps.
+
+        Args:
+            env: an SB3 ``VecEnv`` with this agent's spaces and ``num_envs``.
+            env_steps: this chunk's share of the budget; with earlier chunks' overshoot
+                subtracted, SB3 runs whole rollouts until the total reaches what all chunks
+                asked for.
+            task_progress: ``(env steps already trained on this task, the task's budget in env
+                steps)``: the learning-rate and exploration schedules run over the task's budget.
+            on_progress: called as ``on_progress(env_steps_done_in_chunk, scalars)`` at each of
+                SB3's log dumps.
+
+        Returns:
+            The env steps taken and the last value of each logged scalar.
+        """
+        algo = self.algo
+        start = algo.num_timesteps
+        algo.schedule_origin = start - int(task_progress[0])
+        algo.schedule_length = int(task_progress[1])
+        self._metrics = {}
+        if on_progress is not None:
+            self._on_dump = lambda values, step: on_progress(int(step) - start, values)
+        try:
+            algo.set_env(VecMonitor(env), force_reset=True)
+            self.requested += int(env_steps)
+            todo = self.requested - algo.num_timesteps
+            if todo > 0:
+                algo.learn(total_timesteps=todo, reset_num_timesteps=False, log_interval=1)
+                algo.logger.dump(algo.num_timesteps)  # the last update's train/… values
+        finally:
+            self._on_dump = None
+        return ChunkResult(algo.num_timesteps - start, dict(self._metrics))
+
+    # ---------------------------------------------------------------------------- checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly: weights, optimizer, step
+        counters, schedule position, DQN's replay buffer, episode statistics and the global
+        random generators SB3 draws from (numpy, Python, torch) and the action space's."""
+        algo = self.algo
+        state: dict[str, Any] = {
+            "policy": algo.policy.state_dict(),
+            "optimizer": algo.policy.optimizer.state_dict(),
+            "num_timesteps": int(algo.num_timesteps),
+            "requested": int(self.requested),
+            "n_updates": int(algo._n_updates),
+            "episode_num": int(algo._episode_num),
+            "progress_remaining": float(algo._current_progress_remaining),
+            "episodes": [
+                {k: float(v) for k, v in e.items()} for e in (algo.ep_info_buffer or [])
+            ],
+            "action_space_rng": algo.action_space.np_random.bit_generator.state,
+            "rng": _global_rng_state(),
+            "replay": None,
+        }
+        if isinstance(algo, DQN):
+            state["n_calls"] = int(algo._n_calls)
+            state["exploration_rate"] = float(algo.exploration_rate)
+            state["replay"] = _buffer_state(algo.replay_buffer)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        algo = self.algo
+        algo.policy.load_state_dict(state["policy"])
+        algo.policy.optimizer.load_state_dict(state["optimizer"])
+        algo.num_timesteps = int(state["num_timesteps"])
+        self.requested = int(state["requested"])
+        algo._n_updates = int(state["n_updates"])
+        algo._episode_num = int(state["episode_num"])
+        algo._current_progress_remaining = float(state["progress_remaining"])
+        from collections import deque
+
+        algo.ep_info_buffer = deque(
+            ({k: v for k, v in e.items()} for e in state["episodes"]),
+            maxlen=algo._stats_window_size,
+        )
+        algo.ep_success_buffer = deque(maxlen=algo._stats_window_size)
+        algo.action_space.np_random.bit_generator.state = state["action_space_rng"]
+        if isinstance(algo, DQN):
+            algo._n_calls = int(state["n_calls"])
+            algo.exploration_rate = float(state["exploration_rate"])
+            _load_buffer(algo.replay_buffer, state["replay"])
+        _set_global_rng_state(state["rng"])
+
+
+def _buffer_state(buffer: Any) -> dict[str, Any]:
+    """The filled part of an SB3 (Dict)ReplayBuffer."""
+    end = buffer.buffer_size if buffer.full else buffer.pos
+    arrays = {}
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        value = getattr(buffer, name)
+        arrays[name] = (
+            {k: v[:end].copy() for k, v in value.items()} if isinstance(value, dict)
+            else value[:end].copy()
+        )
+    return {"pos": int(buffer.pos), "full": bool(buffer.full), "arrays": arrays}
+
+
+def _load_buffer(buffer: Any, state: Mapping[str, Any]) -> None:
+    for name, saved in state["arrays"].items():
+        target = getattr(buffer, name)
+        if isinstance(target, dict):
+            for key, value in saved.items():
+                target[key][: len(value)] = value
+        else:
+            target[: len(saved)] = saved
+    buffer.pos, buffer.full = int(state["pos"]), bool(state["full"])
+
+
+# ------------------------------------------------------------------------------- random
+def sample_actions(space: spaces.Space, n: int, rng: np.random.Generator) -> Any:
+    """``n`` uniform draws from ``space`` as one batched action (``[n]`` for Discrete,
+    ``[n, *shape]`` for a Box, a dict of those for a Dict), all from ``rng``.
+
+    Raises:
+        TypeError: a space other than Discrete, Box, MultiDiscrete, MultiBinary or Dict.
+    """
+    if isinstance(space, spaces.Discrete):
+        return space.start + rng.integers(0, space.n, size=n, dtype=np.int64)
+    if isinstance(space, spaces.Box):
+        if np.issubdtype(space.dtype, np.integer):
+            return rng.integers(space.low, space.high, size=(n, *space.shape), endpoint=True).astype(space.dtype)
+        return rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(space.dtype)
+    if isinstance(space, spaces.MultiDiscrete):
+        return (rng.random((n, *space.shape)) * space.nvec).astype(np.int64) + space.start
+    if isinstance(space, spaces.MultiBinary):
+        return rng.integers(0, 2, size=(n, *np.atleast_1d(space.n)), dtype=np.int8)
+    if isinstance(space, spaces.Dict):
+        return {k: sample_actions(s, n, rng) for k, s in space.spaces.items()}
+    raise TypeError(f"cannot sample a batch of {type(space).__name__} actions")
+
+
+class RandomAgent:
+    """Uniform random actions from the action space, seeded (:class:`EnvLearner`): the floor.
+
+    It learns nothing; :meth:`learn_chunk` still plays its share of env steps so that its
+    rollout statistics (solve rate of random play) sit next to a learner's.
+
+    Args:
+        action_space: the action space of one puzzle (any mode: grid, edit, walk).
+        seed: seeds the agent's one generator (checkpointed).
+    """
+
+    wants_action_masks = False
+
+    def __init__(self, action_space: spaces.Space, *, seed: int = 0, device: str = "cpu") -> None:
+        self.action_space = action_space
+        self.rng = np.random.default_rng(seed)
+        self.device = resolve_device(device)
+        self.model = nn.Module()
+        self.model_config = PolicySummary(policy="uniform random", parameters=0)
+        sample_actions(action_space, 1, np.random.default_rng(0))  # unsupported space: fail now
+
+    def initial_carry(self, batch_size: int) -> None:
+        return None
+
+    def act(self, obs: Mapping[str, np.ndarray], carry: None = None, **_: Any) -> tuple[Any, None]:
+        """``len(obs["grid"])`` uniform actions (a batched action of the space), and ``None``."""
+        return sample_actions(self.action_space, len(obs["grid"]), self.rng), None
+
+    def eval_weights(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def learn_chunk(
+        self,
+        env: VecEnv,
+        env_steps: int,
+        *,
+        task_progress: tuple[int, int] = (0, 0),
+        on_progress: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> ChunkResult:
+        """Play ``ceil(env_steps / num_envs)`` vector steps of random actions on ``env``."""
+        env.reset()
+        steps = -(-int(env_steps) // env.num_envs)
+        for _ in range(steps):
+            env.step(sample_actions(self.action_space, env.num_envs, self.rng))
+        return ChunkResult(steps * env.num_envs, {})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def make_baseline_agent(
+    config: BaselineAgentConfig,
+    *,
+    observation_space: spaces.Dict,
+    action_space: spaces.Space,
+    num_envs: int,
+    seed: int,
+    device: str,
+) -> RandomAgent | SB3Agent:
+    """The agent of ``config`` for these spaces (see :class:`SB3Agent`, :class:`RandomAgent`)."""
+    if isinstance(config, RandomAgentConfig) or config.name == "random":
+        return RandomAgent(action_space, seed=seed, device=device)
+    return SB3Agent(
+        config,  # type: ignore[arg-type]
+        observation_space=observation_space,
+        action_space=action_space,
+        num_envs=num_envs,
+        seed=seed,
+        device=device,
+    )
+
