@@ -15,11 +15,13 @@ exactly as it does for the TRM. What a run needs of such an agent is :class:`Env
 Observations are token grids (``grid``, ``answer``: ints of one shared vocabulary) plus the task
 label; :class:`TokenGridExtractor` embeds the tokens, runs a small conv net and an MLP.
 
-Budgets: one chunk of ``k`` TRM optimizer steps of a batch of ``B`` puzzles is ``k * B`` env steps
-for these agents. PPO collects whole rollouts (``n_steps * B`` env steps) and DQN whole
-``train_freq`` rounds, so a chunk may run past its share; the agent counts what it asked for over
-all chunks (``requested``), and the next chunk runs that much less, so the total stays within one
-rollout of the budget. The learning-rate and exploration schedules run over each task's budget
+Budgets: one chunk of ``k`` TRM optimizer steps of a batch of ``B`` puzzles is exactly ``k * B``
+env steps for these agents (SB3 is stopped by a callback when the chunk's steps are played;
+DQN with ``train_freq > 1`` may take up to ``train_freq - 1`` vector steps more). PPO
+trains on whole rollouts of ``n_steps * B`` env steps: the steps of a chunk after its last whole
+rollout are played (and counted) but not trained on, so choose ``n_steps`` dividing
+``run.eval_every`` (the default 10 divides 20, 250 and 1250); DQN stores every transition. The
+learning-rate and exploration schedules run over each task's budget
 (``learn_chunk(task_progress=...)``), restarting at every new task.
 """
 
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -120,10 +123,12 @@ class SB3PPOConfig(SB3AgentConfig):
     """SB3 PPO (``agent=sb3_ppo``); keys as ``stable_baselines3.PPO``'s arguments."""
 
     name: str = "sb3_ppo"
-    n_steps: int = 16
-    """Env steps per puzzle row per rollout: a rollout is ``n_steps * run.batch_size`` steps."""
-    batch_size: int = 256
-    """Minibatch size of the PPO epochs."""
+    n_steps: int = 10
+    """Env steps per puzzle row per rollout: a rollout is ``n_steps * run.batch_size`` steps
+    (choose it dividing ``run.eval_every``: a chunk's steps after its last whole rollout are not
+    trained on)."""
+    batch_size: int = 320
+    """Minibatch size of the PPO epochs (at most one rollout's ``n_steps * run.batch_size``)."""
     n_epochs: int = 4
     gae_lambda: float = 0.95
     clip_range: float = 0.2
@@ -385,6 +390,32 @@ class _Capture(KVWriter):
         pass
 
 
+class _StopAt(BaseCallback):
+    """Stops SB3's ``learn`` when the model has taken ``limit`` env steps in all.
+
+    SB3 asks after every vector step (``num_envs`` env steps, already played). The step that
+    reaches ``limit`` is kept when it completes a PPO rollout (which then trains) or is an
+    off-policy transition (stored; with ``train_freq=1`` it also trains); a PPO step that
+    reaches it mid-rollout ends the rollout untrained. So a ``limit`` that is a multiple of
+    ``num_envs`` is met exactly (DQN with ``train_freq > 1``: up to ``train_freq - 1`` vector
+    steps more)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = int(limit)
+
+    def _on_step(self) -> bool:
+        done = self.model.num_timesteps
+        if done < self.limit:
+            return True
+        if done > self.limit:
+            return False
+        stored, rollout = self.locals.get("n_steps"), self.locals.get("n_rollout_steps")
+        if isinstance(stored, int) and isinstance(rollout, int):  # on-policy
+            return stored + 1 >= rollout
+        return True
+
+
 class _TaskSchedule:
     """Progress (for SB3's learning-rate and exploration schedules) over the current task's
     budget rather than over one ``learn()`` call: SB3 measures it from each call's own total."""
@@ -522,7 +553,7 @@ class SB3Agent:
                 "MultiInputPolicy",
                 stand_in,
                 n_steps=c.n_steps,
-                batch_size=c.batch_size,
+                batch_size=min(c.batch_size, c.n_steps * num_envs),
                 n_epochs=c.n_epochs,
                 gae_lambda=c.gae_lambda,
                 clip_range=c.clip_range,
@@ -604,9 +635,8 @@ class SB3Agent:
 
         Args:
             env: an SB3 ``VecEnv`` with this agent's spaces and ``num_envs``.
-            env_steps: this chunk's share of the budget; with earlier chunks' overshoot
-                subtracted, SB3 runs whole rollouts until the total reaches what all chunks
-                asked for.
+            env_steps: this chunk's share of the budget: SB3 is stopped when every chunk's
+                steps so far are played (exactly, for a multiple of ``num_envs``).
             task_progress: ``(env steps already trained on this task, the task's budget in env
                 steps)``: the learning-rate and exploration schedules run over the task's budget.
             on_progress: called as ``on_progress(env_steps_done_in_chunk, scalars)`` at each of
@@ -627,7 +657,12 @@ class SB3Agent:
             self.requested += int(env_steps)
             todo = self.requested - algo.num_timesteps
             if todo > 0:
-                algo.learn(total_timesteps=todo, reset_num_timesteps=False, log_interval=1)
+                algo.learn(
+                    total_timesteps=todo,
+                    callback=_StopAt(self.requested),
+                    reset_num_timesteps=False,
+                    log_interval=1,
+                )
                 algo.logger.dump(algo.num_timesteps)  # the last update's train/… values
         finally:
             self._on_dump = None
