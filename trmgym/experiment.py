@@ -162,7 +162,7 @@ class ContinualRun:
             self.agent_name,
             tasks,
             strategy=self.strategy_config.get("name"),
-            plugins=Plugins([Plugin(), *plugins]),
+            plugins=list(plugins),
             distributed=self.world.distributed,
         )
         self.agent = self._new_agent()

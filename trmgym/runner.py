@@ -385,7 +385,7 @@ def check_agent_fits(
     tasks: Sequence[TaskSpec],
     *,
     strategy: str | None,
-    plugins: Plugins,
+    plugins: Sequence[Any],
     distributed: bool,
 ) -> None:
     """Refuse, before any training, an agent the run cannot train.
@@ -418,7 +418,7 @@ def check_agent_fits(
             f"strategy={strategy} needs the TRM agent's model or replay; with agent={agent_name} "
             f"allowed: {', '.join(f'strategy={s}' for s in BASELINE_STRATEGIES)}"
         )
-    for plugin in list(plugins)[1:]:
+    for plugin in plugins:  # the run's plugins after the strategy
         hooks = [h for h in _TRM_ONLY_HOOKS if _plugin_overrides(plugin, h)]
         if not hooks:
             continue
