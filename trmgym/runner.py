@@ -394,7 +394,8 @@ def check_agent_fits(
         ValueError: naming ``agent`` and ``env.action_mode`` (the task) with the allowed
             combinations; for a baseline agent, naming ``strategy`` (only naive and scratch),
             ``curriculum`` or another plugin that needs the TRM's training loop, or a
-            data-parallel (torchrun) start.
+            data-parallel (torchrun) start; ``agent=sb3_maskable_ppo`` on an env without
+            ``action_masks()``.
     """
     allowed = AGENT_ACTION_MODES.get(agent_name, AGENT_ACTION_MODES["trm"])
     combos = "; ".join(f"agent={a}: {'|'.join(m)}" for a, m in AGENT_ACTION_MODES.items())
@@ -413,6 +414,17 @@ def check_agent_fits(
             f"agent={agent_name} trains in one process; torchrun (data-parallel) runs need "
             "agent=trm: start it without torchrun"
         )
+    if agent_name == "sb3_maskable_ppo":
+        for task in tasks:
+            env = task.make_vec(1, train=True, max_steps=1, canvas=None)
+            masks = action_masks_of(env)
+            env.close()
+            if masks is None:
+                raise ValueError(
+                    f"agent=sb3_maskable_ppo needs an env with action_masks(); task "
+                    f"{task.name!r} ({task.env_id}, env.action_mode={action_mode(task)}) has "
+                    "none: use agent=sb3_ppo, or an env version that masks its actions"
+                )
     if strategy not in BASELINE_STRATEGIES:
         raise ValueError(
             f"strategy={strategy} needs the TRM agent's model or replay; with agent={agent_name} "
