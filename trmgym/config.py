@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from trmgym.agents.baselines import BASELINE_AGENTS, BaselineAgentConfig
+from trmgym.agents.baseline_configs import BASELINE_AGENTS, BaselineAgentConfig
 from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.checks import positive_int

@@ -25,7 +25,7 @@ import torch
 import trmgym
 from trmgym import checkpoint, distributed, metrics, report
 from trmgym import results as results_io
-from trmgym.agents.baselines import BaselineAgentConfig, EnvLearner, make_baseline_agent
+from trmgym.agents.baseline_configs import BaselineAgentConfig, EnvLearner
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
 from trmgym.config import RunSettings
 from trmgym.logging import RunLogger, matrix_table, metrics_table
@@ -209,6 +209,8 @@ class ContinualRun:
     def _new_agent(self) -> TRMAgent | EnvLearner:
         labels = len(self.tasks) if self.settings.task_labels else 0
         if isinstance(self.agent_config, BaselineAgentConfig):
+            from trmgym.agents.baselines import make_baseline_agent  # SB3: imported when used
+
             observation_space, action_space = agent_spaces(self.tasks[0], self.canvas, labels)
             for k, task in enumerate(self.tasks[1:], start=1):  # one policy plays every task
                 other = agent_spaces(task, self.canvas, labels)[1]

@@ -454,9 +454,7 @@ def _plugin_overrides(plugin: Any, hook: str) -> bool:
     return hook in vars(plugin) or getattr(type(plugin), hook) is not getattr(Plugin, hook)
 
 
-def agent_spaces(
-    task: TaskSpec, canvas: tuple[int, int], num_labels: int
-) -> tuple[Any, Any]:
+def agent_spaces(task: TaskSpec, canvas: tuple[int, int], num_labels: int) -> tuple[Any, Any]:
     """``(observation space, action space)`` a baseline agent sees on ``task``: the env's
     spaces on ``canvas``, with ``task_id`` as ``Discrete(num_labels)`` (the same for every task
     of a sequence, :func:`~trmgym.agents.sb3_vec_env.labelled_observation_space`)."""

@@ -149,9 +149,7 @@ class MaskedSudoku(SudokuVectorEnv):
 
 
 def masked_env(num_envs: int = 8, seed: int = 0) -> SB3VecEnv:
-    env = MaskedSudoku(
-        num_envs, autoreset_mode="same_step", max_episode_steps=17, **SUDOKU
-    )
+    env = MaskedSudoku(num_envs, autoreset_mode="same_step", max_episode_steps=17, **SUDOKU)
     return SB3VecEnv(env, seed=seed)
 
 
@@ -307,5 +305,7 @@ def test_random_agent_samples_its_space_and_is_seeded() -> None:
     grid_space = native(1, env_id="trmgym/Sudoku-v0", size=4, blanks=4).single_action_space
     grid = sample_actions(grid_space, 3, np.random.default_rng(0))
     assert grid["answer"].shape == (3, 4, 4) and set(grid["halt"].tolist()) <= {0, 1}
-    assert all(grid_space.contains({"answer": grid["answer"][k], "halt": grid["halt"][k]})
-               for k in range(3))
+    assert all(
+        grid_space.contains({"answer": grid["answer"][k], "halt": grid["halt"][k]})
+        for k in range(3)
+    )

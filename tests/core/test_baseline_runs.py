@@ -51,7 +51,9 @@ def _one_thread():  # noqa: ANN202 - tiny nets run fastest on one thread
     torch.set_num_threads(threads)
 
 
-def baseline_run(run_dir: Path, agent=PPO_CONFIG, strategy: str = "naive", **kwargs) -> ContinualRun:  # noqa: ANN001
+def baseline_run(
+    run_dir: Path, agent=PPO_CONFIG, strategy: str = "naive", **kwargs
+) -> ContinualRun:  # noqa: ANN001
     return ContinualRun(
         kwargs.pop("tasks", EDIT_TASKS),
         agent,
@@ -70,8 +72,14 @@ def trm_results_keys(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """The keys of a TRM run's results (tests/tiny_run.py's two tasks)."""
     shortest = dataclasses.replace(SETTINGS, train_steps=1, eval_every=1, eval_episodes=2)
     results = ContinualRun(
-        TASKS, AGENT, {"name": "naive"}, shortest, tmp_path_factory.mktemp("trm"), seed=3,
-        device="cpu", console=False,
+        TASKS,
+        AGENT,
+        {"name": "naive"},
+        shortest,
+        tmp_path_factory.mktemp("trm"),
+        seed=3,
+        device="cpu",
+        console=False,
     ).run()
     return set(results)
 
@@ -81,21 +89,39 @@ def test_sb3_ppo_through_the_cli_writes_results(tmp_path: Path, trm_results_keys
     """A subprocess `trmgym run` with agent=sb3_ppo: 240 env steps, results.json, TB, report."""
     run_dir = tmp_path / "ppo"
     args = [
-        "experiment=single_task", "agent=sb3_ppo", "env=sudoku", "env.size=4", "env.blanks=4",
-        "env.action_mode=edit", "run.train_steps=30", "run.batch_size=8", "run.eval_every=15",
-        "run.eval_episodes=8", "agent.n_steps=5", "agent.batch_size=40", "agent.net_arch=[32]",
-        "device=cpu", "console=false", "run.threads=1", f"hydra.run.dir={run_dir}",
+        "experiment=single_task",
+        "agent=sb3_ppo",
+        "env=sudoku",
+        "env.size=4",
+        "env.blanks=4",
+        "env.action_mode=edit",
+        "run.train_steps=30",
+        "run.batch_size=8",
+        "run.eval_every=15",
+        "run.eval_episodes=8",
+        "agent.n_steps=5",
+        "agent.batch_size=40",
+        "agent.net_arch=[32]",
+        "device=cpu",
+        "console=false",
+        "run.threads=1",
+        f"hydra.run.dir={run_dir}",
     ]
     done = subprocess.run(
         [sys.executable, "-m", "trmgym.cli", "run", *args],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results) == trm_results_keys  # the TRM's schema, key for key
     assert results["env_steps"] == 30 * 8  # run.train_steps * run.batch_size
-    assert results["agent"]["name"] == "sb3_ppo" and results["agent"]["model_config"]["parameters"] > 0
+    assert (
+        results["agent"]["name"] == "sb3_ppo" and results["agent"]["model_config"]["parameters"] > 0
+    )
     assert results["max_reasoning_steps"] is None and results["strategy"] == "naive"
     (row,) = results["accuracy_matrix"]
     assert 0 <= row[0] <= 1 and 0 <= results["cell_accuracy_matrix"][0][0] <= 1
@@ -118,7 +144,11 @@ def test_a_continual_sb3_run_writes_the_trm_schema_and_scalars(
     assert np.asarray(results["accuracy_matrix"], dtype=float).shape == (2, 2)
     assert [len(curve) for curve in results["curves"]] == [2, 2]
     assert set(results["metrics"]) == {
-        "avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps"
+        "avg_accuracy",
+        "avg_forgetting",
+        "bwt",
+        "fwt",
+        "avg_reasoning_steps",
     }
     events = EventAccumulator(str(tmp_path / "ppo" / "tb"))
     events.Reload()
@@ -179,8 +209,15 @@ def test_resume_after_interruption_is_identical(
     with pytest.raises(KeyboardInterrupt):
         baseline_run(tmp_path / "split", agent).run()
     resumed = baseline_run(tmp_path / "split", agent).run()
-    for key in ("accuracy_matrix", "cell_accuracy_matrix", "reasoning_steps_matrix", "curves",
-                "env_steps", "metrics", "random_init_accuracy"):
+    for key in (
+        "accuracy_matrix",
+        "cell_accuracy_matrix",
+        "reasoning_steps_matrix",
+        "curves",
+        "env_steps",
+        "metrics",
+        "random_init_accuracy",
+    ):
         assert resumed[key] == reference[key], key
     assert [s["chunk"] for s in resumed["starts"]] == [0, 1]
 
@@ -227,7 +264,9 @@ class Replaying(Plugin):
         ({"plugins": [Replaying()]}, r"plugin 'my-replay' implements replay_batch"),
     ],
 )
-def test_bad_combinations_are_refused_before_training(tmp_path: Path, kwargs: dict, match: str) -> None:
+def test_bad_combinations_are_refused_before_training(
+    tmp_path: Path, kwargs: dict, match: str
+) -> None:
     with pytest.raises(ValueError, match=match):
         baseline_run(tmp_path, **kwargs)
     assert not tmp_path.joinpath("checkpoints").exists()
@@ -245,10 +284,21 @@ def test_torchrun_and_unmasked_envs_are_refused() -> None:
 
 def test_the_cli_refuses_an_sb3_agent_on_grid_mode_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "trmgym.cli", "run", "experiment=single_task", "agent=sb3_dqn",
-         "device=cpu", f"hydra.run.dir={tmp_path / 'x'}"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "trmgym.cli",
+            "run",
+            "experiment=single_task",
+            "agent=sb3_dqn",
+            "device=cpu",
+            f"hydra.run.dir={tmp_path / 'x'}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

@@ -181,7 +181,11 @@ class SB3VecEnv(VecEnv):
             and value.dtype.kind in "biuf"
         }
         keys = list(columns)
-        infos = [dict(zip(keys, row)) for row in zip(*columns.values())] if keys else [{} for _ in range(n)]
+        infos = (
+            [dict(zip(keys, row)) for row in zip(*columns.values())]
+            if keys
+            else [{} for _ in range(n)]
+        )
         finished = np.flatnonzero(dones)
         if finished.size == 0:
             return infos
