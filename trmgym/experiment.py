@@ -671,7 +671,8 @@ class ContinualRun:
                 for k in ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps")
             },
             "forgetting": summary.get("forgetting"),
-            "max_reasoning_steps": s.max_reasoning_steps,
+            # the step limit; with run.max_reasoning_steps null, the largest task's own
+            "max_reasoning_steps": max(self.step_limits),
             "difficulty_probe": probes,
             "settings": asdict(s),
             # the resolved network: every TRMConfig field actually built (presets + overrides)

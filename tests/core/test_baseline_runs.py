@@ -122,7 +122,8 @@ def test_sb3_ppo_through_the_cli_writes_results(tmp_path: Path, trm_results_keys
     assert (
         results["agent"]["name"] == "sb3_ppo" and results["agent"]["model_config"]["parameters"] > 0
     )
-    assert results["max_reasoning_steps"] is None and results["strategy"] == "naive"
+    assert results["settings"]["max_reasoning_steps"] is None  # null: the task's own limit,
+    assert results["max_reasoning_steps"] == 17 and results["strategy"] == "naive"  # 4 * 4 + 1
     (row,) = results["accuracy_matrix"]
     assert 0 <= row[0] <= 1 and 0 <= results["cell_accuracy_matrix"][0][0] <= 1
     assert 1 <= results["reasoning_steps_matrix"][0][0] <= 17  # the null limit: 4 * 4 + 1
@@ -307,3 +308,15 @@ def test_the_cli_refuses_an_sb3_agent_on_grid_mode_in_one_line(tmp_path: Path) -
         "agent=sb3_maskable_ppo: edit|walk; agent=random: grid|edit|walk"
     ]
     assert not (tmp_path / "x").exists()
+
+
+def test_random_agent_plays_grid_mode_too(tmp_path: Path) -> None:
+    results = baseline_run(tmp_path, RandomAgentConfig(), tasks=TASKS, settings=SETTINGS).run()
+    assert results["env_steps"] == 2 * 6 * 8 and results["max_reasoning_steps"] == 3
+    assert all(0 <= a <= 1 for row in results["accuracy_matrix"] for a in row)
+
+
+def test_a_null_step_limit_is_the_env_default_in_grid_mode(tmp_path: Path) -> None:
+    settings = dataclasses.replace(SETTINGS, max_reasoning_steps=None)
+    job = ContinualRun(TASKS, AGENT, {"name": "naive"}, settings, tmp_path, device="cpu")
+    assert job.step_limits == [16, 16] and job.agent.max_steps == 16  # trmgym.DEFAULT_MAX_STEPS
