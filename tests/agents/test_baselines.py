@@ -88,6 +88,8 @@ def test_adapter_equals_a_dummy_vec_env_of_single_envs() -> None:
 def test_terminal_observation_and_infos_describe_the_finished_puzzle() -> None:
     env = SB3VecEnv(native(6, limit=3), seed=1)
     obs = env.reset()
+    assert len(env.reset_infos) == 6 and env.reset_infos[0]["steps"] == 0
+    assert env.reset_infos[0]["solved"] is False  # no env poses a solved puzzle
     halt = env.action_space.n - 1
     # row 0 halts at once; the others write token 7 into cell 0 every step, then hit the limit
     write = 0 * 26 + 7

@@ -473,7 +473,8 @@ class SB3Agent:
                     total_timesteps=todo,
                     callback=_StopAt(self.requested),
                     reset_num_timesteps=False,
-                    log_interval=1,
+                    # PPO: a dump per rollout; DQN counts episodes: about one per batch of them
+                    log_interval=algo.n_envs if isinstance(algo, DQN) else 1,
                 )
                 algo.logger.dump(algo.num_timesteps)  # the last update's train/… values
         finally:

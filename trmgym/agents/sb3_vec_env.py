@@ -130,15 +130,20 @@ class SB3VecEnv(VecEnv):
 
     def reset(self) -> dict[str, np.ndarray]:
         """New puzzles in every row; seeded by the constructor's (or :meth:`seed`'s) seed the
-        first time after it was given, continuing the env's stream afterwards."""
+        first time after it was given, continuing the env's stream afterwards.
+
+        Options given with SB3's ``set_options`` become the native env's per-row options
+        (``PuzzleVectorEnv.set_options``): unlike a ``DummyVecEnv``'s, they stay in force for
+        the rows' later autoresets. ``reset_infos`` holds each row's per-puzzle info."""
         options = self.base_options
         if any(self._options):  # SB3's set_options: one mapping per row
             per_row = [dict(o) if o else None for o in self._options]
             self.env.unwrapped.set_options(per_row)
-        obs, _ = self.env.reset(seed=self._batch_seed, options=options)
+        obs, info = self.env.reset(seed=self._batch_seed, options=options)
         self._batch_seed = None
         self._reset_seeds()
         self._reset_options()
+        self.reset_infos = self._per_row(info)[1]
         return self._label(obs)
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
@@ -170,22 +175,7 @@ class SB3VecEnv(VecEnv):
         dones: np.ndarray,
     ) -> list[dict[str, Any]]:
         """One info dict per row (SB3's convention) from the native info columns."""
-        n = self.num_envs
-        columns = {
-            key: value.tolist()
-            for key, value in info.items()
-            if not key.startswith("_")
-            and key not in _SKIPPED
-            and isinstance(value, np.ndarray)
-            and value.shape == (n,)
-            and value.dtype.kind in "biuf"
-        }
-        keys = list(columns)
-        infos = (
-            [dict(zip(keys, row)) for row in zip(*columns.values())]
-            if keys
-            else [{} for _ in range(n)]
-        )
+        keys, infos = self._per_row(info)
         finished = np.flatnonzero(dones)
         if finished.size == 0:
             return infos
@@ -213,6 +203,23 @@ class SB3VecEnv(VecEnv):
                 np.array([int(final_info[r]["steps"]) for r in finished], dtype=np.int64),
             )
         return infos
+
+    def _per_row(self, info: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+        """The per-puzzle numeric columns of a native info, as one dict per row."""
+        n = self.num_envs
+        columns = {
+            key: value.tolist()
+            for key, value in info.items()
+            if not key.startswith("_")
+            and key not in _SKIPPED
+            and isinstance(value, np.ndarray)
+            and value.shape == (n,)
+            and value.dtype.kind in "biuf"
+        }
+        keys = list(columns)
+        if not keys:
+            return keys, [{} for _ in range(n)]
+        return keys, [dict(zip(keys, row)) for row in zip(*columns.values())]
 
     def close(self) -> None:
         self.env.close()
