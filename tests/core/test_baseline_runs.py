@@ -320,3 +320,29 @@ def test_a_null_step_limit_is_the_env_default_in_grid_mode(tmp_path: Path) -> No
     settings = dataclasses.replace(SETTINGS, max_reasoning_steps=None)
     job = ContinualRun(TASKS, AGENT, {"name": "naive"}, settings, tmp_path, device="cpu")
     assert job.step_limits == [16, 16] and job.agent.max_steps == 16  # trmgym.DEFAULT_MAX_STEPS
+
+
+def test_a_saved_plain_config_is_typed_by_its_agent_name(tmp_path: Path) -> None:
+    """A run's saved .hydra/config.yaml (plain YAML) builds again: the agent node is checked
+    against the schema its ``name`` picks."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError
+
+    from trmgym.config import build_run
+
+    def plain(agent: dict) -> object:
+        return OmegaConf.create(
+            {
+                "experiment_name": "saved",
+                "env": {"id": "trmgym/Sudoku-v0", "size": 4, "blanks": 2, "action_mode": "edit"},
+                "agent": agent,
+                "strategy": {"name": "naive"},
+                "run": {"train_steps": 2, "batch_size": 4, "max_reasoning_steps": None},
+                "device": "cpu",
+            }
+        )
+
+    job = build_run(plain({"name": "sb3_dqn", "buffer_size": 64}), tmp_path)
+    assert isinstance(job.agent_config, SB3DQNConfig) and job.agent_config.buffer_size == 64
+    with pytest.raises(ConfigKeyError, match="n_steps"):
+        build_run(plain({"name": "sb3_dqn", "n_steps": 3}), tmp_path)  # a PPO key
