@@ -19,9 +19,9 @@ from trmgym.agents.trm_agent import AgentCarry, TRMAgent, TRMAgentConfig
 
 #: names of the SB3-backed modules, imported when first asked for
 _LAZY = {
-    "RandomAgent": "trmgym.agents.baselines",
+    "RandomAgent": "trmgym.agents.random_agent",
     "SB3Agent": "trmgym.agents.baselines",
-    "TokenGridExtractor": "trmgym.agents.baselines",
+    "TokenGridExtractor": "trmgym.agents.token_features",
     "make_baseline_agent": "trmgym.agents.baselines",
     "SB3VecEnv": "trmgym.agents.sb3_vec_env",
 }

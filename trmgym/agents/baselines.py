@@ -38,8 +38,6 @@ from gymnasium import spaces
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
-from stable_baselines3.common.preprocessing import get_flattened_obs_dim
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from torch import nn
 
@@ -55,6 +53,8 @@ from trmgym.agents.baseline_configs import (
     SB3MaskablePPOConfig,
     SB3PPOConfig,
 )
+from trmgym.agents.random_agent import RandomAgent, sample_actions
+from trmgym.agents.token_features import TokenGridExtractor
 from trmgym.agents.trm_agent import resolve_device
 
 __all__ = [
@@ -76,71 +76,6 @@ __all__ = [
 ]
 
 INSTALL_HINT = "pip install 'trmgym[sb3]' (or pip install sb3-contrib)"
-
-
-# --------------------------------------------------------------------------- features
-def _is_token_grid(space: spaces.Space) -> bool:
-    return (
-        isinstance(space, spaces.Box)
-        and len(space.shape) == 2
-        and np.issubdtype(space.dtype, np.integer)
-    )
-
-
-class TokenGridExtractor(BaseFeaturesExtractor):
-    """Features of a Dict observation of token grids: embedding, two 3x3 convs, a linear layer.
-
-    Every 2-D integer ``Box`` key (``grid``, ``answer``: ``[H, W]`` tokens ``0..V-1``) is
-    embedded (one table shared by the keys, ``embed_dim`` per token), the embeddings are stacked
-    as channels and run through two ``Conv2d(3x3, channels) + ReLU``; every other key (the
-    one-hot ``task_id``, any ``Box``) is flattened; both go through ``Linear -> ReLU`` to
-    ``features_dim``. Input: the dict SB3's preprocessing makes (tokens as floats), ``[B, ...]``
-    per key. Output: ``[B, features_dim]``.
-
-    Raises:
-        ValueError: no token grid in the space, or grids of different shapes.
-    """
-
-    def __init__(
-        self,
-        observation_space: spaces.Dict,
-        embed_dim: int = 16,
-        channels: int = 32,
-        features_dim: int = 128,
-    ) -> None:
-        super().__init__(observation_space, features_dim)
-        self.grid_keys = sorted(k for k, s in observation_space.spaces.items() if _is_token_grid(s))
-        self.other_keys = sorted(k for k in observation_space.spaces if k not in self.grid_keys)
-        if not self.grid_keys:
-            raise ValueError(
-                f"TokenGridExtractor needs at least one 2-D integer Box key, got "
-                f"{list(observation_space.spaces)}"
-            )
-        shapes = {observation_space[k].shape for k in self.grid_keys}
-        if len(shapes) != 1:
-            raise ValueError(f"token grids must share one shape, got {sorted(shapes)}")
-        height, width = shapes.pop()
-        vocab = max(int(np.max(observation_space[k].high)) for k in self.grid_keys) + 1
-        self.embedding = nn.Embedding(vocab, embed_dim)
-        self.conv = nn.Sequential(
-            nn.Conv2d(len(self.grid_keys) * embed_dim, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
-        others = sum(get_flattened_obs_dim(observation_space[k]) for k in self.other_keys)
-        self.head = nn.Sequential(
-            nn.Linear(channels * height * width + others, features_dim), nn.ReLU()
-        )
-
-    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        planes = [
-            self.embedding(observations[k].long()).permute(0, 3, 1, 2) for k in self.grid_keys
-        ]
-        parts = [self.conv(torch.cat(planes, dim=1))]
-        parts += [torch.flatten(observations[k].float(), 1) for k in self.other_keys]
-        return self.head(torch.cat(parts, dim=1))
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -553,84 +488,6 @@ def _load_buffer(buffer: Any, state: Mapping[str, Any]) -> None:
         else:
             target[: len(saved)] = saved
     buffer.pos, buffer.full = int(state["pos"]), bool(state["full"])
-
-
-# ------------------------------------------------------------------------------- random
-def sample_actions(space: spaces.Space, n: int, rng: np.random.Generator) -> Any:
-    """``n`` uniform draws from ``space`` as one batched action (``[n]`` for Discrete,
-    ``[n, *shape]`` for a Box, a dict of those for a Dict), all from ``rng``.
-
-    Raises:
-        TypeError: a space other than Discrete, Box, MultiDiscrete, MultiBinary or Dict.
-    """
-    if isinstance(space, spaces.Discrete):
-        return space.start + rng.integers(0, space.n, size=n, dtype=np.int64)
-    if isinstance(space, spaces.Box):
-        if np.issubdtype(space.dtype, np.integer):
-            return rng.integers(
-                space.low, space.high, size=(n, *space.shape), endpoint=True
-            ).astype(space.dtype)
-        return rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(space.dtype)
-    if isinstance(space, spaces.MultiDiscrete):
-        return (rng.random((n, *space.shape)) * space.nvec).astype(np.int64) + space.start
-    if isinstance(space, spaces.MultiBinary):
-        return rng.integers(0, 2, size=(n, *np.atleast_1d(space.n)), dtype=np.int8)
-    if isinstance(space, spaces.Dict):
-        return {k: sample_actions(s, n, rng) for k, s in space.spaces.items()}
-    raise TypeError(f"cannot sample a batch of {type(space).__name__} actions")
-
-
-class RandomAgent:
-    """Uniform random actions from the action space, seeded (:class:`EnvLearner`): the floor.
-
-    It learns nothing; :meth:`learn_chunk` still plays its share of env steps so that its
-    rollout statistics (solve rate of random play) sit next to a learner's.
-
-    Args:
-        action_space: the action space of one puzzle (any mode: grid, edit, walk).
-        seed: seeds the agent's one generator (checkpointed).
-    """
-
-    wants_action_masks = False
-
-    def __init__(self, action_space: spaces.Space, *, seed: int = 0, device: str = "cpu") -> None:
-        self.action_space = action_space
-        self.rng = np.random.default_rng(seed)
-        self.device = resolve_device(device)
-        self.model = nn.Module()
-        self.model_config = PolicySummary(policy="uniform random", parameters=0)
-        sample_actions(action_space, 1, np.random.default_rng(0))  # unsupported space: fail now
-
-    def initial_carry(self, batch_size: int) -> None:
-        return None
-
-    def act(self, obs: Mapping[str, np.ndarray], carry: None = None, **_: Any) -> tuple[Any, None]:
-        """``len(obs["grid"])`` uniform actions (a batched action of the space), and ``None``."""
-        return sample_actions(self.action_space, len(obs["grid"]), self.rng), None
-
-    def eval_weights(self) -> contextlib.AbstractContextManager[Any]:
-        return contextlib.nullcontext()
-
-    def learn_chunk(
-        self,
-        env: VecEnv,
-        env_steps: int,
-        *,
-        task_progress: tuple[int, int] = (0, 0),
-        on_progress: Callable[[int, dict[str, float]], None] | None = None,
-    ) -> ChunkResult:
-        """Play ``ceil(env_steps / num_envs)`` vector steps of random actions on ``env``."""
-        env.reset()
-        steps = -(-int(env_steps) // env.num_envs)
-        for _ in range(steps):
-            env.step(sample_actions(self.action_space, env.num_envs, self.rng))
-        return ChunkResult(steps * env.num_envs, {})
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
 
 
 def make_baseline_agent(
