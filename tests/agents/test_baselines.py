@@ -116,9 +116,12 @@ def test_adapter_passes_sb3_checks_and_learns() -> None:
     model = PPO("MultiInputPolicy", checked, n_steps=8, batch_size=16, n_epochs=1, seed=0)
     model.learn(64)
     assert model.num_timesteps == 64
-    assert env.has_attr("render_mode") and not env.has_attr("action_masks")
-    with pytest.raises(AttributeError, match="action_masks"):
-        env.get_attr("action_masks")
+    assert env.has_attr("render_mode")
+    # masks exist exactly when the env has them (edit mode gains them with the envs' masks)
+    assert env.has_attr("action_masks") == hasattr(env.env.unwrapped, "action_masks")
+    assert not env.has_attr("no_such_method")
+    with pytest.raises(AttributeError, match="no_such_method"):
+        env.env_method("no_such_method")
 
 
 class IntrinsicReward(gym.vector.VectorWrapper):
