@@ -9,8 +9,8 @@ stored as             schema                      built by
 ====================  ==========================  ============================================
 ``base_config``       :class:`TrmgymConfig`       :func:`build_run` -> ``ContinualRun``
 ``agent/base_trm``    :class:`TRMAgentConfig`     ``OmegaConf.to_object``
-``agent/base_sb3_*``, :class:`~trmgym.agents.       ``OmegaConf.to_object`` (SB3 PPO, DQN,
-``agent/base_random`` baselines.SB3PPOConfig`, ...  MaskablePPO; the random floor)
+``agent/base_sb3_*``  ``SB3PPOConfig``, ...        ``OmegaConf.to_object`` (SB3 PPO, DQN,
+                      (``baseline_configs``)      MaskablePPO; ``agent/base_random``: random)
 ``agent/memory/       :class:`MemoryConfig`       (``agent.memory``, built with the agent)
 base_bank``
 ``strategy/base_*``   :class:`NaiveConfig`, ...   ``make_strategy``: its ``_target_`` class,

@@ -61,9 +61,9 @@ class ContinualRun:
     Args:
         tasks: the sequence.
         agent_config: the agent: TRM hyper-parameters, or a baseline's
-            (:class:`~trmgym.agents.baselines.SB3PPOConfig`, ``SB3DQNConfig``,
+            (:class:`~trmgym.agents.baseline_configs.SB3PPOConfig`, ``SB3DQNConfig``,
             ``SB3MaskablePPOConfig``, ``RandomAgentConfig``): an
-            :class:`~trmgym.agents.baselines.EnvLearner` that trains itself on each chunk's env
+            :class:`~trmgym.agents.baseline_configs.EnvLearner` that trains itself on each chunk's env
             for ``eval_every * batch_size`` env steps (its budget: ``train_steps * batch_size``
             env steps per task, what the TRM plays), evaluated and checkpointed as the TRM is.
         strategy_config: ``{"name": ..., **arguments}`` of the continual strategy.

@@ -56,7 +56,7 @@ def evaluate(
 ) -> Evaluation:
     """Greedy evaluation of ``agent`` on ``episodes`` seeded held-out puzzles of ``task``.
 
-    ``agent`` is the TRM agent or an :class:`~trmgym.agents.baselines.EnvLearner` (both answer
+    ``agent`` is the TRM agent or an :class:`~trmgym.agents.baseline_configs.EnvLearner` (both answer
     ``initial_carry``, ``act`` and ``eval_weights``; an agent with ``wants_action_masks`` gets
     the env's ``action_masks()`` with every step).
 
@@ -478,7 +478,7 @@ def action_masks_of(env: Any) -> Any:
 
 
 class EnvLearnerTrainer:
-    """One training chunk of a self-training agent (:class:`~trmgym.agents.baselines.EnvLearner`)
+    """One training chunk of a self-training agent (:class:`~trmgym.agents.baseline_configs.EnvLearner`)
     on one task: the task's training env (target exposed, same-step autoreset) built fresh,
     wrapped by the run's plugins (``wrap_env(env, task, True)``) and then by
     :class:`~trmgym.agents.sb3_vec_env.SB3VecEnv`, reset with ``seed`` and the task's options.
