@@ -88,9 +88,10 @@ class RunSettings:
     """Puzzles trained in parallel."""
     max_reasoning_steps: int | None = 8
     """Reasoning steps per puzzle before truncation (the env's step limit); null: a limit a
-    perfect agent finishes within, per task — ``trmgym.DEFAULT_MAX_STEPS`` (16) in grid mode,
-    ``H * W + 1`` of the canvas in edit and walk modes (one write or move per cell, then halt),
-    which the baseline agents' configs choose."""
+    perfect agent finishes within, per task — the env's own default where it has one, else
+    ``trmgym.DEFAULT_MAX_STEPS`` (16) in grid mode and ``H * W + 1`` of the canvas in edit and
+    walk modes (one write or move per cell, then halt); the baseline agents' configs choose
+    null (:func:`trmgym.runner.step_limit`)."""
     eval_episodes: int = 500
     """Held-out puzzles per task and evaluation."""
     eval_every: int = 250

@@ -370,11 +370,22 @@ def action_mode(task: TaskSpec) -> str:
 
 def step_limit(task: TaskSpec, canvas: tuple[int, int], setting: int | None) -> int:
     """The reasoning-step limit of ``task``: ``setting`` (``run.max_reasoning_steps``) when
-    given; for ``None``, one a perfect agent finishes within: ``trmgym.DEFAULT_MAX_STEPS`` in
-    grid mode, ``H * W + 1`` of the canvas in edit and walk modes (a write or a move per cell,
-    then the halt)."""
+    given. For ``None``, one a perfect agent finishes within: the env's own default where the
+    env has one (``max_episode_steps=None``; the larger of the training and evaluation envs'),
+    else ``trmgym.DEFAULT_MAX_STEPS`` in grid mode and ``H * W + 1`` of the canvas in edit and
+    walk modes (a write or a move per cell, then the halt)."""
     if setting is not None:
         return int(setting)
+    limits = []
+    for train in (True, False):
+        try:
+            env = task.make_vec(1, train=train, max_steps=None, canvas=canvas)
+        except (TypeError, ValueError):  # an env that needs an explicit limit
+            break
+        limits.append(int(env.unwrapped.max_episode_steps))
+        env.close()
+    else:
+        return max(limits)
     if action_mode(task) == "grid":
         return int(trmgym.DEFAULT_MAX_STEPS)
     return int(canvas[0]) * int(canvas[1]) + 1

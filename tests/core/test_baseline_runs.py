@@ -122,11 +122,12 @@ def test_sb3_ppo_through_the_cli_writes_results(tmp_path: Path, trm_results_keys
     assert (
         results["agent"]["name"] == "sb3_ppo" and results["agent"]["model_config"]["parameters"] > 0
     )
-    assert results["settings"]["max_reasoning_steps"] is None  # null: the task's own limit,
-    assert results["max_reasoning_steps"] == 17 and results["strategy"] == "naive"  # 4 * 4 + 1
+    assert results["settings"]["max_reasoning_steps"] is None and results["strategy"] == "naive"
+    # null: a limit a perfect agent finishes within (4 writes, then halt), at most 4 * 4 + 1
+    assert 4 + 1 <= results["max_reasoning_steps"] <= 17
     (row,) = results["accuracy_matrix"]
     assert 0 <= row[0] <= 1 and 0 <= results["cell_accuracy_matrix"][0][0] <= 1
-    assert 1 <= results["reasoning_steps_matrix"][0][0] <= 17  # the null limit: 4 * 4 + 1
+    assert 1 <= results["reasoning_steps_matrix"][0][0] <= results["max_reasoning_steps"]
     assert len(results["curves"][0]) == 2 and results["metrics"]["bwt"] is None
     assert 0 <= results["metrics"]["avg_accuracy"] <= 1
     assert (run_dir / "report.html").is_file() and list((run_dir / "tb").iterdir())
@@ -138,7 +139,8 @@ def test_a_continual_sb3_run_writes_the_trm_schema_and_scalars(
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     job = baseline_run(tmp_path / "ppo")
-    assert job.step_limits == [17, 17]  # max_reasoning_steps null: H * W + 1 in edit mode
+    # max_reasoning_steps null: the env's own default, or H * W + 1; a perfect agent fits in
+    assert 2 + 1 <= job.step_limits[0] <= 17 and 3 + 1 <= job.step_limits[1] <= 17
     results = job.run()
     assert set(results) == trm_results_keys
     assert results["sequence"] == ["easy", "harder"] and results["env_steps"] == 2 * 6 * 8
