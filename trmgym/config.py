@@ -9,6 +9,8 @@ stored as             schema                      built by
 ====================  ==========================  ============================================
 ``base_config``       :class:`TrmgymConfig`       :func:`build_run` -> ``ContinualRun``
 ``agent/base_trm``    :class:`TRMAgentConfig`     ``OmegaConf.to_object``
+``agent/base_sb3_*``  ``SB3PPOConfig``, ...        ``OmegaConf.to_object`` (SB3 PPO, DQN,
+                      (``baseline_configs``)      MaskablePPO; ``agent/base_random``: random)
 ``agent/memory/       :class:`MemoryConfig`       (``agent.memory``, built with the agent)
 base_bank``
 ``strategy/base_*``   :class:`NaiveConfig`, ...   ``make_strategy``: its ``_target_`` class,
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from trmgym.agents.baseline_configs import BASELINE_AGENTS, BaselineAgentConfig
 from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.checks import positive_int
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from trmgym.plugins import Plugin
 
 __all__ = [
+    "AGENT_SCHEMAS",
     "DemoConfig",
     "EWCConfig",
     "MemoryReplayConfig",
@@ -76,11 +80,18 @@ class RunSettings:
     """Budgets and evaluation of a run (the ``run`` config node)."""
 
     train_steps: int = 2000
-    """Optimizer steps (= env steps of the whole batch) per task."""
+    """Optimizer steps (= env steps of the whole batch) per task. The budget of a baseline
+    agent (``agent=sb3_*``, ``random``) is the same number of env steps: ``train_steps *
+    batch_size`` per task, so a TRM and a baseline with the same ``run`` settings see as many
+    puzzle steps."""
     batch_size: int = 128
     """Puzzles trained in parallel."""
-    max_reasoning_steps: int = 8
-    """Reasoning steps per puzzle before truncation (the env's step limit)."""
+    max_reasoning_steps: int | None = 8
+    """Reasoning steps per puzzle before truncation (the env's step limit); null: a limit a
+    perfect agent finishes within, per task — the env's own default where it has one, else
+    ``trmgym.DEFAULT_MAX_STEPS`` (16) in grid mode and ``H * W + 1`` of the canvas in edit and
+    walk modes (one write or move per cell, then halt); the baseline agents' configs choose
+    null (:func:`trmgym.runner.step_limit`)."""
     eval_episodes: int = 500
     """Held-out puzzles per task and evaluation."""
     eval_every: int = 250
@@ -110,12 +121,13 @@ class RunSettings:
         for name in (
             "train_steps",
             "batch_size",
-            "max_reasoning_steps",
             "eval_episodes",
             "eval_every",
             "log_every",
         ):
             positive_int(getattr(self, name), f"run.{name}")
+        if self.max_reasoning_steps is not None:
+            positive_int(self.max_reasoning_steps, "run.max_reasoning_steps")
         scale = self.budget_scale
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e6:
             raise ValueError(f"run.budget_scale must be a number > 0, got {scale!r}")
@@ -285,8 +297,10 @@ class TrmgymConfig:
     """The task of a single-task run (``sequence: null``): ``{id, name, train, eval, **env}``."""
     sequence: Any = None
     """The task list of a continual run, ``{name, tasks: [...]}``; null: the single task ``env``."""
-    agent: TRMAgentConfig = field(default_factory=TRMAgentConfig)
-    """The TRM agent (model size, halting, optimiser, EMA)."""
+    agent: Any = MISSING
+    """The agent: the TRM (``agent=trm``, the default: model size, halting, optimiser, EMA) or
+    a baseline (``agent=sb3_ppo|sb3_dqn|sb3_maskable_ppo|random``); each node is typed by its
+    own schema (:data:`AGENT_SCHEMAS`)."""
     strategy: StrategyConfig = MISSING
     """The continual-learning strategy (a partial of a strategy class; the YAML default picks
     ``naive``)."""
@@ -311,11 +325,23 @@ class TrmgymConfig:
     """``trmgym demo`` settings."""
 
 
+#: the stored schema of each agent, by the name of its ``configs/agent`` file
+AGENT_SCHEMAS: dict[str, type] = {"trm": TRMAgentConfig, **BASELINE_AGENTS}
+
+
+def agent_schema(node: Any) -> type:
+    """The schema of an ``agent`` node: a baseline's by its ``name``, else the TRM's."""
+    name = node.get("name") if hasattr(node, "get") else None
+    return BASELINE_AGENTS.get(name, TRMAgentConfig) if name is not None else TRMAgentConfig
+
+
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore (called on import; storing twice is harmless)."""
     store = ConfigStore.instance()
     store.store(name="base_config", node=TrmgymConfig)
     store.store(group="agent", name="base_trm", node=TRMAgentConfig)
+    for name, schema in BASELINE_AGENTS.items():
+        store.store(group="agent", name=f"base_{name}", node=schema)
     store.store(group="agent/memory", name="base_bank", node=MemoryConfig)
     for name, schema in STRATEGY_SCHEMAS.items():
         store.store(group="strategy", name=f"base_{name}", node=schema)
@@ -461,6 +487,7 @@ def typed(cfg: Any) -> DictConfig:
     name = strategy.get("name", "naive") if hasattr(strategy, "get") else None
     if name in STRATEGY_SCHEMAS:
         schema.strategy = OmegaConf.structured(STRATEGY_SCHEMAS[name])
+    schema.agent = OmegaConf.structured(agent_schema(cfg.get("agent") or {}))
     return OmegaConf.merge(schema, cfg)
 
 
@@ -493,7 +520,7 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
     if OmegaConf.get_type(cfg) is not TrmgymConfig:
         cfg = typed(cfg)
     settings: RunSettings = OmegaConf.to_object(cfg.run)
-    agent: TRMAgentConfig = OmegaConf.to_object(cfg.agent)
+    agent: TRMAgentConfig | BaselineAgentConfig = OmegaConf.to_object(cfg.agent)
     tasks = build_tasks(cfg)
     strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
     plugins = build_plugins(cfg.plugins)
@@ -540,7 +567,7 @@ def check_memory(job: ContinualRun) -> None:
     writers = [p for p in job.plugins if isinstance(p, Memory)]
     for writer in writers:
         writer.reader_of(job.agent.model)
-    if job.agent_config.memory is not None and not writers:
+    if getattr(job.agent_config, "memory", None) is not None and not writers:
         warnings.warn(
             f"agent.memory is set but strategy={job.strategy.name} never writes the bank: it "
             "stays empty and the reader adds nothing (strategy=memory or memory_replay write it)",

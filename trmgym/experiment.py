@@ -25,11 +25,23 @@ import torch
 import trmgym
 from trmgym import checkpoint, distributed, metrics, report
 from trmgym import results as results_io
+from trmgym.agents.baseline_configs import BaselineAgentConfig, EnvLearner
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
 from trmgym.config import RunSettings
 from trmgym.logging import RunLogger, matrix_table, metrics_table
 from trmgym.plugins import Plugin, Plugins, Strategy, make_strategy
-from trmgym.runner import Evaluation, PuzzleSampler, TaskSpec, TaskTrainer, common_canvas, evaluate
+from trmgym.runner import (
+    EnvLearnerTrainer,
+    Evaluation,
+    PuzzleSampler,
+    TaskSpec,
+    TaskTrainer,
+    agent_spaces,
+    check_agent_fits,
+    common_canvas,
+    evaluate,
+    step_limit,
+)
 
 
 def seed_for(*keys: int) -> int:
@@ -49,7 +61,12 @@ class ContinualRun:
 
     Args:
         tasks: the sequence.
-        agent_config: TRM agent hyper-parameters.
+        agent_config: the agent: TRM hyper-parameters, or a baseline's
+            (:class:`~trmgym.agents.baseline_configs.SB3PPOConfig`, ``SB3DQNConfig``,
+            ``SB3MaskablePPOConfig``, ``RandomAgentConfig``): an
+            :class:`~trmgym.agents.baseline_configs.EnvLearner` that trains itself on each chunk's env
+            for ``eval_every * batch_size`` env steps (its budget: ``train_steps * batch_size``
+            env steps per task, what the TRM plays), evaluated and checkpointed as the TRM is.
         strategy_config: ``{"name": ..., **arguments}`` of the continual strategy.
         settings: budgets and evaluation.
         run_dir: where results, events and checkpoints go (resumes from its checkpoint).
@@ -68,12 +85,19 @@ class ContinualRun:
     own training puzzles and keeps its own buffers, gradients are averaged, evaluations are
     sharded and summed, and rank 0 alone writes the run directory (rank 0's ``run_dir`` is used
     by every rank).
+
+    Raises:
+        ValueError: before any training: a bad task, seed or setting; an agent that cannot play
+            a task's ``action_mode`` (the TRM plays grid mode; SB3 agents edit and walk modes),
+            or a baseline agent with a strategy other than naive or scratch, a curriculum, a
+            plugin needing the TRM's loop, or under torchrun (naming the key).
+        RuntimeError: ``agent=sb3_maskable_ppo`` without sb3-contrib (with the install command).
     """
 
     def __init__(
         self,
         tasks: list[TaskSpec],
-        agent_config: TRMAgentConfig,
+        agent_config: TRMAgentConfig | BaselineAgentConfig,
         strategy_config: dict[str, Any],
         settings: RunSettings,
         run_dir: str | Path,
@@ -110,6 +134,8 @@ class ContinualRun:
         self.run_dir = Path(run_dir)
         self.experiment, self.console = experiment, console
         self.canvas = common_canvas(tasks, tuple(settings.canvas) if settings.canvas else None)
+        #: each task's reasoning-step limit (``run.max_reasoning_steps``, or per task when null)
+        self.step_limits = [step_limit(t, self.canvas, settings.max_reasoning_steps) for t in tasks]
         #: a scratch run of the same sequence and settings, for forward transfer (checked now)
         self.reference = (
             None
@@ -131,6 +157,15 @@ class ContinualRun:
         self.offsets = [int(x) for x in np.cumsum([0, *self.budgets])]
         self.agent_config, self.device = agent_config, device
         self.strategy_config = dict(strategy_config)
+        #: ``trm`` or a baseline's name (``sb3_ppo``, ``sb3_dqn``, ``sb3_maskable_ppo``, ``random``)
+        self.agent_name = getattr(agent_config, "name", "trm")
+        check_agent_fits(
+            self.agent_name,
+            tasks,
+            strategy=self.strategy_config.get("name"),
+            plugins=list(plugins),
+            distributed=self.world.distributed,
+        )
         self.agent = self._new_agent()
         self.sampler = PuzzleSampler(tasks, self.canvas, self._seed(SAMPLER_PURPOSE))
         self.strategy: Strategy = make_strategy(
@@ -172,12 +207,33 @@ class ContinualRun:
             return seed_for(self.seed, *keys)
         return seed_for(self.seed, *keys, RANK_PURPOSE, self.world.rank)
 
-    def _new_agent(self) -> TRMAgent:
+    def _new_agent(self) -> TRMAgent | EnvLearner:
         labels = len(self.tasks) if self.settings.task_labels else 0
+        if isinstance(self.agent_config, BaselineAgentConfig):
+            from trmgym.agents.baselines import make_baseline_agent  # SB3: imported when used
+
+            observation_space, action_space = agent_spaces(self.tasks[0], self.canvas, labels)
+            for k, task in enumerate(self.tasks[1:], start=1):  # one policy plays every task
+                other = agent_spaces(task, self.canvas, labels)[1]
+                if other != action_space:
+                    raise ValueError(
+                        f"agent={self.agent_name}: task {task.name!r} has action space {other}, "
+                        f"task {self.tasks[0].name!r} {action_space}; one policy needs one "
+                        f"action space: give every task the same action_mode (sequence.tasks"
+                        f"[{k}].action_mode) and canvas (run.canvas)"
+                    )
+            return make_baseline_agent(
+                self.agent_config,
+                observation_space=observation_space,
+                action_space=action_space,
+                num_envs=self.local_batch,
+                seed=self.seed,
+                device=self.device,
+            )
         agent = TRMAgent(
             self.agent_config,
             canvas=self.canvas,
-            max_steps=self.settings.max_reasoning_steps,
+            max_steps=max(self.step_limits),
             num_tasks=labels,
             seed=self.seed,  # the same initial weights on every rank
             device=self.device,
@@ -202,7 +258,7 @@ class ContinualRun:
             self.tasks[task_index],
             episodes=s.eval_episodes,
             seed=seed_for(self.seed, task_index, EVAL_PURPOSE),
-            max_steps=s.max_reasoning_steps,
+            max_steps=self.step_limits[task_index],
             canvas=self.canvas,
             task_label=self.label(task_index),
             options=options,
@@ -393,17 +449,14 @@ class ContinualRun:
                 while state["chunk"] < chunks:
                     c = state["chunk"]
                     steps = min(s.eval_every, budget - c * s.eval_every)
-                    last = self._train_chunk(i, c, steps, state, logger)
+                    shown = self._train_chunk(i, c, steps, state, logger)
                     current = self.evaluate(self.agent, i)
                     state["curves"][i].append(current.accuracy)
                     global_step = self.offsets[i] + c * s.eval_every + steps
                     logger.chunk_done(
                         f"task {i + 1}/{T} {self.tasks[i].name}",
                         global_step,
-                        {
-                            "train exact": (last or {}).get("train/exact"),
-                            "eval accuracy": current.accuracy,
-                        },
+                        {**shown, "eval accuracy": current.accuracy},
                     )
                     logger.scalars(
                         {
@@ -454,6 +507,11 @@ class ContinualRun:
             + (f" over {self.world.size} processes" if self.world.distributed else ""),
             f"{self.experiment}: {T} task{'s' * (T != 1)}, optimizer steps {tasks}"
             + (
+                f" = env steps x{self.settings.batch_size} (agent={self.agent_name})"
+                if isinstance(self.agent, EnvLearner)
+                else ""
+            )
+            + (
                 f" (budget_scale {self.settings.budget_scale:g})"
                 if self.settings.budget_scale != 1
                 else ""
@@ -486,14 +544,16 @@ class ContinualRun:
 
     def _train_chunk(
         self, i: int, c: int, steps: int, state: dict[str, Any], logger: RunLogger
-    ) -> dict[str, float]:
-        """Train task ``i``'s chunk ``c`` for ``steps`` steps; returns the last step's metrics."""
+    ) -> dict[str, float | None]:
+        """Train task ``i``'s chunk ``c`` for ``steps`` steps; returns what the chunk's line shows."""
+        if isinstance(self.agent, EnvLearner):
+            return self._learn_chunk(i, c, steps, state, logger)
         s = self.settings
         trainer = TaskTrainer(
             self.agent,
             self.tasks[i],
             batch_size=self.local_batch,
-            max_steps=s.max_reasoning_steps,
+            max_steps=self.step_limits[i],
             canvas=self.canvas,
             seed=self._seed(i, c, TRAIN_PURPOSE),
             task_label=self.label(i),
@@ -528,7 +588,61 @@ class ContinualRun:
             {**trainer.rollout_stats(), **self.plugins.metrics(self.agent.model)}, base + steps
         )
         trainer.close()
-        return last
+        return {"train exact": last.get("train/exact")}
+
+    def _learn_chunk(
+        self, i: int, c: int, steps: int, state: dict[str, Any], logger: RunLogger
+    ) -> dict[str, float | None]:
+        """A self-training agent's chunk: ``steps * batch_size`` env steps on a fresh env.
+
+        The env is built, wrapped by the plugins and seeded as the TRM's chunk env; scalars the
+        agent logs (``train/…``, ``rollout/…``) reach TensorBoard at the optimizer step their
+        env steps correspond to (``env steps // batch_size``)."""
+        s, batch = self.settings, self.local_batch
+        if c == 0:
+            state["task_env_steps"] = 0
+        trainer = EnvLearnerTrainer(
+            self.agent,
+            self.tasks[i],
+            batch_size=batch,
+            max_steps=self.step_limits[i],
+            canvas=self.canvas,
+            seed=self._seed(i, c, TRAIN_PURPOSE),
+            plugins=self.plugins,
+            task_label=i if self.settings.task_labels else 0,
+            num_labels=len(self.tasks) if self.settings.task_labels else 1,
+            task_index=i,
+        )
+        base = self.offsets[i] + c * s.eval_every
+        label = f"task {i + 1}/{len(self.tasks)} {self.tasks[i].name}"
+        shown = logged = 0
+
+        def on_progress(env_steps: int, values: dict[str, float]) -> None:
+            nonlocal shown, logged
+            done = min(steps, env_steps // batch)
+            if done - logged >= s.log_every:
+                logger.scalars(values, base + done)
+                logged = done
+            if done > shown:
+                logger.advance(done - shown, label, f"{trainer.episodes} episodes")
+                shown = done
+
+        metrics = trainer.train(
+            steps * batch,
+            task_progress=(state.get("task_env_steps", 0), self.budgets[i] * batch),
+            on_progress=on_progress,
+        )
+        if steps > shown:
+            logger.advance(steps - shown, label, f"{trainer.episodes} episodes")
+        state["env_steps"] += trainer.env_steps
+        state["task_env_steps"] = state.get("task_env_steps", 0) + trainer.env_steps
+        self.plugins.on_chunk_end(i, base + steps, state["env_steps"])
+        rollout = trainer.rollout_stats()
+        logger.scalars(
+            {**metrics, **rollout, **self.plugins.metrics(self.agent.model)}, base + steps
+        )
+        trainer.close()
+        return {"train solve rate": rollout["rollout/solve_rate"]}
 
     def _results(self, state: dict[str, Any], logger: RunLogger) -> dict[str, Any]:
         s, T = self.settings, len(self.tasks)
@@ -558,7 +672,8 @@ class ContinualRun:
                 for k in ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps")
             },
             "forgetting": summary.get("forgetting"),
-            "max_reasoning_steps": s.max_reasoning_steps,
+            # the step limit; with run.max_reasoning_steps null, the largest task's own
+            "max_reasoning_steps": max(self.step_limits),
             "difficulty_probe": probes,
             "settings": asdict(s),
             # the resolved network: every TRMConfig field actually built (presets + overrides)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-import trmgym  # noqa: F401 - registers the env ids
+import trmgym  # registers the env ids
 from trmgym.curricula.sequence import TaskSpec
 from trmgym.distributed import World, max_over_ranks, shard, sum_over_ranks
 from trmgym.plugins import Plugins, PuzzleMemory
@@ -56,6 +56,10 @@ def evaluate(
 ) -> Evaluation:
     """Greedy evaluation of ``agent`` on ``episodes`` seeded held-out puzzles of ``task``.
 
+    ``agent`` is the TRM agent or an :class:`~trmgym.agents.baseline_configs.EnvLearner` (both answer
+    ``initial_carry``, ``act`` and ``eval_weights``; an agent with ``wants_action_masks`` gets
+    the env's ``action_masks()`` with every step).
+
     The env hides the target. Each batch slot plays exactly one puzzle; the EMA weights are used
     when the agent has them. ``options`` go to ``reset`` (e.g. ``{"blanks": 4}``); ``plugins``
     may wrap the env (``wrap_env(env, task, train=False)``).
@@ -74,6 +78,7 @@ def evaluate(
     owned = shard(episodes, world) if world is not None and world.distributed else None
     mine = np.arange(episodes) if owned is None else owned
     carry = agent.initial_carry(len(mine))
+    masks_of = action_masks_of(env) if getattr(agent, "wants_action_masks", False) else None
     finished = np.zeros(len(mine), dtype=bool)
     solved = np.zeros(len(mine), dtype=bool)
     cells = np.zeros(len(mine))
@@ -82,7 +87,9 @@ def evaluate(
         for _ in range(max_steps):
             if finished.all():
                 break
-            if owned is None:
+            if masks_of is not None:  # MaskablePPO: the env's valid actions
+                action, carry = agent.act(obs, carry, action_masks=masks_of())
+            elif owned is None:
                 action, carry = agent.act(obs, carry)
             else:
                 local, carry = agent.act({k: v[owned] for k, v in obs.items()}, carry)
@@ -339,3 +346,222 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------- baseline agents
+#: the action modes each kind of agent plays (the TRM answers whole grids)
+AGENT_ACTION_MODES = {
+    "trm": ("grid",),
+    "sb3_ppo": ("edit", "walk"),
+    "sb3_dqn": ("edit", "walk"),
+    "sb3_maskable_ppo": ("edit", "walk"),
+    "random": ("grid", "edit", "walk"),
+}
+#: the strategies a baseline agent can train under (the others use the TRM's model or replay)
+BASELINE_STRATEGIES = ("naive", "scratch")
+#: plugin hooks a self-training agent never calls: a plugin relying on one is refused
+_TRM_ONLY_HOOKS = ("reset_options", "observe", "replay_batch", "penalty")
+
+
+def action_mode(task: TaskSpec) -> str:
+    """The task's action mode (``grid`` unless its env arguments say otherwise)."""
+    return str(task.env_kwargs(train=True).get("action_mode") or "grid")
+
+
+def step_limit(task: TaskSpec, canvas: tuple[int, int], setting: int | None) -> int:
+    """The reasoning-step limit of ``task``: ``setting`` (``run.max_reasoning_steps``) when
+    given. For ``None``, one a perfect agent finishes within: the env's own default where the
+    env has one (``max_episode_steps=None``; the larger of the training and evaluation envs'),
+    else ``trmgym.DEFAULT_MAX_STEPS`` in grid mode and ``H * W + 1`` of the canvas in edit and
+    walk modes (a write or a move per cell, then the halt)."""
+    if setting is not None:
+        return int(setting)
+    limits = []
+    for train in (True, False):
+        try:
+            env = task.make_vec(1, train=train, max_steps=None, canvas=canvas)
+        except (TypeError, ValueError):  # an env that needs an explicit limit
+            break
+        limits.append(int(env.unwrapped.max_episode_steps))
+        env.close()
+    else:
+        return max(limits)
+    if action_mode(task) == "grid":
+        return int(trmgym.DEFAULT_MAX_STEPS)
+    return int(canvas[0]) * int(canvas[1]) + 1
+
+
+def check_agent_fits(
+    agent_name: str,
+    tasks: Sequence[TaskSpec],
+    *,
+    strategy: str | None,
+    plugins: Sequence[Any],
+    distributed: bool,
+) -> None:
+    """Refuse, before any training, an agent the run cannot train.
+
+    Raises:
+        ValueError: naming ``agent`` and ``env.action_mode`` (the task) with the allowed
+            combinations; for a baseline agent, naming ``strategy`` (only naive and scratch),
+            ``curriculum`` or another plugin that needs the TRM's training loop, or a
+            data-parallel (torchrun) start; ``agent=sb3_maskable_ppo`` on an env without
+            ``action_masks()``.
+    """
+    allowed = AGENT_ACTION_MODES.get(agent_name, AGENT_ACTION_MODES["trm"])
+    combos = "; ".join(f"agent={a}: {'|'.join(m)}" for a, m in AGENT_ACTION_MODES.items())
+    for k, task in enumerate(tasks):
+        mode = action_mode(task)
+        if mode not in allowed:
+            where = "env.action_mode" if len(tasks) == 1 else f"sequence.tasks[{k}].action_mode"
+            raise ValueError(
+                f"agent={agent_name} cannot play {where}={mode} (task {task.name!r}); allowed "
+                f"combinations: {combos}"
+            )
+    if agent_name == "trm":
+        return
+    if distributed:
+        raise ValueError(
+            f"agent={agent_name} trains in one process; torchrun (data-parallel) runs need "
+            "agent=trm: start it without torchrun"
+        )
+    if agent_name == "sb3_maskable_ppo":
+        for task in tasks:
+            env = task.make_vec(1, train=True, max_steps=1, canvas=None)
+            masks = action_masks_of(env)
+            env.close()
+            if masks is None:
+                raise ValueError(
+                    f"agent=sb3_maskable_ppo needs an env with action_masks(); task "
+                    f"{task.name!r} ({task.env_id}, env.action_mode={action_mode(task)}) has "
+                    "none: use agent=sb3_ppo, or an env version that masks its actions"
+                )
+    if strategy not in BASELINE_STRATEGIES:
+        raise ValueError(
+            f"strategy={strategy} needs the TRM agent's model or replay; with agent={agent_name} "
+            f"allowed: {', '.join(f'strategy={s}' for s in BASELINE_STRATEGIES)}"
+        )
+    for plugin in plugins:  # the run's plugins after the strategy
+        hooks = [h for h in _TRM_ONLY_HOOKS if _plugin_overrides(plugin, h)]
+        if not hooks:
+            continue
+        if plugin.name == "curriculum":
+            raise ValueError(
+                f"curriculum={getattr(plugin, 'kind', plugin.name)} chooses each row's reset "
+                f"options in the TRM's training loop; agent={agent_name} trains on whole "
+                "batches of the task's own options: drop the curriculum (curriculum=null) or "
+                "use agent=trm"
+            )
+        raise ValueError(
+            f"plugin {plugin.name!r} implements {', '.join(hooks)}, which agent={agent_name} "
+            "never calls (its training loop is SB3's); allowed with baseline agents: plugins "
+            "that wrap envs (wrap_env), hear of finished episodes or log metrics"
+        )
+
+
+def _plugin_overrides(plugin: Any, hook: str) -> bool:
+    from trmgym.plugins.base import Plugin
+
+    return hook in vars(plugin) or getattr(type(plugin), hook) is not getattr(Plugin, hook)
+
+
+def agent_spaces(task: TaskSpec, canvas: tuple[int, int], num_labels: int) -> tuple[Any, Any]:
+    """``(observation space, action space)`` a baseline agent sees on ``task``: the env's
+    spaces on ``canvas``, with ``task_id`` as ``Discrete(num_labels)`` (the same for every task
+    of a sequence, :func:`~trmgym.agents.sb3_vec_env.labelled_observation_space`)."""
+    from trmgym.agents.sb3_vec_env import labelled_observation_space
+
+    env = task.make_vec(1, train=True, max_steps=1, canvas=canvas)
+    spaces = (
+        labelled_observation_space(env.single_observation_space, num_labels),
+        env.single_action_space,
+    )
+    env.close()
+    return spaces
+
+
+def action_masks_of(env: Any) -> Any:
+    """The env's ``action_masks`` method (through wrappers), or ``None`` when it has none."""
+    masks = getattr(env, "action_masks", None)
+    if masks is None and hasattr(env, "unwrapped"):
+        masks = getattr(env.unwrapped, "action_masks", None)
+    return masks
+
+
+class EnvLearnerTrainer:
+    """One training chunk of a self-training agent (:class:`~trmgym.agents.baseline_configs.EnvLearner`)
+    on one task: the task's training env (target exposed, same-step autoreset) built fresh,
+    wrapped by the run's plugins (``wrap_env(env, task, True)``) and then by
+    :class:`~trmgym.agents.sb3_vec_env.SB3VecEnv`, reset with ``seed`` and the task's options.
+    Finished episodes go to the plugins' ``on_episodes_end`` and to :meth:`rollout_stats`.
+
+    Args:
+        agent: the learner.
+        task: the task.
+        batch_size: puzzles stepped together.
+        max_steps: the task's step limit.
+        canvas: the run's common canvas.
+        seed: the seed of the env's first reset.
+        plugins: the run's plugins.
+        task_label: the label the agent sees (the task's index; 0 without labels).
+        num_labels: labels of the run (tasks with labels; 1 without).
+        task_index: the task's index in the sequence.
+    """
+
+    def __init__(
+        self,
+        agent: Any,
+        task: TaskSpec,
+        *,
+        batch_size: int,
+        max_steps: int,
+        canvas: tuple[int, int],
+        seed: int,
+        plugins: Plugins,
+        task_label: int,
+        num_labels: int,
+        task_index: int,
+    ) -> None:
+        from trmgym.agents.sb3_vec_env import SB3VecEnv
+
+        self.agent, self.plugins, self.task_index = agent, plugins, task_index
+        env = task.make_vec(batch_size, train=True, max_steps=max_steps, canvas=canvas)
+        self.vec_env = SB3VecEnv(
+            plugins.wrap_env(env, task, True),
+            seed=seed,
+            options=task.options or None,
+            task_label=task_label,
+            num_labels=num_labels,
+            on_episodes_end=self._episodes_end,
+        )
+        self.env_steps = 0
+        self.episodes = self.solved = self.episode_steps = 0
+
+    def train(
+        self,
+        env_steps: int,
+        *,
+        task_progress: tuple[int, int],
+        on_progress: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> dict[str, float]:
+        """Let the agent learn for its ``env_steps`` share; returns its last logged scalars."""
+        result = self.agent.learn_chunk(
+            self.vec_env, env_steps, task_progress=task_progress, on_progress=on_progress
+        )
+        self.env_steps += int(result.env_steps)
+        return dict(result.metrics)
+
+    def _episodes_end(
+        self, rows: np.ndarray, solved: np.ndarray, cells: np.ndarray, steps: np.ndarray
+    ) -> None:
+        self.episodes += len(rows)
+        self.solved += int(solved.sum())
+        self.episode_steps += int(steps.sum())
+        self.plugins.on_episodes_end(
+            self.task_index, rows, solved, cells, steps, [None] * len(rows)
+        )
+
+    rollout_stats = TaskTrainer.rollout_stats
+
+    def close(self) -> None:
+        self.vec_env.close()

@@ -19,6 +19,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trmgym.agents.baselines import BaselineAgentConfig
 from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm import TRMConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
@@ -34,6 +35,8 @@ STRATEGIES = sorted(p.stem for p in (config_dir() / "strategy").glob("*.yaml"))
 ENVS = sorted(p.stem for p in (config_dir() / "env").glob("*.yaml"))
 #: strategy YAML values that differ from their schema on purpose (the reason is in the YAML)
 ON_PURPOSE: dict[str, dict] = {}
+#: sequences of Discrete (edit mode) tasks, which the TRM does not play: built with this agent
+SEQUENCE_AGENT = {"sudoku-edit": "sb3_ppo"}
 
 
 def composed(*overrides: str) -> DictConfig:
@@ -59,8 +62,11 @@ def check_common(cfg: DictConfig, job: ContinualRun) -> None:
     """What every built run must show: the composed settings, agent and strategy, as objects."""
     assert isinstance(job.settings, RunSettings)
     assert dataclasses.asdict(job.settings) == OmegaConf.to_container(cfg.run, resolve=True)
-    assert isinstance(job.agent_config, TRMAgentConfig)
     assert dataclasses.asdict(job.agent_config) == OmegaConf.to_container(cfg.agent)
+    if isinstance(job.agent_config, BaselineAgentConfig):
+        assert job.agent_name == cfg.agent.name
+        return
+    assert isinstance(job.agent_config, TRMAgentConfig)
     assert job.seed == cfg.seed and job.experiment == cfg.experiment_name
     assert job.strategy_config == OmegaConf.to_container(cfg.strategy, resolve=True)
     assert type(job.strategy) is get_class(cfg.strategy._target_)
@@ -98,7 +104,8 @@ def job_entries(cfg: DictConfig) -> list:
 
 @pytest.mark.parametrize("sequence", SEQUENCES)
 def test_sequences_build(sequence: str, tmp_path: Path) -> None:
-    cfg, job = built(tmp_path, "experiment=continual", f"sequence={sequence}")
+    agent = [f"agent={SEQUENCE_AGENT[sequence]}"] if sequence in SEQUENCE_AGENT else []
+    cfg, job = built(tmp_path, "experiment=continual", f"sequence={sequence}", *agent)
     check_common(cfg, job)
     expected = TaskSequence.from_config(OmegaConf.to_container(cfg.sequence, resolve=True))
     assert job.tasks == expected.tasks
