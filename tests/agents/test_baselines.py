@@ -314,3 +314,19 @@ def test_random_agent_samples_its_space_and_is_seeded() -> None:
         grid_space.contains({"answer": grid["answer"][k], "halt": grid["halt"][k]})
         for k in range(3)
     )
+
+
+def test_stochastic_evaluation_samples_the_policy_and_dqn_stays_greedy() -> None:
+    """``agent.deterministic_eval=false`` draws PPO's actions from the policy (different draws on
+    the same observations); DQN's action is greedy either way; a non-bool is named."""
+    env = sudoku_env(num_envs=64)
+    obs = env.reset()
+    greedy = build(SB3PPOConfig(n_steps=4, batch_size=32))
+    sampled = build(SB3PPOConfig(n_steps=4, batch_size=32, deterministic_eval=False))
+    np.testing.assert_array_equal(greedy.act(obs)[0], greedy.act(obs)[0])
+    draws = [sampled.act(obs)[0] for _ in range(2)]
+    assert (draws[0] != draws[1]).any()  # an untrained policy spreads over many actions
+    dqn = build(SB3DQNConfig(learning_starts=16, buffer_size=256, deterministic_eval=False))
+    np.testing.assert_array_equal(dqn.act(obs)[0], dqn.act(obs)[0])
+    with pytest.raises(ValueError, match="agent.deterministic_eval must be true or false"):
+        SB3PPOConfig(deterministic_eval="no")

@@ -73,9 +73,18 @@ class SB3AgentConfig(BaselineAgentConfig):
     """Adam learning rate (constant)."""
     gamma: float = 0.99
     """Discount factor."""
+    deterministic_eval: bool = True
+    """Evaluate with the policy's most likely action (SB3's ``evaluate_policy`` default); false
+    samples from the policy, as Procgen-style evaluations on procedurally generated levels do — a
+    memoryless greedy policy can repeat a blocked move in a maze until the step limit. DQN's
+    greedy action is taken either way."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not isinstance(self.deterministic_eval, bool):
+            raise ValueError(
+                f"agent.deterministic_eval must be true or false, got {self.deterministic_eval!r}"
+            )
         for key in ("embed_dim", "channels", "features_dim"):
             _positive_int(getattr(self, key), f"agent.{key}")
         if not isinstance(self.net_arch, list) or not all(

@@ -348,7 +348,9 @@ class SB3Agent:
         action_masks: np.ndarray | None = None,
         **_: Any,
     ) -> tuple[np.ndarray, None]:
-        """The greedy action of each row: ``([B] int64, None)``.
+        """The action of each row, ``([B] int64, None)``: the greedy one, or a draw from the
+        policy with ``agent.deterministic_eval=false`` (from torch's global generator, whose state
+        the checkpoint keeps).
 
         ``obs`` holds ``[B, H, W]`` ``grid``/``answer`` tokens and ``[B]`` ``task_id`` labels
         (``0`` when the run has no labels); ``action_masks`` (``[B, n]`` bool) restricts
@@ -362,7 +364,12 @@ class SB3Agent:
             else np.zeros_like(policy_obs["task_id"])
         )
         kwargs = {"action_masks": action_masks} if self.wants_action_masks else {}
-        actions, _ = self.algo.predict(policy_obs, deterministic=True, **kwargs)
+        actions, _ = self.algo.predict(
+            policy_obs,
+            # DQN has no policy to sample from (a draw would be epsilon-greedy): always greedy
+            deterministic=self.config.deterministic_eval or self.config.name == "sb3_dqn",
+            **kwargs,
+        )
         return np.asarray(actions, dtype=np.int64).reshape(-1), None
 
     def eval_weights(self) -> contextlib.AbstractContextManager[Any]:
