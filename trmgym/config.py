@@ -400,7 +400,7 @@ def build_plugins(nodes: Any) -> list[Plugin]:
 #: the root keys that each build one plugin from a ``_target_`` node, and their choices
 PLUGIN_GROUPS = {
     "curriculum": "ramp|uniform|staged|arc_stages|lp|plr|rehearsal",
-    "curiosity": "count|rnd|surprise|combined",
+    "curiosity": "count|episodic_count|rnd|surprise|combined",
 }
 
 
