@@ -210,3 +210,60 @@ def test_trmgym_run_with_curiosity_records_it_and_logs_its_scalars(tmp_path: Pat
     assert "curiosity.bonus must be one of ['count', 'rnd', 'surprise', 'combined']" in (
         bad.stderr + bad.stdout
     )
+
+
+@pytest.mark.slow
+def test_sb3_ppo_with_curiosity_on_a_walk_maze_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SB3 path: the plugin wraps each chunk's env before the SB3 adapter (same-step
+    autoreset: final observations rated), PPO learns from the shaped reward, and a run cut after
+    its first checkpoint finishes as an uninterrupted one, bonus state included."""
+    from trmgym.agents.baselines import SB3PPOConfig
+    from trmgym.curricula.sequence import TaskSpec
+    from trmgym.experiment import RunSettings
+
+    task = TaskSpec(
+        "maze5", "trmgym/Maze-v0", {"size": 5, "action_mode": "walk", "reward": "sparse"}
+    )
+    agent = SB3PPOConfig(
+        n_steps=3,
+        batch_size=24,
+        n_epochs=1,
+        embed_dim=4,
+        channels=8,
+        features_dim=32,
+        net_arch=[32],
+        deterministic_eval=False,
+    )
+    settings = RunSettings(
+        train_steps=6, batch_size=8, max_reasoning_steps=None, eval_episodes=8, eval_every=3
+    )
+
+    def run(run_dir: Path, plugin: Curiosity) -> dict:
+        return ContinualRun(
+            [task],
+            agent,
+            {"name": "naive"},
+            settings,
+            run_dir,
+            seed=3,
+            device="cpu",
+            console=False,
+            plugins=[plugin],
+        ).run()
+
+    def plugin() -> Curiosity:
+        return Curiosity("count", update_every=2, args={"hash": "exact", "episodic": True})
+
+    whole_plugin = plugin()
+    whole = run(tmp_path / "whole", whole_plugin)
+    assert whole_plugin.bonus.episode_counts  # the bonus rated the SB3 agent's steps
+    interrupt_after_saves(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", plugin())
+    resumed_plugin = plugin()
+    resumed = run(tmp_path / "cut", resumed_plugin)
+    for key in ("accuracy_matrix", "curves", "env_steps", "metrics"):
+        assert resumed[key] == whole[key], key
+    assert resumed_plugin.bonus.episode_counts == whole_plugin.bonus.episode_counts
