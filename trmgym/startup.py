@@ -204,6 +204,17 @@ def describe_error(error: BaseException, overrides: list[str] | None = None) -> 
                 "; allowed keys: those of the chosen curriculum's file (configs/curriculum/, "
                 "`trmgym run --cfg job` shows them); a class argument not in it takes a +"
             )
+        baseline = (_override_of("agent", overrides or []) or "=").split("=", 1)[1] or None
+        typed = any(o.lstrip("+~").split("=", 1)[0] == key for o in overrides or ())
+        if key.startswith("agent.") and baseline not in (None, "trm") and not typed:
+            experiment = (_override_of("experiment", overrides or []) or "=quickstart").split(
+                "=", 1
+            )[1]
+            hint += (
+                f" (experiment={experiment} sets {key}, a key of the TRM agent; with "
+                f"agent={baseline} use experiment=single_task env.action_mode=edit|walk, "
+                "experiment=curiosity_maze, or experiment=continual sequence=sudoku-edit)"
+            )
         return f"{key}: no such key{hint}"
     if "Config group override must be a string or a list. Got NoneType" in str(error):
         nulled = [o.split("=", 1)[0] for o in overrides or () if o.endswith("=null")]

@@ -54,6 +54,13 @@ def test_unknown_env_group_lists_choices() -> None:
             "batch_size, max_reasoning_steps, eval_episodes, eval_every, canvas, task_labels, "
             "difficulty_probe, reference, threads, budget_scale, log_every\n",
         ),
+        (
+            ["agent=sb3_ppo", "agent.n_stepz=4"],
+            "trmgym run: agent.n_stepz: no such key; allowed keys of agent: name, embed_dim, "
+            "channels, features_dim, net_arch, learning_rate, gamma, deterministic_eval, "
+            "n_steps, batch_size, n_epochs, gae_lambda, clip_range, ent_coef, vf_coef, "
+            "max_grad_norm\n",
+        ),
         ("seed=abc".split(), "trmgym run: seed must be an int, got 'abc'\n"),
         (
             ["strategy=replay", "strategy.mix_ratio=abc"],
@@ -99,6 +106,22 @@ def test_bad_values_fail_at_start_up_naming_the_key(
     assert result.returncode == 2  # a usage error, as argparse exits
     assert result.stderr == message  # one line, no traceback
     assert not run_dir.exists()  # nothing left on disk, not even the directory Hydra made
+
+
+def test_a_baseline_agent_on_an_experiment_with_trm_keys_is_told_which_experiments_fit(
+    tmp_path: Path,
+) -> None:
+    """The quickstart (the default experiment) sets agent.model, a TRM key: one line saying so."""
+    result = run_cli("run", "agent=sb3_ppo", "console=false", f"hydra.run.dir={tmp_path / 'r'}")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "trmgym run: agent.model: no such key; allowed keys of agent: name, embed_dim, "
+        "channels, features_dim, net_arch, learning_rate, gamma, deterministic_eval, "
+        "n_steps, batch_size, n_epochs, gae_lambda, clip_range, ent_coef, vf_coef, "
+        "max_grad_norm (experiment=quickstart sets agent.model, a key of the TRM agent; with "
+        "agent=sb3_ppo use experiment=single_task env.action_mode=edit|walk, "
+        "experiment=curiosity_maze, or experiment=continual sequence=sudoku-edit)\n"
+    )
 
 
 def test_unknown_command_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
