@@ -31,6 +31,17 @@ def test_wrapped_env_passes_the_sb3_env_checker() -> None:
         check_env(wrapped, warn=False)
 
 
+def test_wrapped_walk_maze_passes_gymnasiums_env_checker() -> None:
+    from gymnasium.utils.env_checker import check_env as gym_check_env
+
+    env = gym.make("trmgym/Maze-v0", size=7, action_mode="walk", reward="sparse")
+    bonus = CountBonus(env.observation_space, obs_keys=["position"], episodic=True)
+    wrapped = IntrinsicReward(env, bonus, coef=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "most likely has a wrapper applied": it has, on purpose
+        gym_check_env(wrapped, skip_render_check=True)
+
+
 def test_ppo_trains_through_the_wrapper_and_the_bonus_learns_online() -> None:
     wrapped = edit_maze_with_rnd(update_every=64)
     rnd = wrapped.bonus.bonuses["rnd"]

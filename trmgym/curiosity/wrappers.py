@@ -112,7 +112,7 @@ def _take(actions: Any, rows: np.ndarray) -> Any:
     return np.array(np.asarray(actions)[rows], copy=True)
 
 
-class IntrinsicReward(gym.Wrapper):
+class IntrinsicReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Add ``coef * bonus`` to a single env's reward, training the bonus online.
 
     Args:
@@ -139,6 +139,11 @@ class IntrinsicReward(gym.Wrapper):
         coef: float = 1.0,
         update_every: int = 128,
     ) -> None:
+        # recorded in env.spec, so gymnasium.make(env.spec) rebuilds the wrapper (around the
+        # same bonus object, whose statistics it then shares)
+        gym.utils.RecordConstructorArgs.__init__(
+            self, bonus=bonus, coef=coef, update_every=update_every
+        )
         super().__init__(env)
         self._training = _OnlineTraining(bonus, coef, update_every)
         bonus.check_observation_space(env.observation_space, "env")
