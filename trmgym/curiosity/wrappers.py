@@ -106,13 +106,38 @@ class _OnlineTraining:
         self.last_losses = dict(state["last_losses"])
 
 
+class _Shaping:
+    """What both wrappers expose of their :class:`_OnlineTraining` (``self._training``)."""
+
+    _training: _OnlineTraining
+
+    @property
+    def bonus(self) -> IntrinsicBonus:
+        return self._training.bonus
+
+    @property
+    def coef(self) -> float:
+        return self._training.coef
+
+    @property
+    def last_losses(self) -> dict[str, float]:
+        return self._training.last_losses
+
+    def state_dict(self) -> dict[str, Any]:
+        """The bonus module's state, the pending transitions and the step counter."""
+        return self._training.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._training.load_state_dict(state)
+
+
 def _take(actions: Any, rows: np.ndarray) -> Any:
     if isinstance(actions, Mapping):
         return take_rows(actions, rows)
     return np.array(np.asarray(actions)[rows], copy=True)
 
 
-class IntrinsicReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class IntrinsicReward(_Shaping, gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Add ``coef * bonus`` to a single env's reward, training the bonus online.
 
     Args:
@@ -149,18 +174,6 @@ class IntrinsicReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         bonus.check_observation_space(env.observation_space, "env")
         self._last_obs: dict[str, np.ndarray] | None = None
 
-    @property
-    def bonus(self) -> IntrinsicBonus:
-        return self._training.bonus
-
-    @property
-    def coef(self) -> float:
-        return self._training.coef
-
-    @property
-    def last_losses(self) -> dict[str, float]:
-        return self._training.last_losses
-
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
@@ -185,15 +198,8 @@ class IntrinsicReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         info["intrinsic_reward"] = intrinsic
         return obs, float(reward) + self.coef * intrinsic, terminated, truncated, info
 
-    def state_dict(self) -> dict[str, Any]:
-        """The bonus module's state, the pending transitions and the step counter."""
-        return self._training.state_dict()
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._training.load_state_dict(state)
-
-
-class IntrinsicRewardVector(gym.vector.VectorWrapper):
+class IntrinsicRewardVector(_Shaping, gym.vector.VectorWrapper):
     """Add ``coef * bonus`` to every row of a vector env's reward, training the bonus online.
 
     Args:
@@ -225,18 +231,6 @@ class IntrinsicRewardVector(gym.vector.VectorWrapper):
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         self._last_obs: dict[str, np.ndarray] | None = None
         self._autoresetting = np.zeros(self.num_envs, dtype=bool)
-
-    @property
-    def bonus(self) -> IntrinsicBonus:
-        return self._training.bonus
-
-    @property
-    def coef(self) -> float:
-        return self._training.coef
-
-    @property
-    def last_losses(self) -> dict[str, float]:
-        return self._training.last_losses
 
     def reset(
         self, *, seed: Any = None, options: dict[str, Any] | None = None
@@ -274,10 +268,3 @@ class IntrinsicRewardVector(gym.vector.VectorWrapper):
             _intrinsic_reward=everyone.copy(),
         )
         return obs, extrinsic + self.coef * intrinsic, terminated, truncated, info
-
-    def state_dict(self) -> dict[str, Any]:
-        """The bonus module's state, the pending transitions and the step counter."""
-        return self._training.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._training.load_state_dict(state)
