@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
-EXTRAS ?= dev,joblib,ray,faiss
+EXTRAS ?= dev,joblib,ray,faiss,sb3
 # setuptools' notice on every editable install ("Editable installation. Please be careful with
 # folders in your working directory with the same name as your package ..."), information only:
 # a warnings filter on its message, after any PYTHONWARNINGS of yours. Errors still print and fail.
