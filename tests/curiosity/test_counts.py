@@ -159,3 +159,15 @@ def test_episodic_position_counts_on_a_walk_maze_reward_new_cells() -> None:
             visits[row][cell] = visits[row].get(cell, 0) + 1
             assert info["intrinsic_reward"][row] == pytest.approx(1 / np.sqrt(visits[row][cell]))
         autoresetting = terminated | truncated
+
+
+@pytest.mark.parametrize("value", ["false", 1, None])
+def test_boolean_arguments_refuse_non_bools(value) -> None:  # noqa: ANN001
+    from trmgym.curiosity import RND
+
+    with pytest.raises(ValueError, match="episodic must be true or false"):
+        CountBonus(small_space(), episodic=value)
+    with pytest.raises(ValueError, match="normalize_reward must be true or false"):
+        RND(small_space(), normalize_reward=value)
+    with pytest.raises(ValueError, match="frozen must be true or false"):
+        CountBonus(small_space(), frozen=value)

@@ -198,3 +198,37 @@ def test_vector_wrapper_resumes_exactly_from_a_weights_only_checkpoint(tmp_path:
     restored.load_state_dict(load(path))
     runs = [run(wrapped, seed=6, steps=5, halt_at=2) for wrapped in (original, restored)]
     assert runs[0] == runs[1]
+
+
+def test_a_bonus_with_per_row_state_serves_one_live_wrapper_at_a_time() -> None:
+    """Two single-env wrappers around one episodic bonus would share one row's table (one env's
+    episode end would empty the other's counts): refused, until the first is closed."""
+    from trmgym.curiosity import CountBonus, IntrinsicReward
+
+    def maze() -> gym.Env:
+        return gym.make("trmgym/Maze-v0", size=5, action_mode="walk")
+
+    first = maze()
+    episodic = CountBonus(first.observation_space, episodic=True)
+    held = IntrinsicReward(first, episodic)
+    with pytest.raises(ValueError, match="keeps state per env row .* give each env its own bonus"):
+        IntrinsicReward(maze(), episodic)
+    held.close()
+    IntrinsicReward(maze(), episodic)  # released by close
+    lifelong = CountBonus(first.observation_space)
+    IntrinsicReward(maze(), lifelong)
+    IntrinsicReward(maze(), lifelong)  # lifelong counts are shared on purpose
+
+
+def test_wrappers_pass_action_masks_through() -> None:
+    from trmgym.curiosity import CountBonus, IntrinsicReward, IntrinsicRewardVector
+
+    single = gym.make("trmgym/Maze-v0", size=5, action_mode="walk")
+    wrapped = IntrinsicReward(single, CountBonus(single.observation_space))
+    wrapped.reset(seed=0)
+    np.testing.assert_array_equal(wrapped.action_masks(), single.unwrapped.action_masks())
+    vec = gym.make_vec("trmgym/Maze-v0", num_envs=3, size=5, action_mode="walk")
+    wrapped_vec = IntrinsicRewardVector(vec, CountBonus(vec.single_observation_space))
+    wrapped_vec.reset(seed=0)
+    np.testing.assert_array_equal(wrapped_vec.action_masks(), vec.action_masks())
+    assert wrapped_vec.action_masks().shape == (3, 5)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
@@ -43,7 +44,7 @@ class IntrinsicBonus(ABC):
     needs_transition: bool = False
 
     def __init__(self, *, frozen: bool = False) -> None:
-        self.frozen = bool(frozen)
+        self.frozen = check_bool(frozen, "frozen")
 
     @abstractmethod
     def bonus(
@@ -72,6 +73,36 @@ class IntrinsicBonus(ABC):
     @abstractmethod
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output (into a bonus built with the same arguments)."""
+
+    @property
+    def per_row_state(self) -> bool:
+        """Whether the bonus keeps state per env row (episodic counts, RND's per-row intrinsic
+        returns): then one wrapper at a time may use it (:meth:`claim`)."""
+        return False
+
+    def claim(self, wrapper: Any) -> None:
+        """Called by a wrapper that starts using this bonus. A bonus with per-row state refuses
+        a second live wrapper: rows of different envs would share one row's statistics (e.g. a
+        ``DummyVecEnv`` of single-env wrappers around one episodic bonus, where one env's episode
+        end would empty the other's counts).
+
+        Raises:
+            ValueError: another live wrapper holds this bonus.
+        """
+        holder = self._holder() if getattr(self, "_holder", None) is not None else None
+        if self.per_row_state and holder is not None and holder is not wrapper:
+            raise ValueError(
+                f"this {type(self).__name__} keeps state per env row (episodic counts or "
+                "per-row intrinsic returns) and is already used by another wrapper: give each "
+                "env its own bonus (e.g. DummyVecEnv([lambda: IntrinsicReward(make_env(), "
+                "CountBonus(...))])), or wrap one vector env with IntrinsicRewardVector"
+            )
+        self._holder = weakref.ref(wrapper)
+
+    def release(self, wrapper: Any) -> None:
+        """``wrapper`` no longer uses this bonus (its env closed, or a new chunk's env)."""
+        if getattr(self, "_holder", None) is not None and self._holder() is wrapper:
+            self._holder = None
 
     def end_episodes(self, rows: np.ndarray) -> None:
         """The episodes of ``rows`` (bool ``[B]``) just ended: an episodic bonus forgets their
@@ -109,6 +140,13 @@ def check_transition(name: str, actions: Any, next_obs: Any) -> None:
     for label, value in (("actions", actions), ("next_obs", next_obs)):
         if value is None:
             raise ValueError(f"{name} rates transitions: {label} is required, got None")
+
+
+def check_bool(value: Any, label: str) -> bool:
+    """``value`` as a bool (a Python or numpy bool only: not ``"false"``, ``1`` or ``None``)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{label} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def nonnegative_float(value: Any, label: str, *, positive: bool = False) -> float:

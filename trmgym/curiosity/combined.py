@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from trmgym.curiosity.base import IntrinsicBonus, check_mask, nonnegative_float
+from trmgym.curiosity.base import IntrinsicBonus, check_bool, check_mask, nonnegative_float
 
 
 class CombinedBonus(IntrinsicBonus):
@@ -65,7 +65,7 @@ class CombinedBonus(IntrinsicBonus):
     @frozen.setter
     def frozen(self, value: bool) -> None:
         for part in self.bonuses.values():
-            part.frozen = bool(value)
+            part.frozen = check_bool(value, "frozen")
 
     def check_observation_space(self, observation_space: Any, label: str = "env") -> None:
         for part in self.bonuses.values():
@@ -84,6 +84,10 @@ class CombinedBonus(IntrinsicBonus):
             name: part.bonus(obs, actions, next_obs, mask=mask)
             for name, part in self.bonuses.items()
         }
+
+    @property
+    def per_row_state(self) -> bool:
+        return any(part.per_row_state for part in self.bonuses.values())
 
     def end_episodes(self, rows: np.ndarray) -> None:
         for part in self.bonuses.values():

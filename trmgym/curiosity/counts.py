@@ -42,7 +42,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trmgym.curiosity.base import IntrinsicBonus, check_mask, nonnegative_float, positive_int
+from trmgym.curiosity.base import (
+    IntrinsicBonus,
+    check_bool,
+    check_mask,
+    nonnegative_float,
+    positive_int,
+)
 from trmgym.curiosity.encoding import ObservationEncoder
 
 HASHES = ("simhash", "exact")
@@ -82,9 +88,7 @@ class CountBonus(IntrinsicBonus):
         episodic: bool = False,
     ) -> None:
         super().__init__(frozen=frozen)
-        if not isinstance(episodic, (bool, np.bool_)):
-            raise ValueError(f"episodic must be true or false, got {episodic!r}")
-        self.episodic = bool(episodic)
+        self.episodic = check_bool(episodic, "episodic")
         if hash not in HASHES:
             raise ValueError(f"hash must be one of {list(HASHES)}, got {hash!r}")
         self.encoder = ObservationEncoder(observation_space, obs_keys)
@@ -113,6 +117,11 @@ class CountBonus(IntrinsicBonus):
         features = self.encoder.encode(obs).numpy().astype(np.float64)
         signs = features @ self.projection.T > 0
         return [row.tobytes() for row in np.packbits(signs, axis=1)]
+
+    @property
+    def per_row_state(self) -> bool:
+        """Episodic counts keep one table per env row."""
+        return self.episodic
 
     def _tables(self, batch_size: int) -> list[dict[bytes, int]]:
         """The count table each row reads: one shared table, or each row's episode table."""

@@ -37,6 +37,7 @@ from torch import nn
 
 from trmgym.curiosity.base import (
     IntrinsicBonus,
+    check_bool,
     check_mask,
     copy_optimizer_state,
     mlp,
@@ -102,9 +103,14 @@ class RND(IntrinsicBonus):
         self.predictor.to(self.device)
         self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=learning_rate)
         self.obs_normalizer = ObservationNormalizer(width)
-        self.normalize_reward = bool(normalize_reward)
+        self.normalize_reward = check_bool(normalize_reward, "normalize_reward")
         self.reward_normalizer = ReturnNormalizer(intrinsic_gamma)
         self.updates = 0
+
+    @property
+    def per_row_state(self) -> bool:
+        """A normalising RND keeps one discounted intrinsic return per env row."""
+        return self.normalize_reward and not self.frozen
 
     def _inputs(self, features: np.ndarray) -> torch.Tensor:
         normalized = self.obs_normalizer.normalize(features)

@@ -111,6 +111,25 @@ class _Shaping:
 
     _training: _OnlineTraining
 
+    def action_masks(self) -> np.ndarray:
+        """The wrapped env's ``action_masks()`` (edit and walk modes), unchanged: the nearest
+        wrapper that has it, else the unwrapped env's.
+
+        Raises:
+            AttributeError: no env below has ``action_masks`` (grid mode envs, most others).
+        """
+        env = self.env
+        while not hasattr(env, "action_masks"):
+            inner = getattr(env, "env", None)
+            if inner is None or inner is env:
+                raise AttributeError(f"{type(self.unwrapped).__name__} has no action_masks()")
+            env = inner
+        return env.action_masks()
+
+    def close(self) -> None:
+        self.bonus.release(self)
+        super().close()  # type: ignore[misc]
+
     @property
     def bonus(self) -> IntrinsicBonus:
         return self._training.bonus
@@ -172,6 +191,7 @@ class IntrinsicReward(_Shaping, gym.Wrapper, gym.utils.RecordConstructorArgs):
         super().__init__(env)
         self._training = _OnlineTraining(bonus, coef, update_every)
         bonus.check_observation_space(env.observation_space, "env")
+        bonus.claim(self)
         self._last_obs: dict[str, np.ndarray] | None = None
 
     def reset(
@@ -228,6 +248,7 @@ class IntrinsicRewardVector(_Shaping, gym.vector.VectorWrapper):
         super().__init__(env)
         self._training = _OnlineTraining(bonus, coef, update_every)
         bonus.check_observation_space(env.single_observation_space, "env")
+        bonus.claim(self)
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         self._last_obs: dict[str, np.ndarray] | None = None
         self._autoresetting = np.zeros(self.num_envs, dtype=bool)

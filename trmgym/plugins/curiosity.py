@@ -179,6 +179,8 @@ class Curiosity(Plugin):
             if self._pending_bonus_state is not None:
                 self.bonus.load_state_dict(self._pending_bonus_state)
                 self._pending_bonus_state = None
+        if self._wrapper is not None:  # the last chunk's env is done with the bonus
+            self.bonus.release(self._wrapper)
         self._wrapper = _Recording(env, self.bonus, self.coef, self.update_every, self._totals)
         if self._wrapper_state is not None:
             self._wrapper.load_state_dict(self._wrapper_state)
