@@ -535,7 +535,10 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
         plugin_configs.append(node)
     if cfg.get("curiosity") is not None:
         node = plugin_node(cfg, "curiosity")
-        plugins.append(build_curiosity(node, seed=int(cfg.seed)))
+        curiosity = build_curiosity(node, seed=int(cfg.seed))
+        check_curiosity(curiosity, agent)
+        curiosity.check_tasks(tasks)  # bad bonus arguments fail now, not at the first chunk
+        plugins.append(curiosity)
         plugin_configs.append(node)
     job = ContinualRun(
         tasks,
@@ -552,6 +555,22 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
     )
     check_memory(job)
     return job
+
+
+def check_curiosity(curiosity: Plugin, agent: Any) -> None:
+    """Curiosity shapes the training reward; the TRM agent learns from rewards only through its
+    DQN halting head, so with ``agent.halting=bce`` the bonus would change nothing.
+
+    Raises:
+        ValueError: curiosity with the TRM agent and ``agent.halting`` other than ``dqn``.
+    """
+    if isinstance(agent, TRMAgentConfig) and agent.halting != "dqn":
+        raise ValueError(
+            f"curiosity={getattr(curiosity, 'kind', 'on')} with agent.halting={agent.halting}: "
+            "the TRM agent learns from the reward only through its DQN halting head, so the "
+            "bonus would change nothing; use agent.halting=dqn or a Stable-Baselines3 agent "
+            "(agent=sb3_ppo|sb3_dqn|sb3_maskable_ppo)"
+        )
 
 
 def check_memory(job: ContinualRun) -> None:

@@ -591,8 +591,16 @@ BAD_INPUT = [
         "stage_episodes",
         "both null",
     ),
-    _bad(lambda: Staged(STAGES, stage_episodes=[5]), "stage_episodes", "one int per stage but the last (2 here)"),
-    _bad(lambda: Staged(STAGES, stage_episodes="5"), "stage_episodes", "one int per stage but the last (2 here)"),
+    _bad(
+        lambda: Staged(STAGES, stage_episodes=[5]),
+        "stage_episodes",
+        "one int per stage but the last (2 here)",
+    ),
+    _bad(
+        lambda: Staged(STAGES, stage_episodes="5"),
+        "stage_episodes",
+        "one int per stage but the last (2 here)",
+    ),
     _bad(lambda: Staged(STAGES, stage_episodes=0), "stage_episodes[0]", "an int >= 1"),
     _bad(lambda: Staged(STAGES, review=1.0), "review", "a number in [0, 1)"),
     _bad(lambda: Staged(STAGES, review=1.5), "review", "a number in [0, 1)"),

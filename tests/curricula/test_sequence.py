@@ -190,3 +190,19 @@ def test_an_arc_entry_without_splits_trains_on_demonstrations_and_is_evaluated_o
     _, info = env.reset(seed=0)
     assert "test_index" in info
     env.close()
+
+
+@pytest.mark.parametrize("key", ["max_steps", "max_episode_steps"])
+def test_a_step_limit_in_a_task_entry_points_at_the_run_setting(key: str) -> None:
+    entry = {"id": "trmgym/Maze-v0", "name": "m", "size": 5, key: 5}
+    with pytest.raises(ValueError, match=rf"env.{key}: a run's step limit is run.max_reasoning"):
+        TaskSpec.from_mapping(entry, "env")
+
+
+def test_null_env_keys_mean_the_env_default() -> None:
+    """The env configs carry action_mode: null and reward: null (so env.reward=sparse needs no
+    +): null keys are dropped and the env's defaults apply."""
+    entry = {"id": "trmgym/Maze-v0", "name": "m", "size": 5, "reward": None, "action_mode": None}
+    assert TaskSpec.from_mapping(entry, "env").kwargs == {"size": 5}
+    entry = {**entry, "reward": "sparse"}
+    assert TaskSpec.from_mapping(entry, "env").kwargs == {"size": 5, "reward": "sparse"}

@@ -210,6 +210,42 @@ def test_trmgym_run_with_curiosity_records_it_and_logs_its_scalars(tmp_path: Pat
     assert "curiosity.bonus must be one of ['count', 'rnd', 'surprise', 'combined']" in (
         bad.stderr + bad.stdout
     )
+    # a bad bonus argument is refused when the run is built, in one line, leaving no directory
+    late = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trmgym.cli",
+            "run",
+            "experiment=smoke",
+            "curiosity=count",
+            "curiosity.args.bits=0",
+            "console=false",
+            f"hydra.run.dir={tmp_path / 'late'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert late.returncode == 2
+    assert late.stderr == "trmgym run: curiosity.args: bits must be an int >= 1, got 0\n"
+    assert not (tmp_path / "late").exists()
+
+
+def test_curiosity_with_bce_halting_is_refused_and_check_tasks_builds_the_bonus() -> None:
+    from trmgym.agents.trm_agent import TRMAgentConfig
+    from trmgym.config import check_curiosity
+
+    with pytest.raises(ValueError, match="agent.halting=bce: the TRM agent learns from the rew"):
+        check_curiosity(Curiosity("count"), TRMAgentConfig(halting="bce"))
+    check_curiosity(Curiosity("count"), TRMAgentConfig(halting="dqn"))
+    from trmgym.curricula.sequence import TaskSpec
+
+    maze = TaskSpec("m", "trmgym/Maze-v0", {"size": 5, "action_mode": "walk"})
+    Curiosity("count", args={"obs_keys": ["position"]}).check_tasks([maze])
+    sudoku = TaskSpec("s", "trmgym/Sudoku-v0", {"size": 4})
+    with pytest.raises(ValueError, match="curiosity.args: obs_keys: unknown key 'position'"):
+        Curiosity("count", args={"obs_keys": ["position"]}).check_tasks([maze, sudoku])
 
 
 @pytest.mark.slow

@@ -173,6 +173,12 @@ class TaskSpec:
         holdout = entry.pop("holdout", True)
         if not isinstance(holdout, bool):
             raise ValueError(f"{where}.holdout must be true or false, got {holdout!r}")
+        for key in ("max_steps", "max_episode_steps"):
+            if key in entry:
+                raise ValueError(
+                    f"{where}.{key}: a run's step limit is run.max_reasoning_steps (null: each "
+                    "env's own default for its action mode), not an env key"
+                )
         kwargs = {k: v for k, v in entry.items() if v is not None}
         return cls(
             name=name,

@@ -170,6 +170,20 @@ class Curiosity(Plugin):
             weights[name] = float(part.get("weight", 1.0))
         return CombinedBonus(bonuses, weights)
 
+    def check_tasks(self, tasks: Any) -> None:
+        """Build the bonus once on each task's env (one row), so a bad ``curiosity.args`` value
+        fails before any training, in one line naming the key.
+
+        Raises:
+            ValueError: as :meth:`_build`, e.g. ``curiosity.args: bits must be an int >= 1``.
+        """
+        for task in tasks:
+            env = task.make_vec(1, train=True, max_steps=1, canvas=None)
+            try:
+                self._build(env)
+            finally:
+                env.close()
+
     # -------------------------------------------------------------------------- the seam
     def wrap_env(self, env: Any, task: Any, train: bool) -> Any:
         if not train:
