@@ -131,8 +131,8 @@ def test_episodic_state_round_trips_and_mismatches_are_named() -> None:
 
 
 def test_episodic_position_counts_on_a_walk_maze_reward_new_cells() -> None:
-    """Through the vector wrapper: a row pays beta for each cell new in its episode, and its next
-    episode starts with an empty table."""
+    """Through the vector wrapper: a row pays beta for each cell new in its episode (the start
+    cell counts as visited), and its next episode starts with a fresh table."""
     import gymnasium as gym
 
     import trmgym  # noqa: F401 - registers the env ids
@@ -144,21 +144,24 @@ def test_episodic_position_counts_on_a_walk_maze_reward_new_cells() -> None:
     )
     wrapped = IntrinsicRewardVector(env, counts, coef=1.0)
     obs, _ = wrapped.reset(seed=0)
-    seen = [{tuple(p)} for p in obs["position"]]  # the start is reached by reset, not counted
-    visits = [dict() for _ in range(2)]
+    visits = [{tuple(p): 1} for p in obs["position"]]  # the start is visited once
     autoresetting = np.zeros(2, dtype=bool)
     rng = np.random.default_rng(0)
-    for _ in range(60):
+    returned_to_start, restarts = False, 0
+    for _ in range(80):
         obs, _, terminated, truncated, info = wrapped.step(rng.integers(0, 4, 2))
         for row in range(2):
+            cell = tuple(obs["position"][row])
             if autoresetting[row]:
                 assert info["intrinsic_reward"][row] == 0.0
-                seen[row], visits[row] = {tuple(obs["position"][row])}, {}
+                visits[row] = {cell: 1}
+                restarts += 1
                 continue
-            cell = tuple(obs["position"][row])
             visits[row][cell] = visits[row].get(cell, 0) + 1
             assert info["intrinsic_reward"][row] == pytest.approx(1 / np.sqrt(visits[row][cell]))
+            returned_to_start |= visits[row][cell] >= 2
         autoresetting = terminated | truncated
+    assert returned_to_start and restarts >= 2  # revisits paid less, and new episodes began
 
 
 @pytest.mark.parametrize("value", ["false", 1, None])

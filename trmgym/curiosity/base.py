@@ -104,6 +104,12 @@ class IntrinsicBonus(ABC):
         if getattr(self, "_holder", None) is not None and self._holder() is wrapper:
             self._holder = None
 
+    def start_episodes(self, obs: Mapping[str, Any], rows: np.ndarray) -> None:
+        """``rows`` (bool ``[B]``) start new episodes at ``obs`` (reached by a reset, so never
+        rated): an episodic bonus counts the start state as visited. The wrappers call it after
+        ``reset`` and on the step that returns an autoreset row's first observation."""
+        return None
+
     def end_episodes(self, rows: np.ndarray) -> None:
         """The episodes of ``rows`` (bool ``[B]``) just ended: an episodic bonus forgets their
         visits (:class:`~trmgym.curiosity.counts.CountBonus` with ``episodic=True``). The

@@ -89,6 +89,10 @@ class CombinedBonus(IntrinsicBonus):
     def per_row_state(self) -> bool:
         return any(part.per_row_state for part in self.bonuses.values())
 
+    def start_episodes(self, obs: Mapping[str, Any], rows: np.ndarray) -> None:
+        for part in self.bonuses.values():
+            part.start_episodes(obs, rows)
+
     def end_episodes(self, rows: np.ndarray) -> None:
         for part in self.bonuses.values():
             part.end_episodes(rows)

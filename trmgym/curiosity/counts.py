@@ -29,7 +29,8 @@ ends (:meth:`CountBonus.end_episodes`, called by the wrappers), so the bonus rew
 *within the episode*. This is the count to use when every episode is a new procedurally generated
 level — a new maze — where a lifelong count of whole observations never repeats and says nothing:
 e.g. ``obs_keys=["position"]`` on a walk-mode maze pays ``beta`` for each cell the agent reaches
-for the first time in the episode and ``beta / sqrt(n)`` for its ``n``-th visit (episodic
+for the first time in the episode and ``beta / sqrt(n)`` for its ``n``-th visit (the start cell
+counts as visited once, :meth:`CountBonus.start_episodes`) (episodic
 novelty as in Badia et al. 2020, "Never Give Up", and Raileanu & Rocktäschel 2020, RIDE).
 """
 
@@ -142,6 +143,16 @@ class CountBonus(IntrinsicBonus):
         codes = self.codes(obs)
         tables = self._tables(len(codes))
         return np.array([t.get(c, 0) for t, c in zip(tables, codes)], dtype=np.int64)
+
+    def start_episodes(self, obs: Mapping[str, Any], rows: np.ndarray) -> None:
+        """Count each starting row's first state in its (emptied) episode table, so returning to
+        the start is a second visit; a lifelong or frozen count ignores it."""
+        if not self.episodic or self.frozen:
+            return
+        codes = self.codes(obs)
+        tables = self._tables(len(codes))
+        for row in np.flatnonzero(check_mask(rows, len(codes))):
+            tables[row][codes[row]] = tables[row].get(codes[row], 0) + 1
 
     def end_episodes(self, rows: np.ndarray) -> None:
         """Empty the episode tables of ``rows`` (bool ``[B]``); a lifelong count ignores it."""

@@ -200,6 +200,7 @@ class IntrinsicReward(_Shaping, gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, info = self.env.reset(seed=seed, options=options)
         self._last_obs = add_batch_axis(_copy(obs))
         self.bonus.end_episodes(np.ones(1, dtype=bool))
+        self.bonus.start_episodes(self._last_obs, np.ones(1, dtype=bool))
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
@@ -260,6 +261,7 @@ class IntrinsicRewardVector(_Shaping, gym.vector.VectorWrapper):
         self._last_obs = _copy(obs)
         self._autoresetting = np.zeros(self.num_envs, dtype=bool)
         self.bonus.end_episodes(np.ones(self.num_envs, dtype=bool))
+        self.bonus.start_episodes(self._last_obs, np.ones(self.num_envs, dtype=bool))
         return obs, info
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -279,6 +281,10 @@ class IntrinsicRewardVector(_Shaping, gym.vector.VectorWrapper):
         intrinsic = self._training.rate_and_learn(self._last_obs, actions, next_obs, mask)
         self.bonus.end_episodes(done)  # after rating: the final state counts in its episode
         self._last_obs = _copy(obs)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:  # rows showing a new first obs
+            self.bonus.start_episodes(self._last_obs, ~mask)
+        elif self.autoreset_mode == AutoresetMode.SAME_STEP:
+            self.bonus.start_episodes(self._last_obs, done)
         extrinsic = np.asarray(reward, dtype=np.float64)
         info = dict(info)
         everyone = np.ones(self.num_envs, dtype=bool)
