@@ -164,12 +164,13 @@ def test_a_killed_and_resumed_run_shows_what_an_uninterrupted_one_shows(
     def interrupt_after_chunks(chunks: int) -> None:
         calls = {"n": 0}
 
-        def train_then_die(self: ContinualRun, *args: Any) -> None:
-            original(self, *args)
+        def train_then_die(self: ContinualRun, *args: Any) -> Any:
+            shown = original(self, *args)
             calls["n"] += 1
             if calls["n"] == chunks:
                 monkeypatch.setattr(ContinualRun, "_train_chunk", original)
                 raise KeyboardInterrupt
+            return shown  # what the chunk's progress line shows
 
         monkeypatch.setattr(ContinualRun, "_train_chunk", train_then_die)
 
