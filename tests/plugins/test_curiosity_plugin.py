@@ -156,30 +156,32 @@ def test_a_resumed_run_with_curiosity_is_identical(
         assert torch.equal(tensor, b["bonus"]["predictor"][name]), name
 
 
+def _cli(*overrides: str):  # noqa: ANN202 - a CompletedProcess
+    """``trmgym run`` in a fresh interpreter (the one-line errors happen in ``main``)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "trmgym.cli", "run", *overrides],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 @pytest.mark.slow
 def test_trmgym_run_with_curiosity_records_it_and_logs_its_scalars(tmp_path: Path) -> None:
     import json
-    import subprocess
-    import sys
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trmgym.cli",
-            "run",
-            "experiment=smoke",
-            "curiosity=count",
-            "curiosity.coef=0.2",
-            "console=false",
-            f"hydra.run.dir={run}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    done = _cli(
+        "experiment=smoke",
+        "curiosity=count",
+        "curiosity.coef=0.2",
+        "console=false",
+        f"hydra.run.dir={run}",
     )
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((run / "results.json").read_text())
@@ -190,42 +192,24 @@ def test_trmgym_run_with_curiosity_records_it_and_logs_its_scalars(tmp_path: Pat
     events.Reload()
     values = [e.value for e in events.Scalars("curiosity/intrinsic_reward")]
     assert values and all(v > 0 for v in values)
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trmgym.cli",
-            "run",
-            "experiment=smoke",
-            "curiosity=count",
-            "curiosity.bonus=counts",
-            "console=false",
-            f"hydra.run.dir={tmp_path / 'bad'}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    bad = _cli(
+        "experiment=smoke",
+        "curiosity=count",
+        "curiosity.bonus=counts",
+        "console=false",
+        f"hydra.run.dir={tmp_path / 'bad'}",
     )
     assert bad.returncode != 0
     assert "curiosity.bonus must be one of ['count', 'rnd', 'surprise', 'combined']" in (
         bad.stderr + bad.stdout
     )
     # a bad bonus argument is refused when the run is built, in one line, leaving no directory
-    late = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trmgym.cli",
-            "run",
-            "experiment=smoke",
-            "curiosity=count",
-            "curiosity.args.bits=0",
-            "console=false",
-            f"hydra.run.dir={tmp_path / 'late'}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    late = _cli(
+        "experiment=smoke",
+        "curiosity=count",
+        "curiosity.args.bits=0",
+        "console=false",
+        f"hydra.run.dir={tmp_path / 'late'}",
     )
     assert late.returncode == 2
     assert late.stderr == "trmgym run: curiosity.args: bits must be an int >= 1, got 0\n"
