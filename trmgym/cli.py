@@ -109,7 +109,10 @@ def run(cfg: Any) -> dict[str, Any]:
     job_label = f"job {hydra_cfg.job.num}: " if in_sweep else ""
     for warning in STARTUP_WARNINGS:  # printed already, before Hydra set up the log
         log.info("warning: %s", warning)
+    fewshot = cfg.get("fewshot") is not None and cfg.get("sequence") is None
     try:
+        if fewshot:  # a few-shot experiment: checked, then run after .hydra/ is written
+            return _fewshot_run(cfg, run_dir, hydra_cfg, job_label)
         job = build_run(cfg, run_dir)
         run_dir = job.run_dir  # under torchrun: rank 0's directory, on every rank
         saved = checkpoint.load_latest(run_dir / "checkpoints")
@@ -153,6 +156,42 @@ def run(cfg: Any) -> dict[str, Any]:
 
     distributed.shutdown()  # every rank finished: leave the process group together
     return results
+
+
+def _fewshot_run(cfg: Any, run_dir: Path, hydra_cfg: Any, job_label: str) -> dict[str, Any]:
+    """A few-shot experiment (:mod:`trmgym.fewshot_job`): settings and a resumed directory are
+    checked before .hydra/ is written; errors propagate to :func:`run`'s handler."""
+    from hydra.types import RunMode
+
+    from trmgym.fewshot_job import check_fewshot, run_fewshot_job
+    from trmgym.meta.fewshot import check_resumable, config_dict
+
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    fewshot, meta, agent = check_fewshot(cfg)
+    saved = check_resumable(run_dir, config_dict(fewshot, meta, agent, int(cfg.seed)))
+    if in_sweep and saved is not None and saved.get("complete"):
+        print(f"{job_label}already finished (fewshot.json), skipped", flush=True)
+        return saved
+    use_threads(cfg.run.threads, hydra_cfg, label=job_label)
+    save_hydra_files(cfg, run_dir)
+
+    def say(line: str) -> None:
+        log.info(line)
+        if cfg.console:
+            print(f"{job_label}{line}", flush=True)
+
+    try:
+        return run_fewshot_job(cfg, run_dir, say)
+    except KeyboardInterrupt:
+        if in_sweep or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(
+            f"interrupted; `trmgym run` with the same overrides and hydra.run.dir={run_dir} "
+            "resumes after the last finished method",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(INTERRUPTED_EXIT) from None
 
 
 def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, Any]:

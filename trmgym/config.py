@@ -41,6 +41,7 @@ from trmgym.agents.baseline_configs import BASELINE_AGENTS, BaselineAgentConfig
 from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.checks import positive_int
+from trmgym.meta.settings import MetaConfig
 from trmgym.threads import check_threads
 
 if TYPE_CHECKING:
@@ -282,6 +283,16 @@ class CurriculumComparison:
 
 
 @dataclass
+class EvalSettings:
+    """What is measured besides the accuracy matrix (the ``eval`` node)."""
+
+    fewshot: bool = False
+    """After each task of a continual run, evaluate few-shot transfer on the ``fewshot`` node's
+    held-out tasks (``fewshot_matrix`` in results.json); needs an ``arcgen`` sequence whose canvas
+    is the ``fewshot.max_size`` square."""
+
+
+@dataclass
 class TrmgymConfig:
     """The root config of ``trmgym run`` and ``trmgym demo`` (stored as ``base_config``)."""
 
@@ -321,6 +332,14 @@ class TrmgymConfig:
     node that is null.)"""
     run: RunSettings = field(default_factory=RunSettings)
     """Budgets and evaluation."""
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    """Extra evaluations of a continual run (``eval.fewshot``)."""
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    """Meta-training settings (:class:`trmgym.meta.settings.MetaConfig`): inner/outer loop."""
+    fewshot: Any = None
+    """The few-shot transfer protocol (:class:`trmgym.meta.settings.FewShotConfig`); a run with
+    a ``fewshot`` node and no ``sequence`` is a few-shot experiment (``experiment=fewshot_arcgen``,
+    :mod:`trmgym.meta.fewshot`); null: none."""
     demo: DemoConfig = field(default_factory=DemoConfig)
     """``trmgym demo`` settings."""
 

@@ -617,6 +617,113 @@ def _curriculum_html(results: Mapping[str, Any], image: Path) -> str:
     return "\n".join(parts)
 
 
+FEWSHOT_FILE = "fewshot.json"
+
+
+def load_fewshot(run_dir: str | Path) -> dict[str, Any]:
+    """A few-shot run's ``fewshot.json`` (:mod:`trmgym.meta.fewshot`), checked for its keys."""
+    path = Path(run_dir)
+    path = path if path.name == FEWSHOT_FILE else path / FEWSHOT_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable few-shot result ({error})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("methods"), dict):
+        raise ValueError(f"{path}: no 'methods' mapping; not written by a few-shot run")
+    return doc
+
+
+def plot_fewshot(doc: Mapping[str, Any], path: str | Path | None = None) -> np.ndarray:
+    """Query exact accuracy against adaptation steps, one panel per split and support size ``k``,
+    one line per method with its 95% bootstrap band (``ttt``: one point at its step count)."""
+    panels = sorted(
+        {(e["split"], e["k_shot"]) for entries in doc["methods"].values() for e in entries},
+        key=lambda p: (p[0], p[1]),
+    )
+    cols = max(1, len({k for _, k in panels}))
+    splits = sorted({s for s, _ in panels})
+    figure = Figure(figsize=(3.6 * cols, 2.8 * max(1, len(splits))), dpi=100)
+    for name, entries in doc["methods"].items():
+        for entry in entries:
+            row = splits.index(entry["split"])
+            col = sorted({k for s, k in panels if s == entry["split"]}).index(entry["k_shot"])
+            axes = figure.add_subplot(len(splits), cols, row * cols + col + 1, label=f"{row},{col}")
+            steps, accuracy = entry["steps"], entry["accuracy"]
+            marker = "*" if name == "ttt" else "o"
+            axes.plot(steps, accuracy, marker=marker, label=name, markersize=4)
+            bands = [c for c in entry["ci95"] if c is not None]
+            if len(bands) == len(steps) and len(steps) > 1:
+                low, high = zip(*bands)
+                axes.fill_between(steps, low, high, alpha=0.15)
+            axes.set_title(f"{entry['split']}, k={entry['k_shot']}", fontsize=9)
+            axes.set_ylim(-0.02, 1.02)
+            axes.set_xlabel("adaptation steps", fontsize=8)
+            axes.set_ylabel("query exact accuracy", fontsize=8)
+    for axes in figure.axes:
+        axes.legend(fontsize=6)
+    figure.tight_layout()
+    return _finish(figure, path)
+
+
+def fewshot_html(doc: Mapping[str, Any], image: Path | None) -> str:
+    """The few-shot section: one table per split and ``k`` (methods x steps, mean [CI])."""
+    e = html.escape
+    parts = ["<h2>Few-shot transfer (query exact accuracy)</h2>"]
+    if doc.get("ttt_base"):
+        parts.append(f"<p>ttt runs on the best method: {e(str(doc['ttt_base']))}</p>")
+    groups: dict[tuple[str, int], list[tuple[str, Mapping[str, Any]]]] = {}
+    for name, entries in doc["methods"].items():
+        for entry in entries:
+            groups.setdefault((entry["split"], entry["k_shot"]), []).append((name, entry))
+    for (split, k), rows in sorted(groups.items()):
+        steps = sorted({s for _, entry in rows for s in entry["steps"]})
+        body = []
+        for name, entry in rows:
+            cells = dict(zip(entry["steps"], zip(entry["accuracy"], entry["ci95"])))
+            row = [e(name), str(entry.get("tasks", ""))]
+            for s in steps:
+                if s not in cells:
+                    row.append("")
+                    continue
+                value, ci = cells[s]
+                interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+                row.append(f"{value:.3f}{interval}")
+            body.append(row)
+        parts.append(f"<h3>{e(split)}, k = {k}</h3>")
+        parts.append(_table(["method", "tasks", *(f"{s} steps" for s in steps)], body))
+    if image is not None:
+        parts.append(_image_html("few-shot transfer", image))
+    return "\n".join(parts)
+
+
+def write_fewshot_report(run_dir: str | Path) -> Path:
+    """Write ``plots/fewshot.png`` and a ``report.html`` for a few-shot run directory."""
+    folder = Path(run_dir)
+    doc = load_fewshot(folder)
+    (folder / "plots").mkdir(exist_ok=True)
+    image = folder / "plots" / "fewshot.png"
+    plot_fewshot(doc, image)
+    config = json.dumps(doc.get("config"), indent=2, default=str)
+    heldout = json.dumps(doc.get("heldout_tasks"), default=str)
+    parts = [
+        f"<h1>{html.escape('trmgym few-shot transfer: ' + folder.name)}</h1>",
+        fewshot_html(doc, image),
+        f"<h2>Held-out tasks</h2>\n<pre>{html.escape(heldout)}</pre>",
+        f"<h2>Configuration</h2>\n<pre>{html.escape(config)}</pre>",
+        f"<p>wall time: {_fmt(doc.get('wall_time_s'), 1)} s; complete: {doc.get('complete')}</p>",
+    ]
+    document = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>trmgym few-shot report</title><style>{_CSS}</style></head>\n"
+        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+    out = folder / "report.html"
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(document, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write a self-contained ``report.html`` (and the plots) for a run directory.
 
@@ -1009,6 +1116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in args.paths:
             if not path.exists():
                 raise ValueError(f"{path}: no such file or directory")
+        single = args.paths[0]
+        if len(args.paths) == 1 and not results_path(single).is_file():
+            fewshot = single if single.name == FEWSHOT_FILE else single / FEWSHOT_FILE
+            if fewshot.is_file():
+                console.print(f"report: {write_fewshot_report(fewshot.parent)}")
+                return 0
         if len(args.paths) == 1 and results_path(args.paths[0]).is_file():
             _report_run(results_path(args.paths[0]).parent, args.reference, console)
             return 0

@@ -113,6 +113,24 @@ class TRMAgentConfig:
             raise ValueError(f"agent.warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
+def model_config(
+    config: TRMAgentConfig, canvas: tuple[int, int], num_tasks: int, device: torch.device
+) -> TRMConfig:
+    """The :class:`TRMConfig` an agent config builds for a ``canvas`` (H, W): the ``size`` preset,
+    the canvas as sequence, ``num_tasks`` task embeddings, then ``config.model`` overrides;
+    bfloat16 matmuls by default on CUDA."""
+    overrides: dict[str, Any] = {
+        "seq_len": canvas[0] * canvas[1],
+        "grid_height": canvas[0],
+        "grid_width": canvas[1],
+        "num_task_embeddings": int(num_tasks),
+    }
+    overrides.update(config.model)
+    if device.type == "cuda":
+        overrides.setdefault("forward_dtype", "bfloat16")
+    return getattr(TRMConfig, config.size)(**overrides)
+
+
 class AgentCarry(NamedTuple):
     """Per-puzzle recurrent state of the agent between reasoning steps."""
 
@@ -163,17 +181,7 @@ class TRMAgent:
         self.device = resolve_device(device)
         self.canvas = (int(canvas[0]), int(canvas[1]))
         self.max_steps = int(max_steps)
-        preset = getattr(TRMConfig, self.config.size)
-        overrides = {
-            "seq_len": self.canvas[0] * self.canvas[1],
-            "grid_height": self.canvas[0],
-            "grid_width": self.canvas[1],
-            "num_task_embeddings": int(num_tasks),
-        }
-        overrides.update(self.config.model)
-        if self.device.type == "cuda":
-            overrides.setdefault("forward_dtype", "bfloat16")
-        self.model_config = preset(**overrides)
+        self.model_config = model_config(self.config, self.canvas, num_tasks, self.device)
         torch.manual_seed(seed)
         #: the memory bank's reader (``config.memory``), ``None`` without memory
         self.memory_reader = self._memory_reader(seed)

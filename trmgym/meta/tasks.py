@@ -134,7 +134,9 @@ class TRMObjective:
     def _buffers(self) -> Params:
         return dict(self.model.named_buffers())
 
-    def step_logits(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+    def step_logits(
+        self, params: Mapping[str, torch.Tensor], x: torch.Tensor
+    ) -> list[torch.Tensor]:
         """``[n, L, vocab]`` logits of every supervision step for inputs ``x`` ``[n, L]``."""
         model, buffers = self.model, self._buffers()
         shape = (x.shape[0], model.config.total_len, model.config.hidden_size)

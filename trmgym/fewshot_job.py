@@ -1,0 +1,105 @@
+"""``trmgym run`` of a few-shot experiment: a ``fewshot`` node and no ``sequence``.
+
+Builds the protocol (:class:`~trmgym.meta.settings.FewShotConfig`) and the meta-training
+settings (:class:`~trmgym.meta.settings.MetaConfig`) from the composed config, the TRM of the
+``agent`` node on the ``fewshot.max_size`` square canvas, runs :func:`trmgym.meta.fewshot.run_fewshot`
+and writes TensorBoard scalars (``tb/``), ``plots/fewshot.png`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["check_fewshot", "fewshot_settings", "run_fewshot_job"]
+
+
+def fewshot_settings(node: Any) -> Any:
+    """The ``fewshot`` node as a :class:`FewShotConfig`; an unknown key is named with the allowed
+    ones (``ValueError``)."""
+    from trmgym.meta.settings import FewShotConfig
+
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise ValueError(f"fewshot must be a mapping of settings, got {values!r}")
+    allowed = sorted(f.name for f in dataclasses.fields(FewShotConfig))
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"fewshot.{unknown[0]} is not a few-shot setting; allowed: {allowed}")
+    return FewShotConfig(**values)
+
+
+def check_fewshot(cfg: Any) -> tuple[Any, Any, Any]:
+    """``(fewshot, meta, agent)`` settings of a few-shot run, checked before anything runs.
+
+    Raises:
+        ValueError: a bad setting (named), or an agent other than the TRM.
+    """
+    from trmgym.agents.trm_agent import TRMAgentConfig
+
+    fewshot = fewshot_settings(cfg.fewshot)
+    meta = OmegaConf.to_object(cfg.meta)
+    agent = OmegaConf.to_object(cfg.agent)
+    if not isinstance(agent, TRMAgentConfig):
+        raise ValueError(
+            "a few-shot experiment meta-trains the TRM network: use agent=trm, "
+            f"got agent={OmegaConf.select(cfg, 'hydra.runtime.choices.agent', default='?')}"
+        )
+    if agent.memory is not None:
+        raise ValueError(
+            "agent.memory: the few-shot protocol has no memory method yet; use agent/memory=none"
+        )
+    if meta.backend == "learn2learn":
+        from trmgym.meta.maml import check_backend
+
+        check_backend(meta.backend)
+    return fewshot, meta, agent
+
+
+def run_fewshot_job(cfg: Any, run_dir: Path, say: Any = print) -> dict[str, Any]:
+    """Run the few-shot experiment of ``cfg`` in ``run_dir``; returns the ``fewshot.json`` doc."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from trmgym.agents.trm import TRM
+    from trmgym.agents.trm_agent import model_config, resolve_device
+    from trmgym.meta.fewshot import run_fewshot
+    from trmgym.report import write_fewshot_report
+
+    fewshot, meta, agent = check_fewshot(cfg)
+    device = resolve_device(cfg.device)
+    canvas = (fewshot.max_size, fewshot.max_size)
+    config = model_config(agent, canvas, 0, device)
+
+    def make_model() -> TRM:
+        return TRM(config).to(device)
+
+    say(f"run directory: {run_dir}")
+    say(
+        f"few-shot transfer: methods {fewshot.methods}, meta-training on {fewshot.families} "
+        f"({fewshot.train_tasks_per_family} tasks each), {meta.meta_steps} outer steps; "
+        f"device {device}"
+    )
+    writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+    try:
+        doc = run_fewshot(
+            fewshot,
+            meta,
+            agent,
+            run_dir,
+            seed=int(cfg.seed),
+            make_model=make_model,
+            say=say,
+            scalars=lambda tag, value, step: writer.add_scalar(tag, value, step),
+        )
+    finally:
+        writer.close()
+    report = write_fewshot_report(run_dir)
+    say(f"results: {run_dir / 'fewshot.json'}")
+    say(f"report: {report}")
+    torch.set_grad_enabled(True)
+    return doc

@@ -1,0 +1,498 @@
+"""The few-shot transfer protocol: which initialisation adapts fastest to a new task from k demos?
+
+Held-out tasks come in three splits, none of which is ever seen in meta-training (checked at
+construction, :meth:`FewShotSplits.check_disjoint`):
+
+- ``heldout_params``: ARCGen tasks of the meta-training families with held-out parameters — the
+  family's programs after the first ``train_tasks_per_family`` in its seeded order, which differ
+  from every meta-training program (a family with too few programs is refused);
+- ``heldout_families``: ARCGen tasks of families never meta-trained on;
+- ``arc``: real ARC-AGI-1 evaluation tasks (the hard case) whose grids all fit the canvas; their
+  training pairs are the support set and their test pairs the query set.
+
+Methods (each an initialisation plus an adaptation rule; all adapt by plain SGD on the support
+set, at ``fewshot.finetune_lr`` for the untrained and multi-task initialisations and at the
+meta-learned rule's own inner learning rate for the meta-learned ones):
+
+- ``scratch``: the seeded random initialisation;
+- ``pretrained``: multi-task training on every support and query pair of the meta-training
+  batches (same tasks, pairs, optimiser and number of updates as the meta-learners);
+- ``maml``, ``fomaml``, ``anil``, ``metasgd``: :class:`~trmgym.meta.maml.MAML` meta-training
+  (Finn et al. 2017; first-order; Raghu et al. 2020; Li et al. 2017);
+- ``ttt``: test-time training with augmentation voting (:mod:`trmgym.meta.ttt`) on top of the
+  best other method (highest ``heldout_params`` accuracy at 5 steps with the most demos).
+
+Scores are exact accuracy — the fraction of query grids answered exactly — after each of
+``fewshot.steps`` adaptation steps with each ``k`` of ``fewshot.k_shots`` support demos, averaged
+over the split's tasks with a 95% percentile-bootstrap interval over tasks. ``ttt`` is scored
+ARC's way (pass@1 of its top-voted answer per query grid).
+
+Written to the run directory: ``fewshot.json``::
+
+    {"methods": {name: [{"split": s, "k_shot": k, "steps": [...], "accuracy": [...],
+                          "ci95": [[lo, hi], ...], "tasks": n}, ...]},
+     "heldout_tasks": {"heldout_params": [ids...], "heldout_families": [ids...], "arc": [ids...]},
+     "meta_training_tasks": [ids...], "best": name, "config": {...}, "complete": bool}
+
+``plots/fewshot.png``, a section of ``report.html`` and TensorBoard scalars
+(``fewshot/<split>/<method>/k<k>`` over adaptation steps; ``meta/<method>/loss`` over updates).
+A run started again skips the methods already in ``fewshot.json`` (resume granularity: one
+method); one with a different configuration is refused, naming the first differing key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trmgym.agents.trm import TRM
+from trmgym.agents.update import GradientUpdate
+from trmgym.envs.arc_data import load_arc_tasks
+from trmgym.envs.arcgen import ARCGenSource, _program_order
+from trmgym.envs.arcgen_families import FAMILIES
+from trmgym.envs.tokens import COLOR_OFFSET, PAD
+from trmgym.meta.maml import ALGORITHMS, MAML
+from trmgym.meta.settings import FewShotConfig, MetaConfig
+from trmgym.meta.tasks import FewShotBatch, TRMObjective, arcgen_batch
+
+__all__ = [
+    "FEWSHOT_FILE",
+    "SPLITS",
+    "FewShotSplits",
+    "evaluate_method",
+    "run_fewshot",
+]
+
+FEWSHOT_FILE = "fewshot.json"
+SPLITS = ("heldout_params", "heldout_families", "arc")
+
+
+# ------------------------------------------------------------------------------------- splits
+class FewShotSplits:
+    """The meta-training tasks and the held-out splits of one :class:`FewShotConfig`.
+
+    One :class:`~trmgym.envs.arcgen.ARCGenSource` over ``families + heldout_families`` with
+    ``train_tasks_per_family + heldout_tasks_per_family`` tasks per family; task ``i < train``
+    of a meta-training family is a meta-training task, the rest are ``heldout_params``; every
+    task of a held-out family with index ``< heldout_tasks_per_family`` is ``heldout_families``.
+    """
+
+    def __init__(self, config: FewShotConfig) -> None:
+        self.config = config
+        train, held = config.train_tasks_per_family, config.heldout_tasks_per_family
+        self.source = ARCGenSource(
+            families=[*config.families, *config.heldout_families],
+            tasks_per_family=train + held,
+            task_seed=config.task_seed,
+            min_size=config.min_size,
+            max_size=config.max_size,
+            num_demos=1,
+        )
+        per = train + held
+        seen = range(len(config.families))
+        self.train_ids = np.array([f * per + i for f in seen for i in range(train)], np.int64)
+        self.heldout: dict[str, np.ndarray] = {
+            "heldout_params": np.array(
+                [f * per + i for f in seen for i in range(train, per)], np.int64
+            )
+        }
+        if config.heldout_families:
+            first = len(config.families)
+            families = range(first, first + len(config.heldout_families))
+            self.heldout["heldout_families"] = np.array(
+                [f * per + i for f in families for i in range(held)], np.int64
+            )
+        self.arc = arc_tasks_fitting(config.max_size, config.arc_tasks)
+        self.check_disjoint()
+
+    def programs(self, task_ids: np.ndarray) -> set[tuple[str, int]]:
+        """``(family, program index)`` of each task (the program, not the input style)."""
+        per = self.source.tasks_per_family
+        out = set()
+        for task in task_ids.tolist():
+            family = self.source.families[task // per]
+            order = _program_order(FAMILIES[family], self.source.task_seed, per)
+            out.add((family, order[task % per]))
+        return out
+
+    def check_disjoint(self) -> None:
+        """Raise if a held-out task shares its program with a meta-training task."""
+        train = self.programs(self.train_ids)
+        for split, ids in self.heldout.items():
+            shared = train & self.programs(ids)
+            if shared:
+                raise ValueError(f"{split} shares programs with meta-training: {sorted(shared)}")
+
+    def heldout_batches(self, rng: np.random.Generator) -> dict[str, list[FewShotBatch]]:
+        """Each split's held-out tasks: ARCGen splits as one batch with ``max(k_shots)`` support
+        and ``query`` query pairs; ARC tasks one batch each (their own pairs)."""
+        config = self.config
+        out: dict[str, list[FewShotBatch]] = {
+            split: [arcgen_batch(self.source, ids, max(config.k_shots), config.query, rng)]
+            for split, ids in self.heldout.items()
+        }
+        if self.arc:
+            out["arc"] = [arc_batch(task, config.max_size) for task in self.arc]
+        return out
+
+    def heldout_ids(self) -> dict[str, list[Any]]:
+        ids: dict[str, list[Any]] = {s: v.tolist() for s, v in self.heldout.items()}
+        if self.arc:
+            ids["arc"] = [task.task_id for task in self.arc]
+        return ids
+
+
+def arc_tasks_fitting(max_size: int, count: int) -> list[Any]:
+    """The first ``count`` ARC-AGI-1 evaluation tasks (by id) whose grids all fit ``max_size``."""
+    if count == 0:
+        return []
+    fitting = [
+        task
+        for task in load_arc_tasks("arc-agi-1", "evaluation")
+        if all(max(grid.shape) <= max_size for pair in task.train + task.test for grid in pair)
+    ]
+    return fitting[:count]
+
+
+def _canvas(grids: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    out = np.full((len(grids), size, size), PAD, dtype=np.int64)
+    for i, grid in enumerate(grids):
+        h, w = grid.shape
+        out[i, :h, :w] = np.asarray(grid, dtype=np.int64) + COLOR_OFFSET
+    return torch.from_numpy(out.reshape(len(grids), size * size))
+
+
+def arc_batch(task: Any, size: int) -> FewShotBatch:
+    """One real ARC task as a one-task :class:`FewShotBatch` (train pairs support, test query)."""
+    sx = _canvas([p[0] for p in task.train], size)[None]
+    sy = _canvas([p[1] for p in task.train], size)[None]
+    qx = _canvas([p[0] for p in task.test], size)[None]
+    qy = _canvas([p[1] for p in task.test], size)[None]
+    task_id = zlib.crc32(task.task_id.encode())
+    return FewShotBatch(sx, sy, qx, qy, torch.tensor([task_id], dtype=torch.int64))
+
+
+# ------------------------------------------------------------------------------------- training
+def _update_rule(module: torch.nn.Module, agent: Any) -> GradientUpdate:
+    return GradientUpdate(
+        module,
+        lr=agent.lr,
+        weight_decay=agent.weight_decay,
+        beta2=agent.beta2,
+        warmup_steps=agent.warmup_steps,
+        grad_clip=agent.grad_clip,
+        ema_decay=agent.ema_decay,
+    )
+
+
+def _learner(method: str, objective: TRMObjective, meta: MetaConfig, finetune_lr: float) -> MAML:
+    """The adaptation rule of ``method`` (SGD fine-tuning of every weight for the baselines)."""
+    if method in ALGORITHMS:
+        return MAML.from_name(
+            method,
+            objective,
+            inner_lr=meta.inner_lr,
+            inner_steps=meta.inner_steps,
+            backend=meta.backend,
+        )
+    return MAML(objective, inner_lr=finetune_lr, inner_steps=1, adapt="all")
+
+
+def train_method(
+    method: str,
+    learner: MAML,
+    splits: FewShotSplits,
+    meta: MetaConfig,
+    agent: Any,
+    seed: int,
+    log: Callable[[str, float, int], None],
+) -> GradientUpdate | None:
+    """Meta-train (or multi-task train) ``learner`` in place; ``None`` for ``scratch``.
+
+    Every trained method sees the same sequence of meta-batches: ``rng`` is seeded by ``seed``
+    alone, so ``pretrained`` and the meta-learners differ only in how they use the pairs.
+    """
+    if method == "scratch":
+        return None
+    rule = _update_rule(learner, agent)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    objective = learner.objective
+    device = next(objective.model.parameters()).device
+    running = 0.0
+    for step in range(1, meta.meta_steps + 1):
+        ids = rng.choice(splits.train_ids, size=meta.meta_batch, replace=False)
+        batch = arcgen_batch(splits.source, ids, meta.train_shots, meta.query, rng).to(device)
+        if method == "pretrained":
+            x = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)
+            y = torch.cat([batch.support_y, batch.query_y], 1).flatten(0, 1)
+            loss = objective.loss(objective.params(), x, y)
+        else:
+            loss, _ = learner.meta_loss(batch)
+        rule.step(loss)
+        running += float(loss.detach())
+        if step % meta.log_every == 0 or step == meta.meta_steps:
+            span = step % meta.log_every or meta.log_every
+            log(f"meta/{method}/loss", running / span, step)
+            running = 0.0
+    return rule
+
+
+def bootstrap_ci(values: np.ndarray, seed: int = 0, reps: int = 2000) -> list[float] | None:
+    """95% percentile-bootstrap interval of the mean of ``values`` (None for fewer than 2)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (reps, values.size))].mean(axis=1)
+    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+
+
+def evaluate_method(
+    learner: MAML, batches: Sequence[FewShotBatch], k: int, steps: Sequence[int]
+) -> np.ndarray | None:
+    """``[tasks, len(steps)]`` query exact accuracy after each number of adaptation steps on
+    ``k`` support demos; tasks with fewer than ``k`` demos are left out (``None``: none left)."""
+    device = next(learner.objective.model.parameters()).device
+    rows = [
+        learner.adaptation_curve(batch.take(k).to(device), list(steps)).detach().cpu().numpy()
+        for batch in batches
+        if batch.shots >= k
+    ]
+    return np.concatenate(rows, 0) if rows else None
+
+
+def _entry(split: str, k: int, steps: Sequence[int], scores: np.ndarray, seed: int) -> dict:
+    return {
+        "split": split,
+        "k_shot": k,
+        "steps": list(steps),
+        "accuracy": [float(v) for v in scores.mean(axis=0)],
+        "ci95": [bootstrap_ci(scores[:, j], seed) for j in range(scores.shape[1])],
+        "tasks": int(scores.shape[0]),
+    }
+
+
+def _ttt_entries(
+    model: TRM,
+    objective: TRMObjective,
+    batches: Mapping[str, Sequence[FewShotBatch]],
+    config: FewShotConfig,
+    seed: int,
+) -> list[dict]:
+    from trmgym.meta.ttt import TTTConfig, evaluate_batch
+
+    settings = config.ttt
+    ttt_config = TTTConfig(
+        steps=settings.steps,
+        lr=settings.lr,
+        augmentations=settings.augmentations,
+        vote_augmentations=settings.vote_augmentations,
+    )
+    shape = (config.max_size, config.max_size)
+    entries = []
+    for split, group in batches.items():
+        for k in config.k_shots:
+            scores = []
+            for batch in group:
+                if batch.shots < k:
+                    continue
+                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, k)))
+                scores.append(
+                    evaluate_batch(
+                        objective, objective.params(), batch.take(k), shape, ttt_config, rng
+                    )
+                )
+            if scores:
+                column = np.concatenate(scores)[:, None]
+                entries.append(_entry(split, k, [settings.steps], column, seed))
+    return entries
+
+
+# ------------------------------------------------------------------------------------- the run
+def config_dict(config: FewShotConfig, meta: MetaConfig, agent: Any, seed: int) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "fewshot": asdict(config),
+        "meta": asdict(meta),
+        "agent": {k: v for k, v in asdict(agent).items() if k not in ("dqn", "memory", "halting")},
+    }
+
+
+def check_resumable(run_dir: str | Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The saved ``fewshot.json`` of ``run_dir`` (``None`` if there is none).
+
+    Raises:
+        ValueError: it was written with other settings (naming the first differing key), or it
+            is not readable.
+    """
+    path = Path(run_dir) / FEWSHOT_FILE
+    if not path.is_file():
+        return None
+    # a leaf of trmgym's core would be a layering break: compare JSON trees here
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); start a new run directory") from None
+    found = _first_difference(saved.get("config"), json.loads(json.dumps(settings)))
+    if found is not None:
+        key, old, new = found
+        raise ValueError(
+            f"{run_dir} holds a few-shot run with a different configuration: {key} was "
+            f"{old!r}, now {new!r}; start a new run directory"
+        )
+    return saved
+
+
+def _first_difference(saved: Any, current: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current), key=str):
+            found = _first_difference(
+                saved.get(key), current.get(key), f"{path}.{key}" if path else str(key)
+            )
+            if found is not None:
+                return found
+        return None
+    return None if saved == current else (path or "<root>", saved, current)
+
+
+def run_fewshot(
+    config: FewShotConfig,
+    meta: MetaConfig,
+    agent: Any,
+    run_dir: str | Path,
+    *,
+    seed: int = 0,
+    make_model: Callable[[], TRM],
+    say: Callable[[str], None] = print,
+    scalars: Callable[[str, float, int], None] | None = None,
+) -> dict[str, Any]:
+    """Meta-train every method of ``config.methods`` and evaluate it; write ``fewshot.json``.
+
+    Args:
+        config, meta: the protocol and the meta-training settings.
+        agent: the agent config (its optimiser settings form every method's update rule).
+        run_dir: where ``fewshot.json``, ``checkpoints/fewshot_<method>.pt`` go.
+        seed: one seed for the initialisation (the same for every method), the meta-batches and
+            the held-out pairs.
+        make_model: builds the (seeded) TRM of the canvas ``max_size x max_size``.
+        say: where progress lines go; scalars: ``(tag, value, step)`` to TensorBoard.
+
+    Returns:
+        The ``fewshot.json`` document.
+
+    Raises:
+        ValueError: a run directory holding a few-shot run of another configuration.
+    """
+    run_dir = Path(run_dir)
+    scalars = scalars or (lambda tag, value, step: None)
+    path = run_dir / FEWSHOT_FILE
+    settings = config_dict(config, meta, agent, seed)
+    saved = check_resumable(run_dir, settings)
+    doc: dict[str, Any] = {"methods": {}, "config": settings, "complete": False}
+    if saved is not None:
+        doc = saved
+        if doc.get("complete"):
+            say(f"already finished ({FEWSHOT_FILE})")
+            return doc
+    splits = FewShotSplits(config)
+    doc["heldout_tasks"] = splits.heldout_ids()
+    doc["meta_training_tasks"] = splits.train_ids.tolist()
+    batches = splits.heldout_batches(
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3,)))
+    )
+    finetune_lr = config.finetune_lr if config.finetune_lr is not None else meta.inner_lr
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for method in [m for m in config.methods if m != "ttt"]:
+        if method in doc["methods"]:
+            say(f"{method}: done already, skipped")
+            continue
+        torch.manual_seed(seed)
+        model = make_model()
+        objective = TRMObjective(model, meta.supervision_steps)
+        learner = _learner(method, objective, meta, finetune_lr)
+        tic = time.perf_counter()
+        rule = train_method(method, learner, splits, meta, agent, seed, scalars)
+        context = rule.eval_weights() if rule is not None else _null()
+        entries = []
+        with context:
+            for split, group in batches.items():
+                for k in config.k_shots:
+                    scores = evaluate_method(learner, group, k, config.steps)
+                    if scores is not None:
+                        entries.append(_entry(split, k, config.steps, scores, seed))
+            torch.save(model.state_dict(), checkpoints / f"fewshot_{method}.pt")
+        doc["methods"][method] = entries
+        for entry in entries:
+            tag = f"fewshot/{entry['split']}/{method}/k{entry['k_shot']}"
+            for s, acc in zip(entry["steps"], entry["accuracy"]):
+                scalars(tag, acc, s)
+        say(f"{method}: {_summary(entries)} ({time.perf_counter() - tic:.0f} s)")
+        _write(path, doc)
+    doc["best"] = best_method(doc["methods"], max(config.k_shots))
+    if "ttt" in config.methods and "ttt" not in doc["methods"]:
+        best = doc["best"] or "scratch"
+        torch.manual_seed(seed)
+        model = make_model()
+        weights = checkpoints / f"fewshot_{best}.pt"
+        if weights.is_file():
+            model.load_state_dict(torch.load(weights, weights_only=True))
+        tic = time.perf_counter()
+        objective = TRMObjective(model, meta.supervision_steps)
+        doc["methods"]["ttt"] = _ttt_entries(model, objective, batches, config, seed)
+        doc["ttt_base"] = best
+        say(f"ttt on {best}: {_summary(doc['methods']['ttt'])} ({time.perf_counter() - tic:.0f} s)")
+    doc["complete"] = True
+    doc["wall_time_s"] = doc.get("wall_time_s", 0.0) + time.perf_counter() - started
+    _write(path, doc)
+    return doc
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def best_method(methods: Mapping[str, list[dict]], k: int, steps: int = 5) -> str | None:
+    """The method with the highest ``heldout_params`` accuracy after ``steps`` steps with ``k``
+    demos (the last scored step at or below ``steps``); ``None`` if none was scored."""
+    best, best_value = None, -1.0
+    for name, entries in methods.items():
+        if name == "ttt":
+            continue
+        for entry in entries:
+            if entry["split"] != "heldout_params" or entry["k_shot"] != k:
+                continue
+            points = [a for s, a in zip(entry["steps"], entry["accuracy"]) if s <= steps]
+            if points and points[-1] > best_value:
+                best, best_value = name, points[-1]
+    return best
+
+
+def _summary(entries: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for entry in entries:
+        if entry["split"] == "heldout_params" and entry["k_shot"] == max(
+            e["k_shot"] for e in entries
+        ):
+            points = ", ".join(f"{s}:{a:.3f}" for s, a in zip(entry["steps"], entry["accuracy"]))
+            parts.append(f"heldout_params k={entry['k_shot']} steps->accuracy {points}")
+    return "; ".join(parts) or "no heldout_params entry"
+
+
+def _write(path: Path, doc: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(path)
