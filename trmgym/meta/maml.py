@@ -36,11 +36,12 @@ twice and batchable). The model itself is unchanged.
 **Where vmap can go.** The TRM's step is transform-safe, and so is a TRM whose ``cycle_reader`` is
 a :class:`~trmgym.agents.memory_reader.MemoryReader` reading a non-empty bank with the exact
 top-k index (checked by the tests: vmapped and looped meta-losses agree in value and gradient).
-Two cases are not vmapped: a *recorded* reader step (inside ``MemoryReader.step(record=True)``,
+Two cases are not covered: a *recorded* reader step (inside ``MemoryReader.step(record=True)``,
 the agent's training step, which updates the bank's bookkeeping) refuses every ``torch.func``
-transform by design, so adapt outside it; and a faiss-indexed bank (from 100k slots, when faiss
-is installed) is untested under vmap here. Use ``vectorize=False`` (a Python loop over the tasks,
-same values) for anything vmap cannot batch.
+transform by design, ``grad`` included, so the inner loop (vmapped or looped) must run outside
+it; and a faiss-indexed bank (from 100k slots, when faiss is installed) is untested under vmap
+here. ``vectorize=False`` loops over the tasks in Python (same values, still ``torch.func.grad``
+per task) for anything vmap cannot batch.
 """
 
 from __future__ import annotations
@@ -334,9 +335,7 @@ class MAML(nn.Module):
         }
         return loss, metrics
 
-    def _per_task(
-        self, fn: Callable[..., Any], batch: FewShotBatch
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _per_task(self, fn: Callable[..., Any], batch: FewShotBatch) -> tuple[torch.Tensor, ...]:
         args = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
         if self.vectorize:
             return vmap(fn, randomness="same")(*args)
