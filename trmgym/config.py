@@ -41,7 +41,7 @@ from trmgym.agents.baseline_configs import BASELINE_AGENTS, BaselineAgentConfig
 from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.checks import positive_int
-from trmgym.meta.settings import MetaConfig
+from trmgym.meta.settings import FewShotConfig, MetaConfig
 from trmgym.threads import check_threads
 
 if TYPE_CHECKING:
@@ -362,6 +362,7 @@ def register_configs() -> None:
     for name, schema in BASELINE_AGENTS.items():
         store.store(group="agent", name=f"base_{name}", node=schema)
     store.store(group="agent/memory", name="base_bank", node=MemoryConfig)
+    store.store(group="fewshot", name="base_fewshot", node=FewShotConfig)
     for name, schema in STRATEGY_SCHEMAS.items():
         store.store(group="strategy", name=f"base_{name}", node=schema)
 
@@ -571,9 +572,23 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
         console=cfg.console,
         plugins=plugins,
         plugin_configs=plugin_configs,
+        transfer_probe=transfer_probe(cfg),
     )
     check_memory(job)
     return job
+
+
+def transfer_probe(cfg: DictConfig) -> Any:
+    """``eval.fewshot=true``: the :class:`~trmgym.meta.fewshot.TransferProbe` of the ``fewshot``
+    node (its defaults when the node is null) and ``meta``; ``None`` when off."""
+    if not cfg.eval.fewshot:
+        return None
+    from trmgym.fewshot_job import fewshot_settings
+    from trmgym.meta.fewshot import TransferProbe
+
+    return TransferProbe(
+        fewshot_settings(cfg.get("fewshot")), OmegaConf.to_object(cfg.meta), int(cfg.seed)
+    )
 
 
 def check_curiosity(curiosity: Plugin, agent: Any) -> None:

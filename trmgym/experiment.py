@@ -108,6 +108,7 @@ class ContinualRun:
         console: bool = True,
         plugins: Sequence[Plugin] = (),
         plugin_configs: Sequence[dict[str, Any] | None] | None = None,
+        transfer_probe: Any = None,
     ) -> None:
         if not tasks:
             raise ValueError("the task sequence is empty; give at least one task")
@@ -167,6 +168,14 @@ class ContinualRun:
             distributed=self.world.distributed,
         )
         self.agent = self._new_agent()
+        #: ``eval.fewshot``: a :class:`trmgym.meta.fewshot.TransferProbe` run after each task
+        self.transfer_probe = transfer_probe
+        if transfer_probe is not None:
+            if self.agent_name != "trm":
+                raise ValueError(
+                    f"eval.fewshot adapts the TRM network; agent={self.agent_name} has none"
+                )
+            transfer_probe.check_model(self.agent.model)
         self.sampler = PuzzleSampler(tasks, self.canvas, self._seed(SAMPLER_PURPOSE))
         self.strategy: Strategy = make_strategy(
             self.strategy_config,
@@ -293,6 +302,12 @@ class ContinualRun:
                     "agent": asdict(self.agent_config),
                     "strategy": self.strategy_config,
                     "plugins": self.plugin_records,
+                    # only when on: runs without it keep the configuration they always had
+                    **(
+                        {"eval": {"fewshot": self.transfer_probe.settings()}}
+                        if self.transfer_probe is not None
+                        else {}
+                    ),
                 },
                 default=str,
             )
@@ -336,6 +351,8 @@ class ContinualRun:
             "cell_accuracy_matrix": [[None] * T for _ in range(T)],
             "steps_matrix": [[None] * T for _ in range(T)],
             "random_init_accuracy": None,
+            "fewshot_init": None,
+            "fewshot_matrix": [None] * T,
             "curves": [[] for _ in range(T)],
             "env_steps": 0,
             "wall_time_s": 0.0,
@@ -440,6 +457,8 @@ class ContinualRun:
             if state["random_init_accuracy"] is None:
                 initial = [self.evaluate(self.agent, j) for j in range(T)]
                 state["random_init_accuracy"] = [e.accuracy for e in initial]
+            if self.transfer_probe is not None and state.get("fewshot_init") is None:
+                state["fewshot_init"] = self._probe(logger, 0)
             while state["task"] < T:
                 i = state["task"]
                 budget = self.budgets[i]
@@ -482,6 +501,10 @@ class ContinualRun:
                     },
                     self.offsets[i + 1],
                 )
+                if self.transfer_probe is not None:
+                    state.setdefault("fewshot_matrix", [None] * T)[i] = self._probe(
+                        logger, self.offsets[i + 1]
+                    )
                 state["task"], state["chunk"] = i + 1, 0
                 state["wall_time_s"] = time.perf_counter() - started
                 self._save(state)
@@ -644,6 +667,22 @@ class ContinualRun:
         trainer.close()
         return {"train solve rate": rollout["rollout/solve_rate"]}
 
+    def _probe(self, logger: RunLogger, step: int) -> dict[str, dict[str, list[float]]]:
+        """Few-shot transfer of the agent's evaluation weights (``eval.fewshot``); TensorBoard
+        gets the accuracy after the most adaptation steps, per split and ``k``."""
+        with self.agent.eval_weights():
+            row = self.transfer_probe.evaluate(self.agent.model)
+        last = self.transfer_probe.config.steps[-1]
+        logger.scalars(
+            {
+                f"fewshot/{split}/{k}_steps{last}": values[-1]
+                for split, by_k in row.items()
+                for k, values in by_k.items()
+            },
+            step,
+        )
+        return row
+
     def _results(self, state: dict[str, Any], logger: RunLogger) -> dict[str, Any]:
         s, T = self.settings, len(self.tasks)
         R = state["accuracy_matrix"]
@@ -666,6 +705,21 @@ class ContinualRun:
             "cell_accuracy_matrix": state["cell_accuracy_matrix"],
             "reasoning_steps_matrix": state["steps_matrix"],
             "random_init_accuracy": state["random_init_accuracy"],
+            **(
+                {
+                    "fewshot_matrix": state["fewshot_matrix"],
+                    "fewshot_init": state["fewshot_init"],
+                    "fewshot_eval": {
+                        k: v for k, v in self.transfer_probe.settings().items() if k != "fewshot"
+                    }
+                    | {
+                        "steps": self.transfer_probe.config.steps,
+                        "k_shots": self.transfer_probe.config.k_shots,
+                    },
+                }
+                if self.transfer_probe is not None
+                else {}
+            ),
             "curves": state["curves"],
             "metrics": {
                 k: summary[k]

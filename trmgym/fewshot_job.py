@@ -56,7 +56,10 @@ def check_fewshot(cfg: Any) -> tuple[Any, Any, Any]:
     if meta.backend == "learn2learn":
         from trmgym.meta.maml import check_backend
 
-        check_backend(meta.backend)
+        try:
+            check_backend(meta.backend)
+        except ImportError as error:
+            raise ValueError(str(error)) from None
     return fewshot, meta, agent
 
 

@@ -82,7 +82,11 @@ def test_heldout_tasks_never_appear_in_meta_training() -> None:
     for ids in split.heldout.values():
         assert not train_programs & split.programs(ids)
     # held-out parameters are tasks of the meta-training families; held-out families are not
-    families = {name: split.source.describe_task(int(t))[0] for name, ids in split.heldout.items() for t in ids}
+    families = {
+        name: split.source.describe_task(int(t))[0]
+        for name, ids in split.heldout.items()
+        for t in ids
+    }
     assert {split.source.describe_task(int(t))[0] for t in split.heldout["heldout_params"]} == {
         "colour_map",
         "gravity",
@@ -95,7 +99,9 @@ def test_heldout_tasks_never_appear_in_meta_training() -> None:
 
 def test_the_disjointness_check_fails_on_a_shared_program() -> None:
     split = splits()
-    split.heldout["heldout_params"] = np.concatenate([split.heldout["heldout_params"], split.train_ids[:1]])
+    split.heldout["heldout_params"] = np.concatenate(
+        [split.heldout["heldout_params"], split.train_ids[:1]]
+    )
     with pytest.raises(ValueError, match="heldout_params shares programs with meta-training"):
         split.check_disjoint()
 

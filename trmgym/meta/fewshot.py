@@ -67,6 +67,7 @@ __all__ = [
     "FEWSHOT_FILE",
     "SPLITS",
     "FewShotSplits",
+    "TransferProbe",
     "evaluate_method",
     "run_fewshot",
 ]
@@ -281,39 +282,102 @@ def _entry(split: str, k: int, steps: Sequence[int], scores: np.ndarray, seed: i
 
 
 def _ttt_entries(
-    model: TRM,
     objective: TRMObjective,
     batches: Mapping[str, Sequence[FewShotBatch]],
     config: FewShotConfig,
     seed: int,
 ) -> list[dict]:
-    from trmgym.meta.ttt import TTTConfig, evaluate_batch
+    """``ttt`` entries: per split and ``k``, the query grids' first-attempt exact accuracy at
+    ``ttt.steps`` fine-tuning steps (comparable with the other methods), and ARC's task-level
+    ``pass1`` / ``pass2`` (every query grid of a task right, one or two attempts)."""
+    from trmgym.meta.ttt import TTTConfig, evaluate_tasks
 
     settings = config.ttt
-    ttt_config = TTTConfig(
-        steps=settings.steps,
-        lr=settings.lr,
-        augmentations=settings.augmentations,
-        vote_augmentations=settings.vote_augmentations,
-    )
+    ttt_config = TTTConfig(**asdict(settings))
     shape = (config.max_size, config.max_size)
+    device = next(objective.model.parameters()).device
+    params = {name: value.detach() for name, value in objective.params().items()}
     entries = []
     for split, group in batches.items():
         for k in config.k_shots:
-            scores = []
-            for batch in group:
+            grids, passes = [], []
+            for index, batch in enumerate(group):
                 if batch.shots < k:
                     continue
-                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, k)))
-                scores.append(
-                    evaluate_batch(
-                        objective, objective.params(), batch.take(k), shape, ttt_config, rng
-                    )
-                )
-            if scores:
-                column = np.concatenate(scores)[:, None]
-                entries.append(_entry(split, k, [settings.steps], column, seed))
+                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, k, index)))
+                batch = batch.take(k).to(device)
+                results, _ = evaluate_tasks(objective, params, batch, shape, ttt_config, rng)
+                for i, result in enumerate(results):
+                    first = (result.candidates[:, 0] == batch.query_y[i]).all(-1)
+                    grids.append(float(first.float().mean()))
+                    passes.append((result.pass1, result.pass2))
+            if grids:
+                entry = _entry(split, k, [settings.steps], np.array(grids)[:, None], seed)
+                entry["pass1"] = float(np.mean([p[0] for p in passes]))
+                entry["pass2"] = float(np.mean([p[1] for p in passes]))
+                entries.append(entry)
     return entries
+
+
+class TransferProbe:
+    """Few-shot transfer of a live model, measured after each task of a continual run.
+
+    ``eval.fewshot=true``: after each task (and once before any training) the run's model, with
+    its evaluation weights, is adapted by SGD at ``fewshot.finetune_lr`` (default
+    ``meta.inner_lr``) on the held-out tasks' support sets, and scored as in the few-shot
+    experiment; the model itself is never changed (adaptation is functional). results.json gets
+    ``fewshot_matrix[i][split][k]`` — the accuracy per adaptation step after task ``i`` — and
+    ``fewshot_init`` for the untrained model.
+
+    Args:
+        config: the protocol; its ``methods`` are ignored (the run's own model is the method).
+        meta: ``inner_lr`` and ``supervision_steps`` are read.
+        seed: seed of the held-out pairs.
+
+    Raises:
+        ValueError: the model's canvas is not the ``fewshot.max_size`` square (:meth:`check_model`).
+    """
+
+    def __init__(self, config: FewShotConfig, meta: MetaConfig, seed: int) -> None:
+        self.config, self.meta = config, meta
+        self.finetune_lr = config.finetune_lr if config.finetune_lr is not None else meta.inner_lr
+        self.splits = FewShotSplits(config)
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3,)))
+        self.batches = self.splits.heldout_batches(rng)
+
+    def check_model(self, model: Any) -> None:
+        """Refuse a model that is not a TRM over the ``max_size`` square canvas."""
+        size = self.config.max_size
+        config = getattr(model, "config", None)
+        if not isinstance(model, TRM) or config.seq_len != size * size:
+            cells = getattr(config, "seq_len", None)
+            raise ValueError(
+                f"eval.fewshot needs the TRM agent on a {size}x{size} canvas (fewshot.max_size="
+                f"{size}, {size * size} cells), got a model of {cells} cells: set run.canvas="
+                f"[{size},{size}] or fewshot.max_size to the run's canvas side"
+            )
+
+    def settings(self) -> dict[str, Any]:
+        """What the probe measures, for results.json and the resume guard."""
+        return {
+            "fewshot": asdict(self.config),
+            "finetune_lr": self.finetune_lr,
+            "supervision_steps": self.meta.supervision_steps,
+            "heldout_tasks": self.splits.heldout_ids(),
+        }
+
+    def evaluate(self, model: TRM) -> dict[str, dict[str, list[float]]]:
+        """``{split: {"k<k>": [accuracy after each of fewshot.steps]}}`` for ``model``."""
+        self.check_model(model)
+        objective = TRMObjective(model, self.meta.supervision_steps)
+        learner = MAML(objective, inner_lr=self.finetune_lr, inner_steps=1, adapt="all")
+        out: dict[str, dict[str, list[float]]] = {}
+        for split, group in self.batches.items():
+            for k in self.config.k_shots:
+                scores = evaluate_method(learner, group, k, self.config.steps)
+                if scores is not None:
+                    out.setdefault(split, {})[f"k{k}"] = [float(v) for v in scores.mean(axis=0)]
+        return out
 
 
 # ------------------------------------------------------------------------------------- the run
@@ -436,8 +500,8 @@ def run_fewshot(
             tag = f"fewshot/{entry['split']}/{method}/k{entry['k_shot']}"
             for s, acc in zip(entry["steps"], entry["accuracy"]):
                 scalars(tag, acc, s)
+        _write(path, doc)  # saved before it is announced: an interrupt after the line loses nothing
         say(f"{method}: {_summary(entries)} ({time.perf_counter() - tic:.0f} s)")
-        _write(path, doc)
     doc["best"] = best_method(doc["methods"], max(config.k_shots))
     if "ttt" in config.methods and "ttt" not in doc["methods"]:
         best = doc["best"] or "scratch"
@@ -448,7 +512,7 @@ def run_fewshot(
             model.load_state_dict(torch.load(weights, weights_only=True))
         tic = time.perf_counter()
         objective = TRMObjective(model, meta.supervision_steps)
-        doc["methods"]["ttt"] = _ttt_entries(model, objective, batches, config, seed)
+        doc["methods"]["ttt"] = _ttt_entries(objective, batches, config, seed)
         doc["ttt_base"] = best
         say(f"ttt on {best}: {_summary(doc['methods']['ttt'])} ({time.perf_counter() - tic:.0f} s)")
     doc["complete"] = True

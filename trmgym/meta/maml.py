@@ -58,7 +58,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from trmgym.meta.tasks import FewShotBatch, check_count, detached, exact
 
-__all__ = ["ALGORITHMS", "MAML"]
+__all__ = ["ALGORITHMS", "MAML", "check_backend"]
 
 Params = dict[str, torch.Tensor]
 
@@ -87,6 +87,28 @@ def _lr_key(name: str) -> str:
 
 def _math_attention() -> contextlib.AbstractContextManager[None]:
     return sdpa_kernel(SDPBackend.MATH)
+
+
+def check_backend(backend: str) -> Any:
+    """The module behind ``meta.backend`` (``None`` for ``torchfunc``, which is torch itself).
+
+    Raises:
+        ValueError: an unknown backend.
+        ImportError: ``learn2learn`` is not importable (it does not build on Python >= 3.11).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"meta.backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "torchfunc":
+        return None
+    try:
+        import learn2learn
+    except ImportError as error:
+        raise ImportError(
+            "meta.backend='learn2learn' needs the learn2learn package, which is not installed "
+            "(learn2learn 0.2.0 does not build on Python >= 3.11, its issue #413); use "
+            "meta.backend='torchfunc', the default"
+        ) from error
+    return learn2learn
 
 
 class MAML(nn.Module):
@@ -223,14 +245,7 @@ class MAML(nn.Module):
         return cls(objective, **{**options, **fixed})
 
     def _learn2learn(self) -> Any:
-        try:
-            import learn2learn as l2l
-        except ImportError as error:
-            raise ImportError(
-                "meta.backend='learn2learn' needs the learn2learn package, which is not installed "
-                "(learn2learn 0.2.0 does not build on Python >= 3.11, its issue #413); use "
-                "meta.backend='torchfunc', the default"
-            ) from error
+        l2l = check_backend("learn2learn")
         if self.adapt_mode != "all" or self.learn_inner_lr:
             raise ValueError(
                 "meta.backend='learn2learn' runs MAML and first-order MAML only; "

@@ -81,12 +81,27 @@ class MetaConfig:
 
 @dataclass
 class TTTSettings:
-    """Test-time training settings (``fewshot.ttt``); see :class:`trmgym.meta.ttt.TTTConfig`."""
+    """Test-time training settings (``fewshot.ttt``); see :class:`trmgym.meta.ttt.TTTConfig`.
+
+    The TRM reads no demonstrations, so an augmentation keeps a task's rule only if the rule
+    commutes with it: a colour permutation turns a colour map into another map, a quarter turn
+    turns a left-right flip into an up-down one. ``dihedral`` / ``colors`` switch them off.
+    """
 
     steps: int = 25
+    """Fine-tuning steps per task (the ``steps`` the ``ttt`` entries report)."""
     lr: float = 1e-3
+    """Adam learning rate."""
+    batch_size: int = 16
+    """Augmented pairs per step."""
     augmentations: int = 8
+    """Augmented copies of the demos trained on (copy 0: identity)."""
     vote_augmentations: int = 8
+    """Views of each test input voted over (view 0: identity)."""
+    dihedral: bool = True
+    """Augment with the 8 dihedral transforms."""
+    colors: bool = True
+    """Augment with colour permutations (colour 0 fixed)."""
 
 
 @dataclass
@@ -168,9 +183,14 @@ class FewShotConfig:
             raise ValueError(f"fewshot.methods must list at least one of {list(METHODS)}")
         if self.finetune_lr is not None:
             _check_number("fewshot.finetune_lr", self.finetune_lr)
-        for name in ("steps", "augmentations", "vote_augmentations"):
+        for name in ("steps", "batch_size", "augmentations", "vote_augmentations"):
             check_count(f"fewshot.ttt.{name}", getattr(self.ttt, name))
         _check_number("fewshot.ttt.lr", self.ttt.lr)
+        for name in ("dihedral", "colors"):
+            if not isinstance(getattr(self.ttt, name), bool):
+                raise ValueError(
+                    f"fewshot.ttt.{name} must be true or false, got {getattr(self.ttt, name)!r}"
+                )
         for family in self.families:
             need = self.train_tasks_per_family + self.heldout_tasks_per_family
             have = FAMILIES[family].num_programs

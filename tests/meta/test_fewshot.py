@@ -1,0 +1,282 @@
+"""The few-shot experiment end to end on tiny settings: fewshot.json's schema and values,
+determinism, resume after an interrupted method, the configuration guard, the CLI, and
+``eval.fewshot`` inside a continual run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trmgym.agents.trm import TRM, TRMConfig
+from trmgym.agents.trm_agent import TRMAgentConfig
+from trmgym.meta.fewshot import FEWSHOT_FILE, FewShotSplits, TransferProbe, run_fewshot
+from trmgym.meta.maml import MAML
+from trmgym.meta.settings import FewShotConfig, MetaConfig, TTTSettings
+from trmgym.meta.tasks import TRMObjective
+
+CONFIG = FewShotConfig(
+    families=["colour_map"],
+    heldout_families=["flip"],
+    train_tasks_per_family=4,
+    heldout_tasks_per_family=2,
+    max_size=4,
+    arc_tasks=1,
+    k_shots=[1, 2],
+    steps=[0, 1, 3],
+    query=2,
+    methods=["scratch", "pretrained", "fomaml", "ttt"],
+    ttt=TTTSettings(steps=2, augmentations=2, vote_augmentations=2, batch_size=4),
+)
+META = MetaConfig(meta_steps=3, meta_batch=2, train_shots=2, query=1, log_every=2)
+AGENT = TRMAgentConfig(model={"hidden_size": 32, "num_heads": 2}, warmup_steps=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def model() -> TRM:
+    return TRM(TRMConfig.tiny(seq_len=16, hidden_size=32, num_heads=2))
+
+
+def run(path: Path, config: FewShotConfig = CONFIG, **kw) -> dict:
+    return run_fewshot(
+        config, META, AGENT, path, seed=0, make_model=model, say=lambda _: None, **kw
+    )
+
+
+def test_fewshot_json_has_every_method_split_and_k(tmp_path: Path) -> None:
+    logged: list[tuple[str, float, int]] = []
+    doc = run(tmp_path, scalars=lambda *a: logged.append(a))
+    saved = json.loads((tmp_path / FEWSHOT_FILE).read_text())
+    assert saved == json.loads(json.dumps(doc))
+    assert doc["complete"] is True
+    assert list(doc["methods"]) == ["scratch", "pretrained", "fomaml", "ttt"]
+    for name, entries in doc["methods"].items():
+        keys = {(e["split"], e["k_shot"]) for e in entries}
+        assert keys == {(s, k) for s in ("heldout_params", "heldout_families") for k in (1, 2)} | (
+            {("arc", 1), ("arc", 2)}
+        ), name
+        for entry in entries:
+            steps = [2] if name == "ttt" else [0, 1, 3]
+            assert entry["steps"] == steps
+            assert len(entry["accuracy"]) == len(entry["ci95"]) == len(steps)
+            assert all(0.0 <= a <= 1.0 for a in entry["accuracy"])
+            for a, ci in zip(entry["accuracy"], entry["ci95"]):
+                if ci is not None:
+                    assert ci[0] <= a + 1e-12 and a <= ci[1] + 1e-12
+            assert (
+                entry["tasks"]
+                == {"heldout_params": 2, "heldout_families": 2, "arc": 1}[entry["split"]]
+            )
+    assert {"pass1", "pass2"} <= set(doc["methods"]["ttt"][0])
+    assert doc["ttt_base"] in ("scratch", "pretrained", "fomaml")
+    heldout = set(doc["heldout_tasks"]["heldout_params"]) | set(
+        doc["heldout_tasks"]["heldout_families"]
+    )
+    assert not heldout & set(doc["meta_training_tasks"])
+    assert (tmp_path / "checkpoints" / "fewshot_fomaml.pt").is_file()
+    tags = {tag for tag, _, _ in logged}
+    assert "meta/fomaml/loss" in tags and "meta/pretrained/loss" in tags
+    assert "fewshot/heldout_params/fomaml/k2" in tags
+
+
+def test_scratch_at_zero_steps_is_the_untrained_models_accuracy(tmp_path: Path) -> None:
+    config = replace(CONFIG, methods=["scratch"], arc_tasks=0, heldout_families=[])
+    doc = run(tmp_path, config)
+    torch.manual_seed(0)
+    net = model()
+    splits = FewShotSplits(config)
+    rng = np.random.default_rng(np.random.SeedSequence(0, spawn_key=(3,)))
+    batch = splits.heldout_batches(rng)["heldout_params"][0].take(2)
+    objective = TRMObjective(net)
+    with torch.no_grad():
+        right = (
+            objective.predict(objective.params(), batch.query_x.flatten(0, 1))
+            == batch.query_y.flatten(0, 1)
+        ).all(-1)
+    entry = next(e for e in doc["methods"]["scratch"] if e["k_shot"] == 2)
+    assert entry["accuracy"][0] == pytest.approx(float(right.float().mean()))
+
+
+def test_a_second_run_gives_the_same_numbers(tmp_path: Path) -> None:
+    config = replace(CONFIG, methods=["pretrained", "maml"], arc_tasks=0)
+    a, b = run(tmp_path / "a", config), run(tmp_path / "b", config)
+    assert a["methods"] == b["methods"]
+
+
+def test_an_interrupted_run_resumes_after_its_last_finished_method(tmp_path: Path) -> None:
+    config = replace(CONFIG, methods=["scratch", "pretrained", "anil"], arc_tasks=0)
+    whole = run(tmp_path / "whole", config)
+
+    def stop_after_pretrained(line: str) -> None:
+        if line.startswith("pretrained:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_fewshot(
+            config,
+            META,
+            AGENT,
+            tmp_path / "cut",
+            seed=0,
+            make_model=model,
+            say=stop_after_pretrained,
+        )
+    partial = json.loads((tmp_path / "cut" / FEWSHOT_FILE).read_text())
+    assert list(partial["methods"]) == ["scratch", "pretrained"] and not partial["complete"]
+    lines: list[str] = []
+    resumed = run_fewshot(
+        config, META, AGENT, tmp_path / "cut", seed=0, make_model=model, say=lines.append
+    )
+    assert (
+        "scratch: done already, skipped" in lines and "pretrained: done already, skipped" in lines
+    )
+    assert resumed["methods"] == whole["methods"]
+
+
+def test_a_run_directory_of_another_configuration_is_refused(tmp_path: Path) -> None:
+    config = replace(CONFIG, methods=["scratch"], arc_tasks=0)
+    run(tmp_path, config)
+    before = (tmp_path / FEWSHOT_FILE).read_text()
+    with pytest.raises(ValueError, match=r"fewshot\.steps was \[0, 1, 3\], now \[0, 2\]"):
+        run(tmp_path, replace(config, steps=[0, 2]))
+    assert (tmp_path / FEWSHOT_FILE).read_text() == before  # nothing overwritten
+
+
+def test_transfer_probe_scores_a_model_without_changing_it(tmp_path: Path) -> None:
+    probe = TransferProbe(replace(CONFIG, arc_tasks=0), META, seed=0)
+    net = model()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    row = probe.evaluate(net)
+    assert set(row) == {"heldout_params", "heldout_families"}
+    assert set(row["heldout_params"]) == {"k1", "k2"}
+    assert all(len(v) == 3 for by_k in row.values() for v in by_k.values())
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    # the same numbers as the few-shot experiment's scratch rule
+    learner = MAML(TRMObjective(net), inner_lr=META.inner_lr, adapt="all")
+    curve = learner.adaptation_curve(probe.batches["heldout_params"][0].take(1), [0, 1, 3])
+    assert row["heldout_params"]["k1"] == pytest.approx(curve.mean(0).tolist())
+    with pytest.raises(ValueError, match=r"eval\.fewshot needs the TRM agent on a 4x4 canvas"):
+        probe.evaluate(TRM(TRMConfig.tiny(seq_len=9)))
+
+
+def test_eval_fewshot_fills_a_fewshot_matrix_in_a_continual_run(tmp_path: Path) -> None:
+    from tests.tiny_run import AGENT as RUN_AGENT
+    from tests.tiny_run import SETTINGS, TASKS
+    from trmgym.experiment import ContinualRun
+
+    config = replace(CONFIG, max_size=3, arc_tasks=0, heldout_families=[], k_shots=[1])
+    probe = TransferProbe(config, META, seed=0)
+    job = ContinualRun(
+        TASKS, RUN_AGENT, {"name": "naive"}, SETTINGS, tmp_path, transfer_probe=probe
+    )
+    results = job.run()
+    matrix = results["fewshot_matrix"]
+    assert len(matrix) == 2 and all(set(row) == {"heldout_params"} for row in matrix)
+    assert len(results["fewshot_init"]["heldout_params"]["k1"]) == 3
+    assert results["fewshot_eval"]["steps"] == [0, 1, 3]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["fewshot_matrix"] == matrix
+    # the probe is part of the configuration: resuming without it is refused
+    with pytest.raises(ValueError, match="eval"):
+        ContinualRun(TASKS, RUN_AGENT, {"name": "naive"}, SETTINGS, tmp_path).run()
+
+
+def test_eval_fewshot_refuses_a_canvas_other_than_the_protocols(tmp_path: Path) -> None:
+    from tests.tiny_run import AGENT as RUN_AGENT
+    from tests.tiny_run import SETTINGS, TASKS
+    from trmgym.experiment import ContinualRun
+
+    probe = TransferProbe(replace(CONFIG, arc_tasks=0), META, seed=0)  # 4x4; the tasks are 3x3
+    with pytest.raises(ValueError, match=r"set run\.canvas=\[4,4\]"):
+        ContinualRun(TASKS, RUN_AGENT, {"name": "naive"}, SETTINGS, tmp_path, transfer_probe=probe)
+
+
+def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "trmgym.cli", "run", "experiment=fewshot_arcgen", *overrides],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+TINY = [
+    "fewshot.families=[colour_map]",
+    "fewshot.heldout_families=[flip]",
+    "fewshot.train_tasks_per_family=3",
+    "fewshot.heldout_tasks_per_family=2",
+    "fewshot.max_size=3",
+    "fewshot.arc_tasks=1",
+    "fewshot.k_shots=[1]",
+    "fewshot.steps=[0,1]",
+    "fewshot.methods=[scratch,maml,ttt]",
+    "fewshot.ttt.steps=1",
+    "fewshot.ttt.augmentations=2",
+    "fewshot.ttt.vote_augmentations=2",
+    "meta.meta_steps=2",
+    "meta.meta_batch=2",
+    "+agent.model.hidden_size=32",
+    "+agent.model.num_heads=2",
+    "console=false",
+]
+
+
+def test_trmgym_run_experiment_fewshot_arcgen_writes_its_outputs(tmp_path: Path) -> None:
+    done = _cli(tmp_path, *TINY, "hydra.run.dir=out")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "out"
+    doc = json.loads((out / FEWSHOT_FILE).read_text())
+    assert list(doc["methods"]) == ["scratch", "maml", "ttt"] and doc["complete"]
+    assert (out / "plots" / "fewshot.png").stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert "Few-shot transfer" in html and "heldout_params, k = 1" in html
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert (out / ".hydra" / "config.yaml").is_file()
+    # trmgym report rewrites the report of a few-shot run
+    (out / "report.html").unlink()
+    report = subprocess.run(
+        [sys.executable, "-m", "trmgym.report", str(out)], capture_output=True, text=True
+    )
+    assert report.returncode == 0, report.stderr
+    assert (out / "report.html").is_file()
+    # started again with other settings: refused, naming the key, nothing rewritten
+    again = _cli(tmp_path, *TINY[:-1], "fewshot.steps=[0,2]", "hydra.run.dir=out")
+    assert again.returncode == 2
+    assert "fewshot.steps was [0, 1], now [0, 2]" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+fewshot.bogus=1", "fewshot has no key 'bogus'"),
+        ("agent=sb3_ppo", "a few-shot experiment meta-trains the TRM network: use agent=trm"),
+        ("meta.backend=learn2learn", "meta.backend"),
+        ("fewshot.methods=[maml,reptile]", "fewshot.methods lists 'reptile'"),
+    ],
+)
+def test_bad_fewshot_command_lines_fail_before_anything_runs(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    keep = [o for o in TINY if not o.startswith("+agent.") or not override.startswith("agent=")]
+    done = _cli(tmp_path, *keep, override)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert message in done.stderr
+    assert not list(tmp_path.glob("runs/**/fewshot.json"))
