@@ -29,6 +29,7 @@ CORE = (
     "rundir",
     "config",
     "threads",
+    "fewshot_job",
 )
 LEAVES = ("trmgym.checks", "trmgym.metrics", "trmgym.distributed")
 #: what each room may import besides itself and the leaves

@@ -112,10 +112,24 @@ def test_arc_split_holds_real_evaluation_tasks_that_fit_the_canvas() -> None:
     for task in split.arc:
         assert all(max(g.shape) <= 5 for pair in task.train + task.test for g in pair)
     batches = split.heldout_batches(np.random.default_rng(0))
-    assert [b.num_tasks for b in batches["arc"]] == [1, 1]
-    first = batches["arc"][0]
-    assert first.support_x.shape[1] == len(split.arc[0].train)
-    assert first.query_x.shape[2] == 25
+    assert sum(b.num_tasks for b in batches["arc"]) == 2
+    for batch in batches["arc"]:
+        assert batch.shots <= 3 and batch.query_x.shape[2] == 25
+    # each task's own pairs: its first min(train, 3) demos and its test pairs, in order
+    from trmgym.meta.fewshot import arc_batch
+
+    for task in split.arc:
+        own = arc_batch(task, 5)
+        k = min(own.shots, 3)
+        found = [
+            b
+            for b in batches["arc"]
+            for i in range(b.num_tasks)
+            if b.task_ids[i] == own.task_ids[0]
+            and np.array_equal(b.support_x[i].numpy(), own.support_x[0, :k].numpy())
+            and np.array_equal(b.query_y[i].numpy(), own.query_y[0].numpy())
+        ]
+        assert len(found) == 1
     # ARCGen splits: max(k_shots) support pairs and `query` query pairs per task
     params = batches["heldout_params"][0]
     assert params.support_x.shape == (6, 3, 25)

@@ -141,7 +141,7 @@ class FewShotSplits:
             for split, ids in self.heldout.items()
         }
         if self.arc:
-            out["arc"] = [arc_batch(task, config.max_size) for task in self.arc]
+            out["arc"] = arc_batches(self.arc, config.max_size, max(config.k_shots))
         return out
 
     def heldout_ids(self) -> dict[str, list[Any]]:
@@ -169,6 +169,21 @@ def _canvas(grids: Sequence[np.ndarray], size: int) -> torch.Tensor:
         h, w = grid.shape
         out[i, :h, :w] = np.asarray(grid, dtype=np.int64) + COLOR_OFFSET
     return torch.from_numpy(out.reshape(len(grids), size * size))
+
+
+def arc_batches(tasks: Sequence[Any], size: int, max_k: int) -> list[FewShotBatch]:
+    """Real ARC tasks as few :class:`FewShotBatch` es: tasks with the same number of support
+    pairs (their first ``min(len(train), max_k)``) and of test pairs share a batch, in task order
+    within it, so adaptation is vmapped over them."""
+    groups: dict[tuple[int, int], list[FewShotBatch]] = {}
+    for task in tasks:
+        batch = arc_batch(task, size)
+        shots = min(batch.shots, max_k)
+        groups.setdefault((shots, batch.query_x.shape[1]), []).append(batch.take(shots))
+    return [
+        FewShotBatch(*(torch.cat(parts) for parts in zip(*group)))
+        for _, group in sorted(groups.items())
+    ]
 
 
 def arc_batch(task: Any, size: int) -> FewShotBatch:

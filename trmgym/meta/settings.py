@@ -114,7 +114,7 @@ class FewShotConfig:
     """Families never meta-trained on (the ``heldout_families`` split); may be empty."""
     train_tasks_per_family: int = 64
     """Meta-training tasks (programs) per family."""
-    heldout_tasks_per_family: int = 16
+    heldout_tasks_per_family: int = 8
     """Held-out tasks per family in each ARCGen split."""
     task_seed: int = 0
     """Seed of the ARCGen task parameters."""
@@ -122,7 +122,7 @@ class FewShotConfig:
     """Smallest grid side."""
     max_size: int = 6
     """Largest grid side; the model's canvas is ``max_size x max_size``."""
-    arc_tasks: int = 16
+    arc_tasks: int = 8
     """Real ARC-AGI-1 evaluation tasks whose grids fit the canvas (at most this many, in id order;
     0: no ``arc`` split)."""
     k_shots: list[int] = field(default_factory=lambda: [1, 2, 3])
