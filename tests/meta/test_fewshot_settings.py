@@ -3,6 +3,8 @@ meta-trained on."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -43,10 +45,12 @@ def splits(**overrides):
         ({"finetune_lr": 0}, "fewshot.finetune_lr must be a number > 0"),
         ({"ttt": {"stepz": 3}}, "fewshot.ttt.stepz is not a TTT setting"),
         ({"ttt": {"steps": 0}}, "fewshot.ttt.steps must be an int >= 1"),
+        ({"ttt": {"optimizer": "lbfgs"}}, "fewshot.ttt.optimizer must be one of ['sgd', 'adam']"),
+        ({"ttt": {"colors": "yes"}}, "fewshot.ttt.colors must be true or false"),
     ],
 )
 def test_bad_fewshot_settings_name_the_key(overrides: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         FewShotConfig(**{**SMALL, **overrides})
 
 

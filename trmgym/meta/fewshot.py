@@ -302,7 +302,8 @@ def _ttt_entries(
     config: FewShotConfig,
     seed: int,
 ) -> list[dict]:
-    """``ttt`` entries: per split and ``k``, the query grids' first-attempt exact accuracy at
+    """``ttt`` entries: per split, with the most demos (``max(k_shots)``; a test-time fine-tune
+    per task is not vmapped, so the other ``k`` are left out), the query grids' first-attempt exact accuracy at
     ``ttt.steps`` fine-tuning steps (comparable with the other methods), and ARC's task-level
     ``pass1`` / ``pass2`` (every query grid of a task right, one or two attempts)."""
     from trmgym.meta.ttt import TTTConfig, evaluate_tasks
@@ -314,7 +315,7 @@ def _ttt_entries(
     params = {name: value.detach() for name, value in objective.params().items()}
     entries = []
     for split, group in batches.items():
-        for k in config.k_shots:
+        for k in config.k_shots[-1:]:  # the most demos only: one fine-tune per task is costly
             grids, passes = [], []
             for index, batch in enumerate(group):
                 if batch.shots < k:

@@ -52,7 +52,7 @@ class MetaConfig:
 
     backend: str = "torchfunc"
     """``torchfunc`` (torch.func, the default) or ``learn2learn`` (only if it imports)."""
-    meta_steps: int = 300
+    meta_steps: int = 200
     """Outer-loop updates of every trained method."""
     meta_batch: int = 16
     """Tasks per outer update."""
@@ -90,8 +90,10 @@ class TTTSettings:
 
     steps: int = 25
     """Fine-tuning steps per task (the ``steps`` the ``ttt`` entries report)."""
-    lr: float = 1e-3
-    """Adam learning rate."""
+    optimizer: str = "sgd"
+    """``sgd`` (the meta-learned inits are tuned for SGD steps) or ``adam``."""
+    lr: float = 0.1
+    """Learning rate."""
     batch_size: int = 16
     """Augmented pairs per step."""
     augmentations: int = 8
@@ -100,8 +102,9 @@ class TTTSettings:
     """Views of each test input voted over (view 0: identity)."""
     dihedral: bool = True
     """Augment with the 8 dihedral transforms."""
-    colors: bool = True
-    """Augment with colour permutations (colour 0 fixed)."""
+    colors: bool = False
+    """Augment with colour permutations (colour 0 fixed); off by default: they change a colour
+    map, the commonest ARCGen rule."""
 
 
 @dataclass
@@ -186,6 +189,10 @@ class FewShotConfig:
         for name in ("steps", "batch_size", "augmentations", "vote_augmentations"):
             check_count(f"fewshot.ttt.{name}", getattr(self.ttt, name))
         _check_number("fewshot.ttt.lr", self.ttt.lr)
+        if self.ttt.optimizer not in ("sgd", "adam"):
+            raise ValueError(
+                f"fewshot.ttt.optimizer must be one of ['sgd', 'adam'], got {self.ttt.optimizer!r}"
+            )
         for name in ("dihedral", "colors"):
             if not isinstance(getattr(self.ttt, name), bool):
                 raise ValueError(
