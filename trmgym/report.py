@@ -696,6 +696,30 @@ def fewshot_html(doc: Mapping[str, Any], image: Path | None) -> str:
     return "\n".join(parts)
 
 
+def fewshot_matrix_html(results: Mapping[str, Any]) -> str:
+    """``eval.fewshot``: few-shot accuracy of the run's model before training and after each task
+    (rows), per split and ``k`` (columns), after the most adaptation steps."""
+    e = html.escape
+    rows_in = [("before training", results.get("fewshot_init"))]
+    rows_in += [
+        (f"after {name}", row) for name, row in zip(results["sequence"], results["fewshot_matrix"])
+    ]
+    columns = sorted(
+        {(split, k) for _, row in rows_in if row for split, by_k in row.items() for k in by_k}
+    )
+    steps = (results.get("fewshot_eval") or {}).get("steps") or ["?"]
+    body = []
+    for label, row in rows_in:
+        cells = []
+        for split, k in columns:
+            values = (row or {}).get(split, {}).get(k)
+            cells.append(_fmt(values[-1], 3) if values else "n/a")
+        body.append([e(label), *cells])
+    headers = ["", *(f"{split} {k}" for split, k in columns)]
+    title = f"<h2>Few-shot transfer after each task (exact accuracy after {steps[-1]} steps)</h2>"
+    return title + "\n" + _table(headers, body)
+
+
 def write_fewshot_report(run_dir: str | Path) -> Path:
     """Write ``plots/fewshot.png`` and a ``report.html`` for a few-shot run directory."""
     folder = Path(run_dir)
@@ -763,6 +787,8 @@ def write_report(run_dir: str | Path) -> Path:
         baseline = zip(names, results["random_init_accuracy"])
         text = ", ".join(f"{e(name)} {_fmt(b, 3)}" for name, b in baseline)
         parts.append(f"<p>Random-init accuracy b<sub>j</sub> (for FWT): {text}</p>")
+    if results.get("fewshot_matrix") is not None:
+        parts.append(fewshot_matrix_html(results))
     if probes := results.get("difficulty_probe") or []:
         keys = [k for k in probes[0] if k != "options"]
         rows = [[_fmt(p.get("options")), *(_fmt(p.get(k)) for k in keys)] for p in probes]

@@ -192,6 +192,10 @@ def test_eval_fewshot_fills_a_fewshot_matrix_in_a_continual_run(tmp_path: Path) 
     assert results["fewshot_eval"]["steps"] == [0, 1, 3]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["fewshot_matrix"] == matrix
+    from trmgym.report import write_report
+
+    html = write_report(tmp_path).read_text()
+    assert "Few-shot transfer after each task" in html and "after recolour-b" in html
     # the probe is part of the configuration: resuming without it is refused
     with pytest.raises(ValueError, match="eval"):
         ContinualRun(TASKS, RUN_AGENT, {"name": "naive"}, SETTINGS, tmp_path).run()
