@@ -736,16 +736,7 @@ def write_fewshot_report(run_dir: str | Path) -> Path:
         f"<h2>Configuration</h2>\n<pre>{html.escape(config)}</pre>",
         f"<p>wall time: {_fmt(doc.get('wall_time_s'), 1)} s; complete: {doc.get('complete')}</p>",
     ]
-    document = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>trmgym few-shot report</title><style>{_CSS}</style></head>\n"
-        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
-    )
-    out = folder / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return _write_html(folder / "report.html", "trmgym few-shot report", parts)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -811,12 +802,16 @@ def write_report(run_dir: str | Path) -> Path:
     ]
     info += [(f"version: {k}", v) for k, v in (results.get("versions") or {}).items()]
     parts += ["<h2>Run</h2>", _table(["", "value"], [[e(k), _fmt(v, 1)] for k, v in info])]
+    return _write_html(folder / "report.html", "trmgym report: " + _title(results), parts)
+
+
+def _write_html(out: Path, title: str, parts: Sequence[str]) -> Path:
+    """Write a self-contained HTML page of ``parts`` (already-escaped HTML) to ``out``, atomically."""
     document = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{e('trmgym report: ' + _title(results))}</title><style>{_CSS}</style></head>\n"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n"
         "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
-    out = folder / "report.html"
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(document, encoding="utf-8")
     tmp.replace(out)

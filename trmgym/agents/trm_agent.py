@@ -113,6 +113,20 @@ class TRMAgentConfig:
             raise ValueError(f"agent.warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
+def gradient_update(module: torch.nn.Module, config: TRMAgentConfig) -> GradientUpdate:
+    """The agent config's optimiser (``lr``, ``weight_decay``, ``beta2``, ``warmup_steps``,
+    ``grad_clip``, ``ema_decay``) as a :class:`GradientUpdate` of ``module``'s parameters."""
+    return GradientUpdate(
+        module,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        beta2=config.beta2,
+        warmup_steps=config.warmup_steps,
+        grad_clip=config.grad_clip,
+        ema_decay=config.ema_decay,
+    )
+
+
 def model_config(
     config: TRMAgentConfig, canvas: tuple[int, int], num_tasks: int, device: torch.device
 ) -> TRMConfig:
@@ -193,17 +207,7 @@ class TRMAgent:
         self.network = torch.compile(self.model) if self.config.compile else self.model
         c = self.config
         self.update_rule: UpdateRule = (
-            update_rule(self.model)
-            if update_rule is not None
-            else GradientUpdate(
-                self.model,
-                lr=c.lr,
-                weight_decay=c.weight_decay,
-                beta2=c.beta2,
-                warmup_steps=c.warmup_steps,
-                grad_clip=c.grad_clip,
-                ema_decay=c.ema_decay,
-            )
+            update_rule(self.model) if update_rule is not None else gradient_update(self.model, c)
         )
         self.bce = BCEHalting()
         feature_dim = 2 * self.model_config.hidden_size + 3

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from trmgym.agents.trm import TRM
+from trmgym.agents.trm_agent import gradient_update
 from trmgym.agents.update import GradientUpdate
 from trmgym.envs.arc_data import load_arc_tasks
 from trmgym.envs.arcgen import ARCGenSource, _program_order
@@ -197,18 +198,6 @@ def arc_batch(task: Any, size: int) -> FewShotBatch:
 
 
 # ------------------------------------------------------------------------------------- training
-def _update_rule(module: torch.nn.Module, agent: Any) -> GradientUpdate:
-    return GradientUpdate(
-        module,
-        lr=agent.lr,
-        weight_decay=agent.weight_decay,
-        beta2=agent.beta2,
-        warmup_steps=agent.warmup_steps,
-        grad_clip=agent.grad_clip,
-        ema_decay=agent.ema_decay,
-    )
-
-
 def _learner(method: str, objective: TRMObjective, meta: MetaConfig, finetune_lr: float) -> MAML:
     """The adaptation rule of ``method`` (SGD fine-tuning of every weight for the baselines)."""
     if method in ALGORITHMS:
@@ -238,7 +227,7 @@ def train_method(
     """
     if method == "scratch":
         return None
-    rule = _update_rule(learner, agent)
+    rule = gradient_update(learner, agent)  # the agent's own update rule, on MAML's parameters
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
     objective = learner.objective
     device = next(objective.model.parameters()).device
