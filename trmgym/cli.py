@@ -113,6 +113,11 @@ def run(cfg: Any) -> dict[str, Any]:
     try:
         if fewshot:  # a few-shot experiment: checked, then run after .hydra/ is written
             return _fewshot_run(cfg, run_dir, hydra_cfg, job_label)
+        if (run_dir / "fewshot.json").is_file():
+            raise ValueError(
+                f"{run_dir} holds a few-shot run (fewshot.json), not a continual one; start a "
+                "new run directory (e.g. a different hydra.run.dir)"
+            )
         job = build_run(cfg, run_dir)
         run_dir = job.run_dir  # under torchrun: rank 0's directory, on every rank
         saved = checkpoint.load_latest(run_dir / "checkpoints")
@@ -167,7 +172,17 @@ def _fewshot_run(cfg: Any, run_dir: Path, hydra_cfg: Any, job_label: str) -> dic
     from trmgym.meta.fewshot import check_resumable, config_dict
 
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    from trmgym.checkpoint import LAST, PREVIOUS
+    from trmgym.results import RESULTS_FILE
+
     fewshot, meta, agent = check_fewshot(cfg)
+    continual = [run_dir / RESULTS_FILE, run_dir / "checkpoints" / LAST]
+    continual.append(run_dir / "checkpoints" / PREVIOUS)
+    if any(path.is_file() for path in continual):
+        raise ValueError(
+            f"{run_dir} holds a continual run (results.json or checkpoints/last.pt), not a "
+            "few-shot one; start a new run directory (e.g. a different hydra.run.dir)"
+        )
     saved = check_resumable(run_dir, config_dict(fewshot, meta, agent, int(cfg.seed)))
     if in_sweep and saved is not None and saved.get("complete"):
         print(f"{job_label}already finished (fewshot.json), skipped", flush=True)

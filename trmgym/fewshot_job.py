@@ -47,7 +47,7 @@ def check_fewshot(cfg: Any) -> tuple[Any, Any, Any]:
     if not isinstance(agent, TRMAgentConfig):
         raise ValueError(
             "a few-shot experiment meta-trains the TRM network: use agent=trm, "
-            f"got agent={OmegaConf.select(cfg, 'hydra.runtime.choices.agent', default='?')}"
+            f"got agent={getattr(agent, 'name', type(agent).__name__)}"
         )
     if agent.memory is not None:
         raise ValueError(

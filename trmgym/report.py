@@ -643,11 +643,13 @@ def plot_fewshot(doc: Mapping[str, Any], path: str | Path | None = None) -> np.n
     cols = max(1, len({k for _, k in panels}))
     splits = sorted({s for s, _ in panels})
     figure = Figure(figsize=(3.6 * cols, 2.8 * max(1, len(splits))), dpi=100)
+    grid: dict[tuple[str, int], Any] = {}  # one axes per panel, every method drawn into it
+    for split, k in panels:
+        col = sorted({kk for s, kk in panels if s == split}).index(k)
+        grid[split, k] = figure.add_subplot(len(splits), cols, splits.index(split) * cols + col + 1)
     for name, entries in doc["methods"].items():
         for entry in entries:
-            row = splits.index(entry["split"])
-            col = sorted({k for s, k in panels if s == entry["split"]}).index(entry["k_shot"])
-            axes = figure.add_subplot(len(splits), cols, row * cols + col + 1, label=f"{row},{col}")
+            axes = grid[entry["split"], entry["k_shot"]]
             steps, accuracy = entry["steps"], entry["accuracy"]
             marker = "*" if name == "ttt" else "o"
             axes.plot(steps, accuracy, marker=marker, label=name, markersize=4)

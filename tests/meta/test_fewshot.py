@@ -91,7 +91,7 @@ def test_fewshot_json_has_every_method_split_and_k(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoints" / "fewshot_fomaml.pt").is_file()
     tags = {tag for tag, _, _ in logged}
     assert "meta/fomaml/loss" in tags and "meta/pretrained/loss" in tags
-    assert "fewshot/heldout_params/fomaml/k2" in tags
+    assert "fewshot/heldout_params/fomaml/k2" in tags and "fewshot/heldout_params/ttt/k2" in tags
 
 
 def test_scratch_at_zero_steps_is_the_untrained_models_accuracy(tmp_path: Path) -> None:
@@ -285,3 +285,56 @@ def test_bad_fewshot_command_lines_fail_before_anything_runs(
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr
     assert not list(tmp_path.glob("runs/**/fewshot.json"))
+
+
+def test_the_plot_draws_every_method_into_one_axes_per_split_and_k(tmp_path: Path) -> None:
+    from trmgym.report import plot_fewshot
+
+    doc = run(tmp_path, replace(CONFIG, methods=["scratch", "pretrained", "ttt"], arc_tasks=0))
+    image = plot_fewshot(doc, tmp_path / "fewshot.png")
+    assert image.ndim == 3 and (tmp_path / "fewshot.png").stat().st_size > 1000
+    # rebuild the figure's axes the way plot_fewshot does and count lines per panel
+    import matplotlib
+
+    calls: list = []
+    original = matplotlib.figure.Figure.add_subplot
+
+    def spy(self, *args, **kwargs):
+        axes = original(self, *args, **kwargs)
+        calls.append(axes)
+        return axes
+
+    matplotlib.figure.Figure.add_subplot = spy
+    try:
+        plot_fewshot(doc)
+    finally:
+        matplotlib.figure.Figure.add_subplot = original
+    assert len(calls) == 4  # (heldout_params, heldout_families) x (k=1, k=2)
+    labels = sorted(tuple(sorted(line.get_label() for line in axes.get_lines())) for axes in calls)
+    # scratch and pretrained everywhere; ttt with the most demos (k=2) only
+    assert labels == sorted(
+        [("pretrained", "scratch")] * 2 + [("pretrained", "scratch", "ttt")] * 2
+    )
+
+
+def test_a_continual_run_and_a_fewshot_run_never_share_a_directory(tmp_path: Path) -> None:
+    done = _cli(tmp_path, *TINY, "fewshot.methods=[scratch]", "hydra.run.dir=out")
+    assert done.returncode == 0, done.stderr[-2000:]
+    before = (tmp_path / "out" / "report.html").read_text()
+    other = subprocess.run(
+        [sys.executable, "-m", "trmgym.cli", "run", "experiment=smoke", "hydra.run.dir=out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert other.returncode == 2
+    assert "holds a few-shot run (fewshot.json)" in other.stderr
+    assert (tmp_path / "out" / "report.html").read_text() == before
+    assert not (tmp_path / "out" / "results.json").exists()
+    (tmp_path / "cont" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "cont" / "results.json").write_text("{}")
+    refused = _cli(tmp_path, *TINY, "hydra.run.dir=cont")
+    assert refused.returncode == 2 and "holds a continual run" in refused.stderr
+    assert not (tmp_path / "cont" / "fewshot.json").exists()

@@ -518,6 +518,9 @@ def run_fewshot(
         tic = time.perf_counter()
         objective = TRMObjective(model, meta.supervision_steps)
         doc["methods"]["ttt"] = _ttt_entries(objective, batches, config, seed)
+        for entry in doc["methods"]["ttt"]:
+            tag = f"fewshot/{entry['split']}/ttt/k{entry['k_shot']}"
+            scalars(tag, entry["accuracy"][0], entry["steps"][0])
         doc["ttt_base"] = best
         say(f"ttt on {best}: {_summary(doc['methods']['ttt'])} ({time.perf_counter() - tic:.0f} s)")
     doc["complete"] = True
@@ -536,7 +539,8 @@ class _null:
 
 def best_method(methods: Mapping[str, list[dict]], k: int, steps: int = 5) -> str | None:
     """The method with the highest ``heldout_params`` accuracy after ``steps`` steps with ``k``
-    demos (the last scored step at or below ``steps``); ``None`` if none was scored."""
+    demos (the last scored step at or below ``steps``; a tie goes to the method listed first);
+    ``None`` if none was scored."""
     best, best_value = None, -1.0
     for name, entries in methods.items():
         if name == "ttt":

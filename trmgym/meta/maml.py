@@ -234,12 +234,12 @@ class MAML(nn.Module):
         ``first_order=False``) is refused.
         """
         if name not in ALGORITHMS:
-            raise ValueError(f"meta.algorithm must be one of {tuple(ALGORITHMS)}, got {name!r}")
+            raise ValueError(f"name must be one of {tuple(ALGORITHMS)}, got {name!r}")
         fixed = ALGORITHMS[name]
         for key, value in options.items():
             if key in fixed and value != fixed[key]:
                 raise ValueError(
-                    f"meta.{key}={value!r} contradicts meta.algorithm={name!r} "
+                    f"{key}={value!r} contradicts the algorithm {name!r} "
                     f"(which sets {key}={fixed[key]!r})"
                 )
         return cls(objective, **{**options, **fixed})
