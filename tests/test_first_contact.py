@@ -83,8 +83,8 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
         (
             ["+foo=1"],
             "trmgym run: +foo=1: trmgym has no setting 'foo'; top-level keys: agent, "
-            "console, curiosity, curriculum, curriculum_comparison, demo, device, env, experiment_name, "
-            "plugins, run, seed, sequence, strategy",
+            "console, curiosity, curriculum, curriculum_comparison, demo, device, env, eval, "
+            "experiment_name, fewshot, meta, plugins, run, seed, sequence, strategy",
         ),
         # overrides the chosen experiment would ignore
         (

@@ -30,7 +30,10 @@ from trmgym.experiment import ContinualRun
 from trmgym.plugins import EWC, Memory, MemoryReplay, Multitask, Plugin, Replay, Scratch, Strategy
 
 SEQUENCES = sorted(p.stem for p in (config_dir() / "sequence").glob("*.yaml"))
-EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+ALL_EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+#: few-shot experiments run trmgym.meta.fewshot, not a ContinualRun (a `fewshot` node, no sequence)
+FEWSHOT_EXPERIMENTS = [e for e in ALL_EXPERIMENTS if e.startswith("fewshot")]
+EXPERIMENTS = [e for e in ALL_EXPERIMENTS if e not in FEWSHOT_EXPERIMENTS]
 STRATEGIES = sorted(p.stem for p in (config_dir() / "strategy").glob("*.yaml"))
 ENVS = sorted(p.stem for p in (config_dir() / "env").glob("*.yaml"))
 #: strategy YAML values that differ from their schema on purpose (the reason is in the YAML)
@@ -75,6 +78,19 @@ def check_common(cfg: DictConfig, job: ContinualRun) -> None:
     model = job.agent.model_config
     assert (model.grid_height, model.grid_width) == job.canvas
     assert model.num_task_embeddings == (len(job.tasks) if cfg.run.task_labels else 0)
+
+
+@pytest.mark.parametrize("experiment", FEWSHOT_EXPERIMENTS)
+def test_fewshot_experiments_compose_into_their_schemas(experiment: str) -> None:
+    from trmgym.fewshot_job import check_fewshot
+    from trmgym.meta.settings import FewShotConfig, MetaConfig
+
+    cfg = composed(f"experiment={experiment}")
+    assert cfg.sequence is None and cfg.fewshot is not None
+    fewshot, meta, agent = check_fewshot(cfg)
+    # the YAML group holds no value of its own: the schema's defaults are the experiment's
+    assert fewshot == FewShotConfig() and meta == MetaConfig()
+    assert agent == TRMAgentConfig()
 
 
 def test_the_default_is_the_quickstart(tmp_path: Path) -> None:
