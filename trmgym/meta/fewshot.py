@@ -42,6 +42,7 @@ method); one with a different configuration is refused, naming the first differi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import zlib
@@ -491,7 +492,7 @@ def run_fewshot(
         learner = _learner(method, objective, meta, finetune_lr)
         tic = time.perf_counter()
         rule = train_method(method, learner, splits, meta, agent, seed, scalars)
-        context = rule.eval_weights() if rule is not None else _null()
+        context = rule.eval_weights() if rule is not None else contextlib.nullcontext()
         entries = []
         with context:
             for split, group in batches.items():
@@ -527,14 +528,6 @@ def run_fewshot(
     doc["wall_time_s"] = doc.get("wall_time_s", 0.0) + time.perf_counter() - started
     _write(path, doc)
     return doc
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def best_method(methods: Mapping[str, list[dict]], k: int, steps: int = 5) -> str | None:
