@@ -168,13 +168,12 @@ def _fewshot_run(cfg: Any, run_dir: Path, hydra_cfg: Any, job_label: str) -> dic
     checked before .hydra/ is written; errors propagate to :func:`run`'s handler."""
     from hydra.types import RunMode
 
+    from trmgym.checkpoint import LAST, PREVIOUS
     from trmgym.fewshot_job import check_fewshot, run_fewshot_job
     from trmgym.meta.fewshot import check_resumable, config_dict
-
-    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    from trmgym.checkpoint import LAST, PREVIOUS
     from trmgym.results import RESULTS_FILE
 
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     fewshot, meta, agent = check_fewshot(cfg)
     continual = [run_dir / RESULTS_FILE, run_dir / "checkpoints" / LAST]
     continual.append(run_dir / "checkpoints" / PREVIOUS)
