@@ -49,9 +49,10 @@ def check_fewshot(cfg: Any) -> tuple[Any, Any, Any]:
             "a few-shot experiment meta-trains the TRM network: use agent=trm, "
             f"got agent={getattr(agent, 'name', type(agent).__name__)}"
         )
-    if agent.memory is not None:
+    if agent.memory is not None and "memory" not in fewshot.methods:
         raise ValueError(
-            "agent.memory: the few-shot protocol has no memory method yet; use agent/memory=none"
+            "agent.memory configures the bank of the `memory` few-shot method, which "
+            f"fewshot.methods={fewshot.methods} does not list: add memory, or use agent/memory=none"
         )
     if meta.backend == "learn2learn":
         from trmgym.meta.maml import check_backend
@@ -96,6 +97,7 @@ def run_fewshot_job(cfg: Any, run_dir: Path, say: Any = print) -> dict[str, Any]
             run_dir,
             seed=int(cfg.seed),
             make_model=make_model,
+            memory=agent.memory,
             say=say,
             scalars=lambda tag, value, step: writer.add_scalar(tag, value, step),
         )

@@ -635,7 +635,8 @@ def load_fewshot(run_dir: str | Path) -> dict[str, Any]:
 
 def plot_fewshot(doc: Mapping[str, Any], path: str | Path | None = None) -> np.ndarray:
     """Query exact accuracy against adaptation steps, one panel per split and support size ``k``,
-    one line per method with its 95% bootstrap band (``ttt``: one point at its step count)."""
+    one line per method with its 95% bootstrap band (a method scored at one step count — ``ttt``
+    at its fine-tuning steps, ``memory`` at 0 — is a star)."""
     panels = sorted(
         {(e["split"], e["k_shot"]) for entries in doc["methods"].values() for e in entries},
         key=lambda p: (p[0], p[1]),
@@ -651,7 +652,7 @@ def plot_fewshot(doc: Mapping[str, Any], path: str | Path | None = None) -> np.n
         for entry in entries:
             axes = grid[entry["split"], entry["k_shot"]]
             steps, accuracy = entry["steps"], entry["accuracy"]
-            marker = "*" if name == "ttt" else "o"
+            marker = "*" if len(steps) == 1 else "o"
             axes.plot(steps, accuracy, marker=marker, label=name, markersize=4)
             bands = [c for c in entry["ci95"] if c is not None]
             if len(bands) == len(steps) and len(steps) > 1:

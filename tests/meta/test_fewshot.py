@@ -244,12 +244,23 @@ TINY = [
 ]
 
 
+# the memory method too, its bank set from the command line
+WITH_MEMORY = [
+    *(o for o in TINY if not o.startswith("fewshot.methods")),
+    "fewshot.methods=[scratch,maml,memory,ttt]",
+    "agent/memory=bank",
+    "agent.memory.capacity=64",
+]
+
+
 def test_trmgym_run_experiment_fewshot_arcgen_writes_its_outputs(tmp_path: Path) -> None:
-    done = _cli(tmp_path, *TINY, "hydra.run.dir=out")
+    done = _cli(tmp_path, *WITH_MEMORY, "hydra.run.dir=out")
     assert done.returncode == 0, done.stderr[-2000:]
     out = tmp_path / "out"
     doc = json.loads((out / FEWSHOT_FILE).read_text())
-    assert list(doc["methods"]) == ["scratch", "maml", "ttt"] and doc["complete"]
+    assert list(doc["methods"]) == ["scratch", "maml", "memory", "ttt"] and doc["complete"]
+    assert doc["config"]["memory"]["capacity"] == 64
+    assert all(entry["steps"] == [0] for entry in doc["methods"]["memory"])
     assert (out / "plots" / "fewshot.png").stat().st_size > 1000
     html = (out / "report.html").read_text()
     assert "Few-shot transfer" in html and "heldout_params, k = 1" in html
@@ -263,7 +274,7 @@ def test_trmgym_run_experiment_fewshot_arcgen_writes_its_outputs(tmp_path: Path)
     assert report.returncode == 0, report.stderr
     assert (out / "report.html").is_file()
     # started again with other settings: refused, naming the key, nothing rewritten
-    again = _cli(tmp_path, *TINY[:-1], "fewshot.steps=[0,2]", "hydra.run.dir=out")
+    again = _cli(tmp_path, *WITH_MEMORY, "fewshot.steps=[0,2]", "hydra.run.dir=out")
     assert again.returncode == 2
     assert "fewshot.steps was [0, 1], now [0, 2]" in again.stderr
 
@@ -275,6 +286,7 @@ def test_trmgym_run_experiment_fewshot_arcgen_writes_its_outputs(tmp_path: Path)
         ("agent=sb3_ppo", "a few-shot experiment meta-trains the TRM network: use agent=trm"),
         ("meta.backend=learn2learn", "meta.backend"),
         ("fewshot.methods=[maml,reptile]", "fewshot.methods lists 'reptile'"),
+        ("agent/memory=bank", "agent.memory configures the bank of the `memory` few-shot method"),
     ],
 )
 def test_bad_fewshot_command_lines_fail_before_anything_runs(

@@ -72,7 +72,7 @@ def test_methods_name_every_algorithm_of_the_maml_family() -> None:
     from trmgym.meta.maml import ALGORITHMS
 
     assert tuple(ALGORITHMS) == META_ALGORITHMS
-    assert set(METHODS) == {"scratch", "pretrained", "ttt", *META_ALGORITHMS}
+    assert set(METHODS) == {"scratch", "pretrained", "memory", "ttt", *META_ALGORITHMS}
 
 
 def test_heldout_tasks_never_appear_in_meta_training() -> None:

@@ -181,6 +181,7 @@ class MemoryReader(nn.Module):
         self.record: StepRecord | None = None
         self.write_policy: WritePolicy | None = None
         self._step: dict | None = None  # inside step(): {"cycle", "task", "record"}
+        self._scope: torch.Tensor | None = None  # inside scoped(): each row's task
 
     # --------------------------------------------------------------------------- reading
     @contextlib.contextmanager
@@ -200,6 +201,19 @@ class MemoryReader(nn.Module):
         finally:
             self._step = None
 
+    @contextlib.contextmanager
+    def scoped(self, scope: torch.Tensor) -> Iterator[None]:
+        """Context in which row ``b`` of every read sees only the slots written with task
+        ``scope[b]`` (``[B]`` ints): one bank holding several episodic memories, e.g. the
+        support states of each task of a meta-batch (:mod:`trmgym.meta.episodic`)."""
+        if self._scope is not None:
+            raise RuntimeError("MemoryReader.scoped() contexts do not nest")
+        self._scope = scope
+        try:
+            yield
+        finally:
+            self._scope = None
+
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The read added to z: ``[B, 1, D]`` (zeros where nothing was found)."""
         step = self._step
@@ -218,7 +232,7 @@ class MemoryReader(nn.Module):
         pooled_z = z.mean(dim=1)
         query = self.query(torch.cat((y.mean(dim=1), pooled_z), dim=-1))
         task = step["task"] if step is not None else None
-        read = self.memory.read(query, task if last else None, track=last)
+        read = self.memory.read(query, task if last else None, track=last, scope=self._scope)
         if last:
             self.record = StepRecord(
                 query.detach().float(),

@@ -295,6 +295,16 @@ class AssociativeMemory(nn.Module):
         self._forget()
         return slots
 
+    @torch.no_grad()
+    def clear(self) -> int:
+        """Free every slot (an episodic bank between tasks); the counters of writes, reads,
+        hits, evictions and the clock are kept. Returns the slots freed."""
+        used = torch.nonzero(self.used).squeeze(1)
+        if len(used):
+            self._clear(used)
+            self._index_replace(used, used[:0])
+        return int(len(used))
+
     def _forget(self) -> None:
         """Free the least important slots when the bank is over its threshold (after a write)."""
         if self._size <= self._forget_above or self._forget_count == 0:
@@ -374,6 +384,7 @@ class AssociativeMemory(nn.Module):
         task: int | torch.Tensor | Sequence[int] | None = None,
         *,
         track: bool = True,
+        scope: int | torch.Tensor | Sequence[int] | None = None,
     ) -> MemoryRead:
         """Multi-head attention from each query over its candidate slots.
 
@@ -384,13 +395,24 @@ class AssociativeMemory(nn.Module):
                 task counts as a hit (:attr:`hit_rate`).
             track: stamp the top slots as read (``last_read``, ``read_count``) and count reads
                 and hits; ``False`` leaves the bank untouched.
+            scope: an int or ``[B]`` ints: each row reads only the slots written with that task
+                id (several episodic banks in one, e.g. one per task of a meta-batch); a row
+                with no such slot reads zeros (``found`` False). ``None``: every slot. Exact
+                search only.
 
         Returns:
             :class:`MemoryRead`: ``values`` (zeros for an empty bank), ``found``, ``slots``.
+
+        Raises:
+            ValueError: a ``scope`` on a bank searched by its faiss index.
         """
         queries = self._rows(queries, "queries", self.key_dim)
         count = len(queries)
         tasks = None if task is None else self._per_row(task, count, "task", torch.int64, -1)
+        if scope is not None:
+            scope = self._per_row(scope, count, "scope", torch.int64, -1)
+            if self._faiss_index is not None:
+                raise ValueError("scope: a scoped read needs the exact index (index='exact')")
         device = self.keys.device
         if self._size == 0 or count == 0:
             result = MemoryRead(
@@ -401,7 +423,7 @@ class AssociativeMemory(nn.Module):
         else:
             with torch.autocast(device.type, enabled=False):  # sharp softmax: keep float32
                 heads = self._heads(queries.float())
-                result = self._attend(heads)
+                result = self._attend(heads, scope)
         if track:
             self._track(result, tasks)
         return result
@@ -411,15 +433,19 @@ class AssociativeMemory(nn.Module):
         heads = rows.unflatten(-1, (self.num_heads, -1))
         return F.normalize(heads, dim=-1) if self.normalize else heads
 
-    def _attend(self, queries: torch.Tensor) -> MemoryRead:
-        """Attention of ``[B, H, d_h]`` head queries over each row's candidates."""
+    def _attend(self, queries: torch.Tensor, scope: torch.Tensor | None = None) -> MemoryRead:
+        """Attention of ``[B, H, d_h]`` head queries over each row's candidates (the slots of
+        its ``scope`` task only, when given)."""
         count, scale = len(queries), 1.0 / (math.sqrt(queries.shape[-1]) * self.temperature)
         values = self.values.unflatten(-1, (self.num_heads, -1))  # [C, H, d_v]
         if self.top_k is None:  # every slot, unused ones masked
             logits = torch.einsum("bhd,chd->bhc", queries, self._heads(self.keys)) * scale
             candidates = torch.arange(self.capacity, device=values.device).expand(count, -1)
             valid = self.used.expand(count, -1)
-            weights = torch.softmax(logits.masked_fill(~valid[:, None], -math.inf), dim=-1)
+            if scope is not None:
+                valid = valid & (self.task[None, :] == scope[:, None])
+            unmasked = valid | ~valid.any(dim=1, keepdim=True)  # no NaN for a row with no slot
+            weights = torch.softmax(logits.masked_fill(~unmasked[:, None], -math.inf), dim=-1)
             read = torch.einsum("bhc,chd->bhd", weights, values)
         else:
             if self._faiss_index is not None:
@@ -427,8 +453,10 @@ class AssociativeMemory(nn.Module):
                 keys = self._heads(self.keys[candidates.clamp(min=0)])  # [B, k, H, d_h]
             else:
                 all_keys = self._heads(self.keys)
-                candidates = self._exact_candidates(queries.detach(), all_keys)
+                candidates = self._exact_candidates(queries.detach(), all_keys, scope)
                 valid = torch.ones_like(candidates, dtype=torch.bool)
+                if scope is not None:
+                    valid = self.used[candidates] & (self.task[candidates] == scope[:, None])
                 keys = all_keys[candidates]
             logits = torch.einsum("bhd,bkhd->bhk", queries, keys) * scale
             # a row without candidates (faiss only) attends over its padding, then reads zeros:
@@ -443,14 +471,21 @@ class AssociativeMemory(nn.Module):
         return MemoryRead(read.flatten(1), found, torch.where(found, top, -1))
 
     @torch.no_grad()
-    def _exact_candidates(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """``[B, k]`` used slots with the highest summed head scores, best first."""
+    def _exact_candidates(
+        self, queries: torch.Tensor, keys: torch.Tensor, scope: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[B, k]`` used slots (of the row's ``scope`` task) with the highest summed head
+        scores, best first (out-of-scope slots fill the tail where a scope has fewer than k)."""
         k, flat, keys = min(self.top_k, self._size), queries.flatten(1), keys.flatten(1)
         blocks = []
-        for block in flat.split(max(1, _SEARCH_ELEMENTS // self.capacity)):
+        rows = max(1, _SEARCH_ELEMENTS // self.capacity)
+        for i, block in enumerate(flat.split(rows)):
             scores = block @ keys.T
             if self._size < self.capacity:
                 scores.masked_fill_(~self.used, -math.inf)
+            if scope is not None:
+                outside = self.task[None, :] != scope[i * rows : i * rows + len(block), None]
+                scores.masked_fill_(outside, -math.inf)
             blocks.append(scores.topk(k, dim=1).indices)
         return torch.cat(blocks)
 

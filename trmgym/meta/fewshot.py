@@ -19,8 +19,13 @@ meta-learned rule's own inner learning rate for the meta-learned ones):
   batches (same tasks, pairs, optimiser and number of updates as the meta-learners);
 - ``maml``, ``fomaml``, ``anil``, ``metasgd``: :class:`~trmgym.meta.maml.MAML` meta-training
   (Finn et al. 2017; first-order; Raghu et al. 2020; Li et al. 2017);
+- ``memory``: the TRM with an associative memory bank (``agent.memory``; its defaults when null),
+  multi-task trained like ``pretrained`` but reading each task's support states; it adapts by
+  writing a task's support states into the bank and reading them at query time, with no gradient
+  step, so it is scored at step 0 only (:mod:`trmgym.meta.episodic`);
 - ``ttt``: test-time training with augmentation voting (:mod:`trmgym.meta.ttt`) on top of the
-  best other method (highest ``heldout_params`` accuracy at 5 steps with the most demos).
+  best gradient-adapted method (highest ``heldout_params`` accuracy at 5 steps with the most
+  demos; ``memory`` is not a candidate: its bank is not fine-tuned).
 
 Scores are exact accuracy — the fraction of query grids answered exactly — after each of
 ``fewshot.steps`` adaptation steps with each ``k`` of ``fewshot.k_shots`` support demos, averaged
@@ -54,6 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm import TRM
 from trmgym.agents.trm_agent import gradient_update
 from trmgym.agents.update import GradientUpdate
@@ -61,6 +67,7 @@ from trmgym.envs.arc_data import load_arc_tasks
 from trmgym.envs.arcgen import ARCGenSource, _program_order
 from trmgym.envs.arcgen_families import FAMILIES
 from trmgym.envs.tokens import COLOR_OFFSET, PAD
+from trmgym.meta.episodic import EpisodicLearner, attach_memory
 from trmgym.meta.maml import ALGORITHMS, MAML
 from trmgym.meta.settings import FewShotConfig, MetaConfig
 from trmgym.meta.tasks import FewShotBatch, TRMObjective, arcgen_batch
@@ -214,7 +221,7 @@ def _learner(method: str, objective: TRMObjective, meta: MetaConfig, finetune_lr
 
 def train_method(
     method: str,
-    learner: MAML,
+    learner: MAML | EpisodicLearner,
     splits: FewShotSplits,
     meta: MetaConfig,
     agent: Any,
@@ -228,7 +235,8 @@ def train_method(
     """
     if method == "scratch":
         return None
-    rule = gradient_update(learner, agent)  # the agent's own update rule, on MAML's parameters
+    # the agent's own update rule, on MAML's parameters (the TRM's, and the reader's for memory)
+    rule = gradient_update(learner if isinstance(learner, MAML) else learner.model, agent)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
     objective = learner.objective
     device = next(objective.model.parameters()).device
@@ -236,7 +244,9 @@ def train_method(
     for step in range(1, meta.meta_steps + 1):
         ids = rng.choice(splits.train_ids, size=meta.meta_batch, replace=False)
         batch = arcgen_batch(splits.source, ids, meta.train_shots, meta.query, rng).to(device)
-        if method == "pretrained":
+        if isinstance(learner, EpisodicLearner):
+            loss = learner.loss(batch)
+        elif method == "pretrained":
             x = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)
             y = torch.cat([batch.support_y, batch.query_y], 1).flatten(0, 1)
             loss = objective.loss(objective.params(), x, y)
@@ -387,13 +397,24 @@ class TransferProbe:
 
 
 # ------------------------------------------------------------------------------------- the run
-def config_dict(config: FewShotConfig, meta: MetaConfig, agent: Any, seed: int) -> dict[str, Any]:
-    return {
+def config_dict(
+    config: FewShotConfig,
+    meta: MetaConfig,
+    agent: Any,
+    seed: int,
+    memory: MemoryConfig | None = None,
+) -> dict[str, Any]:
+    """The settings a ``fewshot.json`` is written with (the resume guard compares them); the
+    memory bank's only where the ``memory`` method runs."""
+    out = {
         "seed": seed,
         "fewshot": asdict(config),
         "meta": asdict(meta),
         "agent": {k: v for k, v in asdict(agent).items() if k not in ("dqn", "memory", "halting")},
     }
+    if "memory" in config.methods:
+        out["memory"] = asdict(memory if memory is not None else MemoryConfig())
+    return out
 
 
 def check_resumable(run_dir: str | Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -441,6 +462,7 @@ def run_fewshot(
     *,
     seed: int = 0,
     make_model: Callable[[], TRM],
+    memory: MemoryConfig | None = None,
     say: Callable[[str], None] = print,
     scalars: Callable[[str, float, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -453,6 +475,7 @@ def run_fewshot(
         seed: one seed for the initialisation (the same for every method), the meta-batches and
             the held-out pairs.
         make_model: builds the (seeded) TRM of the canvas ``max_size x max_size``.
+        memory: the bank of the ``memory`` method (``None``: :class:`MemoryConfig` defaults).
         say: where progress lines go; scalars: ``(tag, value, step)`` to TensorBoard.
 
     Returns:
@@ -464,7 +487,8 @@ def run_fewshot(
     run_dir = Path(run_dir)
     scalars = scalars or (lambda tag, value, step: None)
     path = run_dir / FEWSHOT_FILE
-    settings = config_dict(config, meta, agent, seed)
+    memory = memory if memory is not None else MemoryConfig()
+    settings = config_dict(config, meta, agent, seed, memory)
     saved = check_resumable(run_dir, settings)
     doc: dict[str, Any] = {"methods": {}, "config": settings, "complete": False}
     if saved is not None:
@@ -488,8 +512,14 @@ def run_fewshot(
             continue
         torch.manual_seed(seed)
         model = make_model()
+        if method == "memory":
+            attach_memory(model, memory, seed)
         objective = TRMObjective(model, meta.supervision_steps)
-        learner = _learner(method, objective, meta, finetune_lr)
+        learner: MAML | EpisodicLearner = (
+            EpisodicLearner(objective)
+            if method == "memory"
+            else _learner(method, objective, meta, finetune_lr)
+        )
         tic = time.perf_counter()
         rule = train_method(method, learner, splits, meta, agent, seed, scalars)
         context = rule.eval_weights() if rule is not None else contextlib.nullcontext()
@@ -497,9 +527,15 @@ def run_fewshot(
         with context:
             for split, group in batches.items():
                 for k in config.k_shots:
-                    scores = evaluate_method(learner, group, k, config.steps)
+                    if isinstance(learner, EpisodicLearner):  # no gradient step: step 0 only
+                        scores, steps = learner.evaluate(group, k), [0]
+                    else:
+                        scores, steps = (
+                            evaluate_method(learner, group, k, config.steps),
+                            config.steps,
+                        )
                     if scores is not None:
-                        entries.append(_entry(split, k, config.steps, scores, seed))
+                        entries.append(_entry(split, k, steps, scores, seed))
             torch.save(model.state_dict(), checkpoints / f"fewshot_{method}.pt")
         doc["methods"][method] = entries
         for entry in entries:
@@ -532,11 +568,11 @@ def run_fewshot(
 
 def best_method(methods: Mapping[str, list[dict]], k: int, steps: int = 5) -> str | None:
     """The method with the highest ``heldout_params`` accuracy after ``steps`` steps with ``k``
-    demos (the last scored step at or below ``steps``; a tie goes to the method listed first);
-    ``None`` if none was scored."""
+    demos (the last scored step at or below ``steps``; a tie goes to the method listed first;
+    ``ttt`` and ``memory`` are not candidates); ``None`` if none was scored."""
     best, best_value = None, -1.0
     for name, entries in methods.items():
-        if name == "ttt":
+        if name in ("ttt", "memory"):
             continue
         for entry in entries:
             if entry["split"] != "heldout_params" or entry["k_shot"] != k:

@@ -17,7 +17,7 @@ __all__ = ["BACKENDS", "METHODS", "FewShotConfig", "MetaConfig", "TTTSettings"]
 #: the MAML family's algorithms (:data:`trmgym.meta.maml.ALGORITHMS`)
 META_ALGORITHMS = ("maml", "fomaml", "anil", "metasgd")
 #: every few-shot method
-METHODS = ("scratch", "pretrained", *META_ALGORITHMS, "ttt")
+METHODS = ("scratch", "pretrained", *META_ALGORITHMS, "memory", "ttt")
 BACKENDS = ("torchfunc", "learn2learn")
 
 
