@@ -135,7 +135,7 @@ class FewShotConfig:
     query: int = 4
     """Query pairs per held-out ARCGen task."""
     methods: list[str] = field(
-        default_factory=lambda: ["scratch", "pretrained", "maml", "fomaml", "anil", "ttt"]
+        default_factory=lambda: ["scratch", "pretrained", "maml", "fomaml", "anil", "memory", "ttt"]
     )
     """Methods to compare, from :data:`METHODS`."""
     finetune_lr: float | None = None
