@@ -37,7 +37,8 @@ def check_fewshot(cfg: Any) -> tuple[Any, Any, Any]:
     """``(fewshot, meta, agent)`` settings of a few-shot run, checked before anything runs.
 
     Raises:
-        ValueError: a bad setting (named), or an agent other than the TRM.
+        ValueError: a bad setting (named), an agent other than the TRM, or a memory bank the
+            ``memory`` method cannot use.
     """
     from trmgym.agents.trm_agent import TRMAgentConfig
 
@@ -54,6 +55,14 @@ def check_fewshot(cfg: Any) -> tuple[Any, Any, Any]:
             "agent.memory configures the bank of the `memory` few-shot method, which "
             f"fewshot.methods={fewshot.methods} does not list: add memory, or use agent/memory=none"
         )
+    if "memory" in fewshot.methods:
+        import torch
+
+        from trmgym.agents.trm_agent import model_config
+        from trmgym.meta.fewshot import check_memory, memory_config
+
+        hidden = model_config(agent, (fewshot.max_size,) * 2, 0, torch.device("cpu")).hidden_size
+        check_memory(fewshot, meta, memory_config(agent), hidden)
     if meta.backend == "learn2learn":
         from trmgym.meta.maml import check_backend
 
@@ -97,7 +106,6 @@ def run_fewshot_job(cfg: Any, run_dir: Path, say: Any = print) -> dict[str, Any]
             run_dir,
             seed=int(cfg.seed),
             make_model=make_model,
-            memory=agent.memory,
             say=say,
             scalars=lambda tag, value, step: writer.add_scalar(tag, value, step),
         )

@@ -137,39 +137,54 @@ def test_the_batched_loss_equals_one_bank_per_task() -> None:
 
 def test_accuracy_reads_each_tasks_own_demos_only() -> None:
     episodic, b = learner(), batch(tasks=3, k=2, q=3)
-    together = episodic.accuracy(b)
-    alone = torch.cat([episodic.accuracy(one(b, i)) for i in range(3)])
-    assert torch.equal(together, alone)
-    # the reads change predictions: with the bank the query logits differ from without
+    together = episodic.query_logits(b)
+    alone = torch.cat([episodic.query_logits(one(b, i)) for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+    assert torch.equal(
+        episodic.accuracy(b),
+        (together.argmax(-1) == b.query_y.flatten(0, 1)).all(-1).float().view(3, 3).mean(1),
+    )
+    # the reads change the answers: without its demos a query's logits differ
     params = episodic.objective.params()
-    qx = b.query_x[0]
     with torch.no_grad():
-        bare = episodic.objective.step_logits(params, qx)[-1]
-        episodic.write(one(b, 0))
-        read = episodic.objective.step_logits(params, qx)[-1]
-    assert not torch.allclose(bare, read)
+        bare = episodic.objective.step_logits(params, b.query_x[0])[-1]
+    assert not torch.allclose(bare, together[:3])
+    assert len(episodic.reader.memory) == 0
 
 
-def test_more_support_states_than_the_bank_holds_are_refused() -> None:
+def test_a_scoped_row_keeps_its_slot_when_other_tasks_match_better() -> None:
+    # top_k=1: an unscoped search would pick the other task's closer key for every row
+    bank = AssociativeMemory(8, key_dim=4, value_dim=2, num_heads=1, top_k=1, index="exact")
+    query = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    keys = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [1.0, 0.1, 0.0, 0.0]])
+    bank.write(keys, torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]), task=[0, 1, 0])
+    assert bank.read(query).slots.tolist() == [0]
+    read = bank.read(query, scope=1)
+    assert read.slots.tolist() == [1] and read.values.tolist() == [[2.0, 0.0]]
+
+
+def test_more_support_states_than_the_bank_holds_are_refused(tmp_path: Path) -> None:
     episodic = learner(capacity=4)
     with pytest.raises(ValueError, match=r"agent\.memory\.capacity: 3 tasks x 2 demos = 6"):
         episodic.accuracy(batch(tasks=3, k=2))
+    assert len(episodic.reader.memory) == 0
+    # the run refuses it before any method runs: the largest batch is the held-out split's
+    # 2 tasks x 2 demos (META: 2 tasks x 2 shots); forgetting starts above 3 of 4 slots
+    config = replace(CONFIG, methods=["pretrained", "memory"], arc_tasks=0)
+    agent = replace(AGENT, memory=MemoryConfig(capacity=4))
+    with pytest.raises(ValueError, match=r"agent\.memory\.capacity: a batch writes up to 4"):
+        run_fewshot(config, META, agent, tmp_path, seed=0, make_model=model, say=lambda _: None)
+    assert not (tmp_path / FEWSHOT_FILE).exists()
+    heads = replace(AGENT, memory=MemoryConfig(num_heads=3, key_dim=6))
+    with pytest.raises(ValueError, match=r"agent\.memory\.num_heads"):
+        run_fewshot(config, META, heads, tmp_path, seed=0, make_model=model, say=lambda _: None)
 
 
 # ------------------------------------------------------------------------------ in the run
 def test_the_memory_method_is_scored_at_step_zero_and_never_the_ttt_base(tmp_path: Path) -> None:
     config = replace(CONFIG, methods=["pretrained", "memory", "ttt"], arc_tasks=0)
-    memory = MemoryConfig(capacity=64)
-    doc = run_fewshot(
-        config,
-        META,
-        AGENT,
-        tmp_path,
-        seed=0,
-        make_model=model,
-        memory=memory,
-        say=lambda _: None,
-    )
+    agent = replace(AGENT, memory=MemoryConfig(capacity=64))
+    doc = run_fewshot(config, META, agent, tmp_path, seed=0, make_model=model, say=lambda _: None)
     entries = doc["methods"]["memory"]
     assert {(e["split"], e["k_shot"]) for e in entries} == {
         (s, k) for s in ("heldout_params", "heldout_families") for k in (1, 2)
@@ -181,14 +196,7 @@ def test_the_memory_method_is_scored_at_step_zero_and_never_the_ttt_base(tmp_pat
     assert "cycle_reader.gate" in state
     # the same run again resumes nothing and gives the same numbers
     again = run_fewshot(
-        config,
-        META,
-        AGENT,
-        tmp_path / "b",
-        seed=0,
-        make_model=model,
-        memory=memory,
-        say=lambda _: None,
+        config, META, agent, tmp_path / "b", seed=0, make_model=model, say=lambda _: None
     )
     assert again["methods"]["memory"] == entries
     # another bank is another configuration
@@ -201,3 +209,16 @@ def test_best_method_never_picks_memory() -> None:
     entry = {"split": "heldout_params", "k_shot": 2, "steps": [0], "accuracy": [0.9]}
     low = {"split": "heldout_params", "k_shot": 2, "steps": [0, 5], "accuracy": [0.0, 0.1]}
     assert best_method({"memory": [entry], "pretrained": [low]}, 2) == "pretrained"
+
+
+def test_a_scoped_read_of_a_faiss_bank_searches_exactly() -> None:
+    pytest.importorskip("faiss")
+    bank = AssociativeMemory(256, key_dim=8, value_dim=2, num_heads=1, index="faiss", faiss_nlist=2)
+    torch.manual_seed(0)
+    keys = torch.randn(200, 8)
+    bank.write(keys, torch.arange(400.0).view(200, 2), task=torch.arange(200) % 4)
+    assert bank._faiss_index is not None  # the index has been trained
+    read = bank.read(keys[:8], scope=torch.arange(8) % 4)
+    assert read.slots.tolist() == list(range(8))  # each row's own key, in its own scope
+    bank.clear()
+    assert not bank.read(keys[:2], scope=0).found.any()

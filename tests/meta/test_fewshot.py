@@ -273,6 +273,10 @@ def test_trmgym_run_experiment_fewshot_arcgen_writes_its_outputs(tmp_path: Path)
     )
     assert report.returncode == 0, report.stderr
     assert (out / "report.html").is_file()
+    # started again with the same command line: already finished (the bank is the same)
+    same = _cli(tmp_path, *WITH_MEMORY, "hydra.run.dir=out")
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert "already finished" in (out / "cli.log").read_text()
     # started again with other settings: refused, naming the key, nothing rewritten
     again = _cli(tmp_path, *WITH_MEMORY, "fewshot.steps=[0,2]", "hydra.run.dir=out")
     assert again.returncode == 2
@@ -287,13 +291,17 @@ def test_trmgym_run_experiment_fewshot_arcgen_writes_its_outputs(tmp_path: Path)
         ("meta.backend=learn2learn", "meta.backend"),
         ("fewshot.methods=[maml,reptile]", "fewshot.methods lists 'reptile'"),
         ("agent/memory=bank", "agent.memory configures the bank of the `memory` few-shot method"),
+        (
+            "fewshot.methods=[memory] agent/memory=bank agent.memory.capacity=2",
+            "agent.memory.capacity: a batch writes up to",
+        ),
     ],
 )
 def test_bad_fewshot_command_lines_fail_before_anything_runs(
     tmp_path: Path, override: str, message: str
 ) -> None:
     keep = [o for o in TINY if not o.startswith("+agent.") or not override.startswith("agent=")]
-    done = _cli(tmp_path, *keep, override)
+    done = _cli(tmp_path, *keep, *override.split())
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr
     assert not list(tmp_path.glob("runs/**/fewshot.json"))

@@ -234,6 +234,11 @@ class AssociativeMemory(nn.Module):
         return self._size / self.capacity
 
     @property
+    def room(self) -> int:
+        """Slots that can be in use without autonomous forgetting firing on a write."""
+        return self.capacity if self._forget_count == 0 else self._forget_above
+
+    @property
     def hits(self) -> int:
         """Reads (rows) with a task whose top slot was written with the same task."""
         return int(self._hit_counts[0])
@@ -397,22 +402,17 @@ class AssociativeMemory(nn.Module):
                 and hits; ``False`` leaves the bank untouched.
             scope: an int or ``[B]`` ints: each row reads only the slots written with that task
                 id (several episodic banks in one, e.g. one per task of a meta-batch); a row
-                with no such slot reads zeros (``found`` False). ``None``: every slot. Exact
-                search only.
+                with no such slot reads zeros (``found`` False). ``None``: every slot. Scoped
+                candidates are always searched exactly (a faiss index is not consulted).
 
         Returns:
             :class:`MemoryRead`: ``values`` (zeros for an empty bank), ``found``, ``slots``.
-
-        Raises:
-            ValueError: a ``scope`` on a bank searched by its faiss index.
         """
         queries = self._rows(queries, "queries", self.key_dim)
         count = len(queries)
         tasks = None if task is None else self._per_row(task, count, "task", torch.int64, -1)
         if scope is not None:
             scope = self._per_row(scope, count, "scope", torch.int64, -1)
-            if self._faiss_index is not None:
-                raise ValueError("scope: a scoped read needs the exact index (index='exact')")
         device = self.keys.device
         if self._size == 0 or count == 0:
             result = MemoryRead(
@@ -448,7 +448,7 @@ class AssociativeMemory(nn.Module):
             weights = torch.softmax(logits.masked_fill(~unmasked[:, None], -math.inf), dim=-1)
             read = torch.einsum("bhc,chd->bhd", weights, values)
         else:
-            if self._faiss_index is not None:
+            if self._faiss_index is not None and scope is None:
                 candidates, valid = self._faiss_candidates(queries.detach())
                 keys = self._heads(self.keys[candidates.clamp(min=0)])  # [B, k, H, d_h]
             else:

@@ -5,8 +5,9 @@ A TRM with a :class:`~trmgym.agents.memory_reader.MemoryReader` (the associative
 reasoning cycle) adapts to a task by *writing*, not by training: for each support pair it stores
 
 - key: the reader's query on the demo input — ``W_q [mean(y); mean(z)]`` of the last reasoning
-  cycle from the initial carry, the same state a query input forms, so a query grid of the same
-  task finds its task's demos;
+  cycle of the first supervision step from the initial carry, with an empty bank: approximately
+  the state a query input forms (whose earlier cycles already read the bank), so a query grid of
+  the same task finds its task's demos;
 - value: the pooled latent ``mean(z)`` of the last cycle of a forward pass on the demo input whose
   answer latent ``y`` starts at the embedded demo *output* (the state of the network holding the
   whole demonstration pair, input and answer);
@@ -36,7 +37,31 @@ from trmgym.agents.memory_reader import MemoryConfig, MemoryReader
 from trmgym.agents.trm import TRM, TRMCarry
 from trmgym.meta.tasks import FewShotBatch, TRMObjective, exact
 
-__all__ = ["EpisodicLearner", "attach_memory"]
+__all__ = ["EpisodicLearner", "attach_memory", "check_memory_method"]
+
+
+def check_memory_method(config: MemoryConfig, hidden_size: int, support_states: int) -> None:
+    """Refuse, before anything runs, a bank the ``memory`` method cannot use.
+
+    Args:
+        config: the bank (``agent.memory``).
+        hidden_size: the TRM's width (the values' width; ``num_heads`` must divide it).
+        support_states: the most support states one batch writes (tasks x demos).
+
+    Raises:
+        ValueError: naming ``agent.memory.<key>``.
+    """
+    try:
+        bank = config.bank(hidden_size)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"agent.memory.{error}") from None
+    if support_states > bank.room:
+        raise ValueError(
+            f"agent.memory.capacity: a batch writes up to {support_states} support states, more "
+            f"than the {bank.room} slots the bank holds below its forgetting threshold "
+            f"(capacity {bank.capacity}, forget_threshold {bank.forget_threshold}); raise the "
+            f"capacity"
+        )
 
 
 def attach_memory(model: TRM, config: MemoryConfig, seed: int) -> MemoryReader:
@@ -124,14 +149,12 @@ class EpisodicLearner:
         memory = self.reader.memory
         memory.clear()
         tasks, k = batch.num_tasks, batch.shots
-        room = int(memory.capacity * memory.forget_threshold)
-        if tasks * k > room:
+        if tasks * k > memory.room:
             raise ValueError(
                 f"agent.memory.capacity: {tasks} tasks x {k} demos = {tasks * k} support states "
-                f"do not fit below the forgetting threshold ({room} slots); raise the capacity"
+                f"do not fit below the forgetting threshold ({memory.room} slots); raise the "
+                f"capacity"
             )
-        if self.reader.memory.index == "faiss":
-            raise ValueError("agent.memory.index: the memory method needs index=exact or auto")
         keys, values = self.support_states(
             batch.support_x.flatten(0, 1), batch.support_y.flatten(0, 1)
         )
@@ -144,28 +167,38 @@ class EpisodicLearner:
 
     def loss(self, batch: FewShotBatch) -> torch.Tensor:
         """Scalar training loss of a batch of tasks (grids weighted equally, as ``pretrained``):
-        the support grids with an empty bank, then the query grids reading their task's states."""
+        the support grids with an empty bank, then the query grids reading their task's states.
+        The bank is left empty, also when the pass raises."""
         objective, params = self.objective, self.objective.params()
         sx, sy = batch.support_x.flatten(0, 1), batch.support_y.flatten(0, 1)
         qx, qy = batch.query_x.flatten(0, 1), batch.query_y.flatten(0, 1)
         self.reader.memory.clear()
-        support = objective.loss(params, sx, sy)
-        self.write(batch)
-        with self.reader.scoped(self._scope(batch)):
-            query = objective.loss(params, qx, qy)
-        self.reader.memory.clear()
+        try:
+            support = objective.loss(params, sx, sy)
+            self.write(batch)
+            with self.reader.scoped(self._scope(batch)):
+                query = objective.loss(params, qx, qy)
+        finally:
+            self.reader.memory.clear()
         return (support * len(sx) + query * len(qx)) / (len(sx) + len(qx))
+
+    @torch.no_grad()
+    def query_logits(self, batch: FewShotBatch) -> torch.Tensor:
+        """``[tasks * q, L, vocab]`` last-step logits of the query grids, each task reading its
+        own support states (the bank is left empty, also when the pass raises)."""
+        try:
+            self.write(batch)
+            with self.reader.scoped(self._scope(batch)):
+                params = self.objective.params()
+                return self.objective.step_logits(params, batch.query_x.flatten(0, 1))[-1]
+        finally:
+            self.reader.memory.clear()
 
     @torch.no_grad()
     def accuracy(self, batch: FewShotBatch) -> torch.Tensor:
         """``[tasks]`` fraction of each task's query grids answered exactly with its support
         states in the bank (no gradient step)."""
-        self.write(batch)
-        with self.reader.scoped(self._scope(batch)):
-            prediction = self.objective.predict(
-                self.objective.params(), batch.query_x.flatten(0, 1)
-            )
-        self.reader.memory.clear()
+        prediction = self.query_logits(batch).argmax(-1)
         right = exact(prediction, batch.query_y.flatten(0, 1)).float()
         return right.view(batch.num_tasks, -1).mean(dim=1)
 

@@ -67,7 +67,7 @@ from trmgym.envs.arc_data import load_arc_tasks
 from trmgym.envs.arcgen import ARCGenSource, _program_order
 from trmgym.envs.arcgen_families import FAMILIES
 from trmgym.envs.tokens import COLOR_OFFSET, PAD
-from trmgym.meta.episodic import EpisodicLearner, attach_memory
+from trmgym.meta.episodic import EpisodicLearner, attach_memory, check_memory_method
 from trmgym.meta.maml import ALGORITHMS, MAML
 from trmgym.meta.settings import FewShotConfig, MetaConfig
 from trmgym.meta.tasks import FewShotBatch, TRMObjective, arcgen_batch
@@ -397,15 +397,30 @@ class TransferProbe:
 
 
 # ------------------------------------------------------------------------------------- the run
-def config_dict(
-    config: FewShotConfig,
-    meta: MetaConfig,
-    agent: Any,
-    seed: int,
-    memory: MemoryConfig | None = None,
-) -> dict[str, Any]:
+def memory_config(agent: Any) -> MemoryConfig:
+    """The ``memory`` method's bank: ``agent.memory``, or :class:`MemoryConfig` defaults."""
+    memory = getattr(agent, "memory", None)
+    return memory if memory is not None else MemoryConfig()
+
+
+def check_memory(
+    config: FewShotConfig, meta: MetaConfig, memory: MemoryConfig, hidden: int
+) -> None:
+    """Refuse a bank the ``memory`` method cannot use: its ``num_heads`` must divide the TRM's
+    width ``hidden`` and the largest batch of support states must fit below its forgetting
+    threshold (a meta-batch, ``meta_batch x train_shots``; the largest held-out batch, a split's
+    tasks x ``max(k_shots)``). Raises ``ValueError`` naming ``agent.memory.<key>``."""
+    k = max(config.k_shots)
+    heldout = (
+        max(len(config.families), len(config.heldout_families)) * config.heldout_tasks_per_family
+    )
+    largest = max(meta.meta_batch * meta.train_shots, heldout * k, config.arc_tasks * k)
+    check_memory_method(memory, hidden, largest)
+
+
+def config_dict(config: FewShotConfig, meta: MetaConfig, agent: Any, seed: int) -> dict[str, Any]:
     """The settings a ``fewshot.json`` is written with (the resume guard compares them); the
-    memory bank's only where the ``memory`` method runs."""
+    ``memory`` method's bank (:func:`memory_config`) only where that method runs."""
     out = {
         "seed": seed,
         "fewshot": asdict(config),
@@ -413,7 +428,7 @@ def config_dict(
         "agent": {k: v for k, v in asdict(agent).items() if k not in ("dqn", "memory", "halting")},
     }
     if "memory" in config.methods:
-        out["memory"] = asdict(memory if memory is not None else MemoryConfig())
+        out["memory"] = asdict(memory_config(agent))
     return out
 
 
@@ -462,7 +477,6 @@ def run_fewshot(
     *,
     seed: int = 0,
     make_model: Callable[[], TRM],
-    memory: MemoryConfig | None = None,
     say: Callable[[str], None] = print,
     scalars: Callable[[str, float, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -470,25 +484,29 @@ def run_fewshot(
 
     Args:
         config, meta: the protocol and the meta-training settings.
-        agent: the agent config (its optimiser settings form every method's update rule).
+        agent: the agent config (its optimiser settings form every method's update rule; its
+            ``memory``, or :class:`MemoryConfig` defaults when null, is the ``memory`` method's
+            bank).
         run_dir: where ``fewshot.json``, ``checkpoints/fewshot_<method>.pt`` go.
         seed: one seed for the initialisation (the same for every method), the meta-batches and
             the held-out pairs.
         make_model: builds the (seeded) TRM of the canvas ``max_size x max_size``.
-        memory: the bank of the ``memory`` method (``None``: :class:`MemoryConfig` defaults).
         say: where progress lines go; scalars: ``(tag, value, step)`` to TensorBoard.
 
     Returns:
         The ``fewshot.json`` document.
 
     Raises:
-        ValueError: a run directory holding a few-shot run of another configuration.
+        ValueError: a run directory holding a few-shot run of another configuration, or a bank
+            the ``memory`` method cannot use (:func:`check_memory`), before anything runs.
     """
     run_dir = Path(run_dir)
     scalars = scalars or (lambda tag, value, step: None)
     path = run_dir / FEWSHOT_FILE
-    memory = memory if memory is not None else MemoryConfig()
-    settings = config_dict(config, meta, agent, seed, memory)
+    memory = memory_config(agent)
+    if "memory" in config.methods:
+        check_memory(config, meta, memory, make_model().config.hidden_size)
+    settings = config_dict(config, meta, agent, seed)
     saved = check_resumable(run_dir, settings)
     doc: dict[str, Any] = {"methods": {}, "config": settings, "complete": False}
     if saved is not None:
