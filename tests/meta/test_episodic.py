@@ -19,13 +19,7 @@ from trmgym.meta.tasks import FewShotBatch, TRMObjective, arcgen_batch
 
 from .test_fewshot import AGENT, CONFIG, META, model
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def learner(seed: int = 0, **memory) -> EpisodicLearner:

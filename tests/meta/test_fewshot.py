@@ -39,12 +39,7 @@ META = MetaConfig(meta_steps=3, meta_batch=2, train_shots=2, query=1, log_every=
 AGENT = TRMAgentConfig(model={"hidden_size": 32, "num_heads": 2}, warmup_steps=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model() -> TRM:
