@@ -9,6 +9,7 @@ and writes TensorBoard scalars (``tb/``), ``plots/fewshot.png`` and ``report.htm
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,18 @@ def check_fewshot(cfg: Any) -> tuple[Any, Any, Any]:
     return fewshot, meta, agent
 
 
+def build_model(config: Any, device: Any) -> Any:
+    """A TRM of ``config`` on ``device`` (module level, so worker processes can unpickle it)."""
+    from trmgym.agents.trm import TRM
+
+    return TRM(config).to(device)
+
+
 def run_fewshot_job(cfg: Any, run_dir: Path, say: Any = print) -> dict[str, Any]:
     """Run the few-shot experiment of ``cfg`` in ``run_dir``; returns the ``fewshot.json`` doc."""
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from trmgym.agents.trm import TRM
     from trmgym.agents.trm_agent import model_config, resolve_device
     from trmgym.meta.fewshot import run_fewshot
     from trmgym.report import write_fewshot_report
@@ -88,9 +95,7 @@ def run_fewshot_job(cfg: Any, run_dir: Path, say: Any = print) -> dict[str, Any]
     canvas = (fewshot.max_size, fewshot.max_size)
     config = model_config(agent, canvas, 0, device)
 
-    def make_model() -> TRM:
-        return TRM(config).to(device)
-
+    make_model = functools.partial(build_model, config, device)  # picklable, for the workers
     say(f"run directory: {run_dir}")
     say(
         f"few-shot transfer: methods {fewshot.methods}, meta-training on {fewshot.families} "

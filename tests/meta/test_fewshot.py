@@ -17,10 +17,18 @@ import torch
 
 from trmgym.agents.trm import TRM, TRMConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
-from trmgym.meta.fewshot import FEWSHOT_FILE, FewShotSplits, TransferProbe, run_fewshot
+from trmgym.meta.fewshot import (
+    FEWSHOT_FILE,
+    FewShotSplits,
+    TransferProbe,
+    evaluate_method,
+    evaluate_splits,
+    pack_batches,
+    run_fewshot,
+)
 from trmgym.meta.maml import MAML
 from trmgym.meta.settings import FewShotConfig, MetaConfig, TTTSettings
-from trmgym.meta.tasks import TRMObjective
+from trmgym.meta.tasks import FewShotBatch, TRMObjective
 
 CONFIG = FewShotConfig(
     families=["colour_map"],
@@ -34,6 +42,7 @@ CONFIG = FewShotConfig(
     query=2,
     methods=["scratch", "pretrained", "fomaml", "ttt"],
     ttt=TTTSettings(steps=2, augmentations=2, vote_augmentations=2, batch_size=4),
+    workers=1,
 )
 META = MetaConfig(meta_steps=3, meta_batch=2, train_shots=2, query=1, log_every=2)
 AGENT = TRMAgentConfig(model={"hidden_size": 32, "num_heads": 2}, warmup_steps=1)
@@ -47,9 +56,13 @@ def model() -> TRM:
 
 
 def run(path: Path, config: FewShotConfig = CONFIG, **kw) -> dict:
-    return run_fewshot(
-        config, META, AGENT, path, seed=0, make_model=model, say=lambda _: None, **kw
-    )
+    kw.setdefault("make_model", model)
+    return run_fewshot(config, META, AGENT, path, seed=0, say=lambda _: None, **kw)
+
+
+def _broken_builder() -> TRM:
+    """A model builder that fails (in the worker process that calls it)."""
+    raise RuntimeError("the builder broke")
 
 
 def test_fewshot_json_has_every_method_split_and_k(tmp_path: Path) -> None:
@@ -143,6 +156,54 @@ def test_an_interrupted_run_resumes_after_its_last_finished_method(tmp_path: Pat
     assert resumed["methods"] == whole["methods"]
 
 
+def test_worker_processes_give_the_numbers_of_one_thread_in_this_process(tmp_path: Path) -> None:
+    """fewshot.workers=2 runs the methods side by side (one thread each, as the one_thread
+    fixture gives this process): the same document, TensorBoard points and checkpoints."""
+    config = replace(CONFIG, methods=["scratch", "pretrained", "fomaml", "ttt"], arc_tasks=0)
+    here: list[tuple] = []
+    there: list[tuple] = []
+    lines: list[str] = []
+    one = run(tmp_path / "one", config, scalars=lambda *a: here.append(a))
+    two = run_fewshot(
+        replace(config, workers=2),
+        META,
+        AGENT,
+        tmp_path / "two",
+        seed=0,
+        make_model=model,
+        say=lines.append,
+        scalars=lambda *a: there.append(a),
+    )
+    assert two["methods"] == one["methods"]
+    assert list(two["methods"]) == ["scratch", "pretrained", "fomaml", "ttt"]  # config order
+    assert (two["best"], two["ttt_base"]) == (one["best"], one["ttt_base"])
+    assert sorted(there) == sorted(here)
+    assert sum(line.startswith(("scratch:", "pretrained:", "fomaml:")) for line in lines) == 3
+    for method in ("scratch", "pretrained", "fomaml"):
+        a = torch.load(tmp_path / "one" / "checkpoints" / f"fewshot_{method}.pt")
+        b = torch.load(tmp_path / "two" / "checkpoints" / f"fewshot_{method}.pt")
+        assert all(torch.equal(a[k], b[k]) for k in a), method
+    # workers is how a run executes, not what it measures: a resume may change it
+    assert two["config"] == one["config"] and "workers" not in two["config"]["fewshot"]
+    again = run(tmp_path / "two", replace(config, workers=1))
+    assert again == two
+
+
+def test_workers_need_a_picklable_model_builder(tmp_path: Path) -> None:
+    config = replace(CONFIG, methods=["scratch", "pretrained"], arc_tasks=0, workers=2)
+    with pytest.raises(ValueError, match=r"fewshot\.workers=2 .* make_model must be picklable"):
+        run(tmp_path, config, make_model=lambda: model())
+    assert not (tmp_path / FEWSHOT_FILE).exists()  # refused before anything runs
+
+
+def test_a_failing_worker_stops_the_run_and_a_resume_finishes_it(tmp_path: Path) -> None:
+    config = replace(CONFIG, methods=["scratch", "pretrained"], arc_tasks=0, workers=2)
+    with pytest.raises(RuntimeError, match="the builder broke"):
+        run(tmp_path / "cut", config, make_model=_broken_builder)
+    assert not (tmp_path / "cut" / FEWSHOT_FILE).exists()  # no method finished: none recorded
+    assert run(tmp_path / "cut", config)["methods"] == run(tmp_path / "whole", config)["methods"]
+
+
 def test_a_run_directory_of_another_configuration_is_refused(tmp_path: Path) -> None:
     config = replace(CONFIG, methods=["scratch"], arc_tasks=0)
     run(tmp_path, config)
@@ -150,6 +211,68 @@ def test_a_run_directory_of_another_configuration_is_refused(tmp_path: Path) -> 
     with pytest.raises(ValueError, match=r"fewshot\.steps was \[0, 1, 3\], now \[0, 2\]"):
         run(tmp_path, replace(config, steps=[0, 2]))
     assert (tmp_path / FEWSHOT_FILE).read_text() == before  # nothing overwritten
+
+
+def test_evaluation_packs_every_split_into_one_call_with_the_same_scores() -> None:
+    """Packing tasks of every split (query sets padded and masked) changes no task's score."""
+    config = replace(CONFIG, arc_tasks=4, k_shots=[1, 2, 3])
+    splits = FewShotSplits(config)
+    groups = splits.heldout_batches(np.random.default_rng(0))
+    # uneven query sets: cut one split's query set to a single grid
+    groups["heldout_families"] = [
+        b._replace(query_x=b.query_x[:, :1], query_y=b.query_y[:, :1])
+        for b in groups["heldout_families"]
+    ]
+    torch.manual_seed(0)
+    learner = MAML(TRMObjective(model()), inner_lr=0.5, adapt="all")
+    calls: list[int] = []
+    curve = learner.adaptation_curve
+
+    def counted(batch, *args, **kw):
+        calls.append(batch.num_tasks)
+        return curve(batch, *args, **kw)
+
+    learner.adaptation_curve = counted
+    for k in (1, 2):
+        calls.clear()
+        packed = evaluate_splits(learner, groups, k, [0, 1, 3])
+        assert len(calls) == 1  # one vmapped call for every split
+        assert list(packed) == [s for s in groups if any(b.shots >= k for b in groups[s])]
+        for split, group in groups.items():
+            rows = [curve(b.take(k), [0, 1, 3]) for b in group if b.shots >= k]
+            expected = torch.cat(rows).numpy()
+            np.testing.assert_allclose(packed[split], expected, atol=1e-6)
+            assert evaluate_method(learner, group, k, [0, 1, 3]) == pytest.approx(expected)
+    calls.clear()
+    chunked = evaluate_splits(learner, groups, 1, [0, 1], chunk=3)
+    assert len(calls) > 1 and all(n == 3 for n in calls[:-1]) and 1 <= calls[-1] <= 3
+    np.testing.assert_allclose(
+        np.concatenate(list(chunked.values())),
+        np.concatenate(list(evaluate_splits(learner, groups, 1, [0, 1]).values())),
+        atol=1e-6,
+    )
+    assert evaluate_splits(learner, groups, 9, [0]) == {}  # no task has 9 demos
+
+
+def test_pack_batches_pads_short_query_sets_and_masks_them() -> None:
+    g = torch.Generator().manual_seed(0)
+
+    def batch(tasks: int, k: int, q: int) -> FewShotBatch:
+        grids = [torch.randint(1, 9, (tasks, n, 4), generator=g) for n in (k, k, q, q)]
+        return FewShotBatch(*grids, torch.arange(tasks))
+
+    a, b = batch(2, 2, 1), batch(3, 2, 3)
+    packed, mask = pack_batches([a, b])
+    assert packed.query_x.shape == (5, 3, 4) and mask.dtype == torch.bool
+    assert mask.tolist() == [[True, False, False]] * 2 + [[True, True, True]] * 3
+    assert torch.equal(packed.query_x[:2, 0], a.query_x[:, 0])
+    assert torch.equal(packed.query_y[:2, 1:], a.query_y[:, :1].expand(-1, 2, -1))  # real grids
+    assert torch.equal(packed.support_x, torch.cat([a.support_x, b.support_x]))
+    assert torch.equal(packed.task_ids, torch.tensor([0, 1, 0, 1, 2]))
+    with pytest.raises(ValueError, match=r"batches must share k, got k = \[2, 1\]"):
+        pack_batches([a, batch(1, 1, 1)])
+    with pytest.raises(ValueError, match="at least one batch"):
+        pack_batches([])
 
 
 def test_transfer_probe_scores_a_model_without_changing_it(tmp_path: Path) -> None:

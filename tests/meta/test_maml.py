@@ -300,6 +300,40 @@ def test_adaptation_curve_starts_unadapted_follows_the_inner_loop_and_learns() -
     assert all(p.grad is None for p in params.values())  # no outer graph was built
 
 
+def test_adaptation_curve_scores_only_the_masked_query_grids() -> None:
+    objective = MLPObjective()
+    batch = permutation_batch()
+    maml = MAML(objective, inner_lr=1.0)
+    params = objective.params()
+    # task 0 counts only its first query grid, task 1 only its second, task 2 both
+    mask = torch.tensor([[True, False], [False, True], [True, True]])
+    curve = maml.adaptation_curve(batch, [0, 3], query_mask=mask)
+    for i in range(batch.num_tasks):
+        adapted = maml.adapt(params, batch.support_x[i], batch.support_y[i], 3)
+        for j, state in enumerate((params, adapted)):
+            right = (objective.predict(state, batch.query_x[i]) == batch.query_y[i]).all(-1)
+            assert curve[i, j] == right[mask[i]].float().mean()
+    # an all-True mask is the default
+    torch.testing.assert_close(
+        maml.adaptation_curve(batch, [0, 3], query_mask=torch.ones(3, 2, dtype=torch.bool)),
+        maml.adaptation_curve(batch, [0, 3]),
+    )
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        torch.ones(3, 2),  # not bool
+        torch.ones(3, 3, dtype=torch.bool),  # wrong shape
+        torch.tensor([[True, True], [False, False], [True, False]]),  # a task with no grid
+        [[True, True]] * 3,  # not a tensor
+    ],
+)
+def test_adaptation_curve_refuses_a_bad_query_mask(mask) -> None:
+    with pytest.raises(ValueError, match=r"query_mask must be a bool tensor of shape \(3, 2\)"):
+        MAML(MLPObjective()).adaptation_curve(permutation_batch(), [0, 1], query_mask=mask)
+
+
 @pytest.mark.parametrize("bad", [[3, 1], [-1, 2], [], [2, 2], [1.0], 5])
 def test_adaptation_curve_refuses_bad_checkpoints(bad) -> None:
     maml = MAML(MLPObjective())

@@ -49,12 +49,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
+import pickle
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -69,7 +72,7 @@ from trmgym.envs.arcgen_families import FAMILIES
 from trmgym.envs.tokens import COLOR_OFFSET, PAD
 from trmgym.meta.episodic import EpisodicLearner, attach_memory, check_memory_method
 from trmgym.meta.maml import ALGORITHMS, MAML
-from trmgym.meta.settings import FewShotConfig, MetaConfig
+from trmgym.meta.settings import FewShotConfig, MetaConfig, protocol_dict
 from trmgym.meta.tasks import FewShotBatch, TRMObjective, arcgen_batch
 
 __all__ = [
@@ -78,6 +81,8 @@ __all__ = [
     "FewShotSplits",
     "TransferProbe",
     "evaluate_method",
+    "evaluate_splits",
+    "pack_batches",
     "run_fewshot",
 ]
 
@@ -271,18 +276,78 @@ def bootstrap_ci(values: np.ndarray, seed: int = 0, reps: int = 2000) -> list[fl
     return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
 
 
+#: tasks per vmapped adaptation call in evaluation (memory grows with it: one copy of the
+#: adapted weights and their gradient per task)
+EVAL_CHUNK = 64
+
+
+def pack_batches(batches: Sequence[FewShotBatch]) -> tuple[FewShotBatch, torch.Tensor]:
+    """One batch of the tasks of ``batches`` (all with the same ``k``), and its query mask.
+
+    Query sets shorter than the longest are padded by repeating their first pair; the mask
+    ``[tasks, q]`` (bool) marks the real ones, so each task is scored on its own grids only.
+
+    Raises:
+        ValueError: no batches, or batches with different ``k``.
+    """
+    if not batches:
+        raise ValueError("pack_batches needs at least one batch")
+    if len({b.shots for b in batches}) != 1:
+        raise ValueError(f"batches must share k, got k = {[b.shots for b in batches]}")
+    q = max(int(b.query_x.shape[1]) for b in batches)
+    parts, masks = [], []
+    for b in batches:
+        n, have = b.num_tasks, int(b.query_x.shape[1])
+        qx, qy = (torch.cat([t, t[:, :1].expand(-1, q - have, -1)], 1) for t in b[2:4])
+        parts.append(b._replace(query_x=qx, query_y=qy))
+        mask = torch.zeros(n, q, dtype=torch.bool, device=b.query_x.device)
+        mask[:, :have] = True
+        masks.append(mask)
+    packed = FewShotBatch(*(torch.cat(column, 0) for column in zip(*parts)))
+    return packed, torch.cat(masks, 0)
+
+
+def evaluate_splits(
+    learner: MAML,
+    groups: Mapping[str, Sequence[FewShotBatch]],
+    k: int,
+    steps: Sequence[int],
+    chunk: int = EVAL_CHUNK,
+) -> dict[str, np.ndarray]:
+    """``{split: [tasks, len(steps)]}`` query exact accuracy after each number of adaptation steps
+    on ``k`` support demos; tasks with fewer than ``k`` demos are left out, and so is a split
+    with none left.
+
+    Every task of every split adapts in the same vmapped call (``chunk`` tasks at most per call;
+    query sets of different sizes are padded and masked, :func:`pack_batches`): on a small TRM
+    one call costs ~2 s of fixed overhead on 2 CPU cores, more than 8 tasks' compute.
+    """
+    device = next(learner.objective.model.parameters()).device
+    owners, kept = [], []
+    for split, group in groups.items():
+        for batch in group:
+            if batch.shots >= k:
+                kept.append(batch.take(k).to(device))
+                owners += [split] * batch.num_tasks
+    if not kept:
+        return {}
+    packed, mask = pack_batches(kept)
+    rows = []
+    for lo in range(0, packed.num_tasks, chunk):
+        part = FewShotBatch(*(t[lo : lo + chunk] for t in packed))
+        curve = learner.adaptation_curve(part, list(steps), query_mask=mask[lo : lo + chunk])
+        rows.append(curve.detach().cpu().numpy())
+    scores = np.concatenate(rows, 0)
+    names = np.array(owners)
+    return {split: scores[names == split] for split in groups if (names == split).any()}
+
+
 def evaluate_method(
     learner: MAML, batches: Sequence[FewShotBatch], k: int, steps: Sequence[int]
 ) -> np.ndarray | None:
     """``[tasks, len(steps)]`` query exact accuracy after each number of adaptation steps on
     ``k`` support demos; tasks with fewer than ``k`` demos are left out (``None``: none left)."""
-    device = next(learner.objective.model.parameters()).device
-    rows = [
-        learner.adaptation_curve(batch.take(k).to(device), list(steps)).detach().cpu().numpy()
-        for batch in batches
-        if batch.shots >= k
-    ]
-    return np.concatenate(rows, 0) if rows else None
+    return evaluate_splits(learner, {"tasks": batches}, k, steps).get("tasks")
 
 
 def _entry(split: str, k: int, steps: Sequence[int], scores: np.ndarray, seed: int) -> dict:
@@ -376,7 +441,7 @@ class TransferProbe:
     def settings(self) -> dict[str, Any]:
         """What the probe measures, for results.json and the resume guard."""
         return {
-            "fewshot": asdict(self.config),
+            "fewshot": protocol_dict(self.config),
             "finetune_lr": self.finetune_lr,
             "supervision_steps": self.meta.supervision_steps,
             "heldout_tasks": self.splits.heldout_ids(),
@@ -388,12 +453,12 @@ class TransferProbe:
         objective = TRMObjective(model, self.meta.supervision_steps)
         learner = MAML(objective, inner_lr=self.finetune_lr, inner_steps=1, adapt="all")
         out: dict[str, dict[str, list[float]]] = {}
-        for split, group in self.batches.items():
-            for k in self.config.k_shots:
-                scores = evaluate_method(learner, group, k, self.config.steps)
-                if scores is not None:
-                    out.setdefault(split, {})[f"k{k}"] = [float(v) for v in scores.mean(axis=0)]
-        return out
+        for k in self.config.k_shots:
+            for split, scores in evaluate_splits(
+                learner, self.batches, k, self.config.steps
+            ).items():
+                out.setdefault(split, {})[f"k{k}"] = [float(v) for v in scores.mean(axis=0)]
+        return {split: out[split] for split in self.batches if split in out}
 
 
 # ------------------------------------------------------------------------------------- the run
@@ -423,7 +488,7 @@ def config_dict(config: FewShotConfig, meta: MetaConfig, agent: Any, seed: int) 
     ``memory`` method's bank (:func:`memory_config`) only where that method runs."""
     out = {
         "seed": seed,
-        "fewshot": asdict(config),
+        "fewshot": protocol_dict(config),
         "meta": asdict(meta),
         "agent": {k: v for k, v in asdict(agent).items() if k not in ("dqn", "memory", "halting")},
     }
@@ -469,6 +534,114 @@ def _first_difference(saved: Any, current: Any, path: str = "") -> tuple[str, An
     return None if saved == current else (path or "<root>", saved, current)
 
 
+#: relative cost of each method at the defaults (the longest start first in a worker pool)
+_COST = {"maml": 6, "metasgd": 6, "fomaml": 4, "anil": 3.5, "memory": 3, "pretrained": 2.5}
+
+
+class _MethodJob(NamedTuple):
+    """Everything one method needs to train and be scored, picklable for a worker process."""
+
+    config: FewShotConfig
+    meta: MetaConfig
+    agent: Any
+    seed: int
+    make_model: Callable[[], TRM]
+    splits: FewShotSplits
+    batches: dict[str, list[FewShotBatch]]
+    memory: MemoryConfig
+    checkpoints: Path
+
+    def run(self, method: str, scalars: Callable[[str, float, int], None]) -> list[dict]:
+        """Train ``method`` from the seeded init, score it, save its weights; its entries."""
+        config, meta, seed, batches = self.config, self.meta, self.seed, self.batches
+        torch.manual_seed(seed)
+        model = self.make_model()
+        if method == "memory":
+            attach_memory(model, self.memory, seed)
+        objective = TRMObjective(model, meta.supervision_steps)
+        finetune_lr = config.finetune_lr if config.finetune_lr is not None else meta.inner_lr
+        learner: MAML | EpisodicLearner = (
+            EpisodicLearner(objective)
+            if method == "memory"
+            else _learner(method, objective, meta, finetune_lr)
+        )
+        rule = train_method(method, learner, self.splits, meta, self.agent, seed, scalars)
+        context = rule.eval_weights() if rule is not None else contextlib.nullcontext()
+        scored: dict[tuple[str, int], tuple[np.ndarray, list[int]]] = {}
+        with context:
+            for k in config.k_shots:
+                if isinstance(learner, EpisodicLearner):  # no gradient step: step 0 only
+                    for split, group in batches.items():
+                        scores = learner.evaluate(group, k)
+                        if scores is not None:
+                            scored[split, k] = scores, [0]
+                else:
+                    for split, scores in evaluate_splits(learner, batches, k, config.steps).items():
+                        scored[split, k] = scores, list(config.steps)
+            torch.save(model.state_dict(), self.checkpoints / f"fewshot_{method}.pt")
+        return [  # in the order split, then k
+            _entry(split, k, scored[split, k][1], scored[split, k][0], seed)
+            for split in batches
+            for k in config.k_shots
+            if (split, k) in scored
+        ]
+
+
+def _worker_start(threads: int) -> None:
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # allowed once per process
+        torch.set_num_interop_threads(threads)
+
+
+def _worker_run(job: _MethodJob, method: str) -> tuple[list[dict], list[tuple], float]:
+    """One method in a worker: its entries, its TensorBoard points and its seconds."""
+    logged: list[tuple[str, float, int]] = []
+    tic = time.perf_counter()
+    entries = job.run(method, lambda tag, value, step: logged.append((tag, value, step)))
+    return entries, logged, time.perf_counter() - tic
+
+
+def _check_picklable(make_model: Callable[[], TRM], workers: int) -> None:
+    try:
+        pickle.dumps(make_model)
+    except Exception as error:  # noqa: BLE001 -- any pickling failure means the same thing
+        raise ValueError(
+            f"fewshot.workers={workers} runs methods in other processes, so make_model must be "
+            f"picklable (a module-level function or functools.partial), got {make_model!r} "
+            f"({error}); or set fewshot.workers=1"
+        ) from None
+
+
+def _run_in_workers(
+    job: _MethodJob,
+    methods: Sequence[str],
+    workers: int,
+    scalars: Callable[[str, float, int], None],
+    record: Callable[[str, list[dict], float], None],
+) -> None:
+    """Run ``methods`` in ``workers`` spawned processes (the costliest first), each with this
+    process's threads shared out; every finished method is recorded (and saved) as it ends."""
+    threads = max(1, torch.get_num_threads() // workers)
+    order = sorted(methods, key=lambda m: -_COST.get(m, 1.0))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_start,
+        initargs=(threads,),
+    )
+    try:
+        futures = {pool.submit(_worker_run, job, method): method for method in order}
+        for future in as_completed(futures):
+            entries, logged, seconds = future.result()
+            for point in logged:
+                scalars(*point)
+            record(futures[future], entries, seconds)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
 def run_fewshot(
     config: FewShotConfig,
     meta: MetaConfig,
@@ -497,12 +670,17 @@ def run_fewshot(
         The ``fewshot.json`` document.
 
     Raises:
-        ValueError: a run directory holding a few-shot run of another configuration, or a bank
-            the ``memory`` method cannot use (:func:`check_memory`), before anything runs.
+        ValueError: a run directory holding a few-shot run of another configuration, a bank
+            the ``memory`` method cannot use (:func:`check_memory`), or ``fewshot.workers > 1``
+            with a ``make_model`` that cannot be pickled, before anything runs.
+        Exception: whatever a method raised in a worker process (the methods finished before
+            it are saved; a run started again resumes after them).
     """
     run_dir = Path(run_dir)
     scalars = scalars or (lambda tag, value, step: None)
     path = run_dir / FEWSHOT_FILE
+    if config.workers > 1:
+        _check_picklable(make_model, config.workers)
     memory = memory_config(agent)
     if "memory" in config.methods:
         check_memory(config, meta, memory, make_model().config.hidden_size)
@@ -520,48 +698,36 @@ def run_fewshot(
     batches = splits.heldout_batches(
         np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3,)))
     )
-    finetune_lr = config.finetune_lr if config.finetune_lr is not None else meta.inner_lr
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    pending = []
     for method in [m for m in config.methods if m != "ttt"]:
         if method in doc["methods"]:
             say(f"{method}: done already, skipped")
-            continue
-        torch.manual_seed(seed)
-        model = make_model()
-        if method == "memory":
-            attach_memory(model, memory, seed)
-        objective = TRMObjective(model, meta.supervision_steps)
-        learner: MAML | EpisodicLearner = (
-            EpisodicLearner(objective)
-            if method == "memory"
-            else _learner(method, objective, meta, finetune_lr)
-        )
-        tic = time.perf_counter()
-        rule = train_method(method, learner, splits, meta, agent, seed, scalars)
-        context = rule.eval_weights() if rule is not None else contextlib.nullcontext()
-        entries = []
-        with context:
-            for split, group in batches.items():
-                for k in config.k_shots:
-                    if isinstance(learner, EpisodicLearner):  # no gradient step: step 0 only
-                        scores, steps = learner.evaluate(group, k), [0]
-                    else:
-                        scores, steps = (
-                            evaluate_method(learner, group, k, config.steps),
-                            config.steps,
-                        )
-                    if scores is not None:
-                        entries.append(_entry(split, k, steps, scores, seed))
-            torch.save(model.state_dict(), checkpoints / f"fewshot_{method}.pt")
+        else:
+            pending.append(method)
+    job = _MethodJob(config, meta, agent, seed, make_model, splits, batches, memory, checkpoints)
+
+    def record(method: str, entries: list[dict], seconds: float) -> None:
         doc["methods"][method] = entries
+        # in the configured order whatever order the workers finish in (best_method's tie rule)
+        doc["methods"] = {m: doc["methods"][m] for m in config.methods if m in doc["methods"]}
         for entry in entries:
             tag = f"fewshot/{entry['split']}/{method}/k{entry['k_shot']}"
             for s, acc in zip(entry["steps"], entry["accuracy"]):
                 scalars(tag, acc, s)
         _write(path, doc)  # saved before it is announced: an interrupt after the line loses nothing
-        say(f"{method}: {_summary(entries)} ({time.perf_counter() - tic:.0f} s)")
+        say(f"{method}: {_summary(entries)} ({seconds:.0f} s)")
+
+    workers = min(config.workers, len(pending))
+    if workers <= 1:
+        for method in pending:
+            tic = time.perf_counter()
+            entries = job.run(method, scalars)
+            record(method, entries, time.perf_counter() - tic)
+    else:
+        _run_in_workers(job, pending, workers, scalars, record)
     doc["best"] = best_method(doc["methods"], max(config.k_shots))
     if "ttt" in config.methods and "ttt" not in doc["methods"]:
         best = doc["best"] or "scratch"

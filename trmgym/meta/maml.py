@@ -350,8 +350,10 @@ class MAML(nn.Module):
         }
         return loss, metrics
 
-    def _per_task(self, fn: Callable[..., Any], batch: FewShotBatch) -> tuple[torch.Tensor, ...]:
-        args = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+    def _per_task(
+        self, fn: Callable[..., Any], batch: FewShotBatch, *extra: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        args = (batch.support_x, batch.support_y, batch.query_x, batch.query_y, *extra)
         if self.vectorize:
             return vmap(fn, randomness="same")(*args)
         outs = [fn(*(a[i] for a in args)) for i in range(batch.num_tasks)]
@@ -377,6 +379,7 @@ class MAML(nn.Module):
         batch: FewShotBatch,
         checkpoints: Sequence[int],
         params: Mapping[str, torch.Tensor] | None = None,
+        query_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Query exact accuracy after ``s`` inner steps, for each ``s`` of ``checkpoints``.
 
@@ -389,13 +392,17 @@ class MAML(nn.Module):
             batch: the tasks (``[tasks, k, L]`` support, ``[tasks, q, L]`` query).
             checkpoints: strictly increasing ints >= 0.
             params: starting parameters (``None``: ``objective.params()``).
+            query_mask: ``[tasks, q]`` bool, the query grids that count (``None``: all). Tasks
+                with fewer query grids than others are padded to ``q`` and batched together;
+                every task needs at least one grid that counts.
 
         Returns:
-            ``[tasks, len(checkpoints)]`` float: the fraction of each task's query grids exactly
-            right.
+            ``[tasks, len(checkpoints)]`` float: the fraction of each task's query grids (those
+            of ``query_mask``) exactly right.
 
         Raises:
-            ValueError: ``checkpoints`` is empty, not ints, negative or not strictly increasing.
+            ValueError: ``checkpoints`` is empty, not ints, negative or not strictly increasing;
+                ``query_mask`` is not a bool tensor of the query set's shape with a grid per task.
         """
         points = list(checkpoints) if isinstance(checkpoints, Sequence) else None
         if (
@@ -407,18 +414,32 @@ class MAML(nn.Module):
                 "checkpoints must be a non-empty, strictly increasing list of ints >= 0, "
                 f"got {checkpoints!r}"
             )
+        shape = tuple(batch.query_x.shape[:2])
+        if query_mask is None:
+            query_mask = torch.ones(shape, dtype=torch.bool, device=batch.query_x.device)
+        elif (
+            not isinstance(query_mask, torch.Tensor)
+            or query_mask.dtype != torch.bool
+            or tuple(query_mask.shape) != shape
+            or not bool(query_mask.any(dim=1).all())
+        ):
+            raise ValueError(
+                f"query_mask must be a bool tensor of shape {shape} (tasks, query grids) with at "
+                f"least one True per task, got {query_mask!r}"
+            )
         start = detached(self.objective.params() if params is None else params)
         lrs = self._lrs(detach=True)
 
-        def task(sx, sy, qx, qy):
+        def task(sx, sy, qx, qy, mask):
             current, done, scores = start, 0, []
             for point in points:
                 for _ in range(point - done):
                     current = self._inner_step(current, sx, sy, lrs, first_order=True)
                 done = point
-                scores.append(exact(self.objective.predict(current, qx), qy).float().mean())
+                right = exact(self.objective.predict(current, qx), qy) & mask
+                scores.append(right.float().sum() / mask.float().sum())
             return (torch.stack(scores),)
 
         with torch.no_grad(), _math_attention():  # torch.func.grad ignores the outer no_grad
-            (curve,) = self._per_task(task, batch)
+            (curve,) = self._per_task(task, batch, query_mask)
         return curve

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trmgym.envs.arcgen_families import FAMILIES, FAMILY_NAMES
@@ -16,6 +16,8 @@ __all__ = ["BACKENDS", "METHODS", "FewShotConfig", "MetaConfig", "TTTSettings"]
 
 #: the MAML family's algorithms (:data:`trmgym.meta.maml.ALGORITHMS`)
 META_ALGORITHMS = ("maml", "fomaml", "anil", "metasgd")
+#: settings of the ``fewshot`` node that change how a run executes, not what it measures
+EXECUTION_KEYS = ("workers",)
 #: every few-shot method
 METHODS = ("scratch", "pretrained", *META_ALGORITHMS, "memory", "ttt")
 BACKENDS = ("torchfunc", "learn2learn")
@@ -144,6 +146,13 @@ class FewShotConfig:
     finetune_lr: float | None = None
     """SGD learning rate with which ``scratch`` and ``pretrained`` adapt; null: meta.inner_lr."""
     ttt: TTTSettings = field(default_factory=TTTSettings)
+    workers: int = 2
+    """Processes that train and score the methods side by side (``ttt`` runs after them, in the
+    main process). Each gets ``run.threads // workers`` torch threads (at least 1), so
+    ``workers=2`` on ``run.threads=2`` gives every method the numbers of a one-thread run. On 2
+    CPU cores a small TRM gains little from a second thread (~1.1x) and ~1.5x from a second
+    process. 1: one method after another in this process. An execution setting, like
+    ``run.threads``: not part of the resume guard."""
 
     def __post_init__(self) -> None:
         if isinstance(self.ttt, Mapping):
@@ -167,6 +176,7 @@ class FewShotConfig:
             )
         for name in ("train_tasks_per_family", "heldout_tasks_per_family", "query"):
             check_count(f"fewshot.{name}", getattr(self, name))
+        check_count("fewshot.workers", self.workers)
         check_count("fewshot.task_seed", self.task_seed, 0)
         check_count("fewshot.arc_tasks", self.arc_tasks, 0)
         check_count("fewshot.max_size", self.max_size, 3)
@@ -211,3 +221,9 @@ class FewShotConfig:
                     f"tasks would repeat meta-training programs; move it to heldout_families or "
                     f"lower the task counts"
                 )
+
+
+def protocol_dict(config: FewShotConfig) -> dict[str, Any]:
+    """``config`` as a dict without its execution settings (:data:`EXECUTION_KEYS`): what the
+    resume guards compare and ``fewshot.json`` records."""
+    return {k: v for k, v in asdict(config).items() if k not in EXECUTION_KEYS}
