@@ -99,8 +99,7 @@ class TTTSettings:
     lr: float = 0.1
     """Learning rate."""
     batch_size: int = 8
-    """Augmented pairs per step (8: half the fine-tuning compute of 16, which kept the default
-    experiment within its 15 minutes)."""
+    """Augmented pairs per step (8: half the fine-tuning compute of 16)."""
     augmentations: int = 8
     """Augmented copies of the demos trained on (copy 0: identity)."""
     vote_augmentations: int = 8
