@@ -76,14 +76,9 @@ def test_unknown_env_group_lists_choices() -> None:
             "choose one first (e.g. agent/memory=<option>, see `trmgym run --help`), then set "
             "agent.memory.capacity\n",
         ),
-        # refused by the range checks in build_run, before any training: one line
         (
             ["agent.halting=foo"],
             "trmgym run: agent.halting must be one of ['bce', 'dqn'], got 'foo'\n",
-        ),
-        (
-            ["strategy=replay", "strategy.mix_ratio=2"],
-            "trmgym run: strategy.mix_ratio must be a number in [0, 1], got 2.0\n",
         ),
         (
             ["agent.dqn.buffer_size=0"],
@@ -92,8 +87,25 @@ def test_unknown_env_group_lists_choices() -> None:
     ],
 )
 def test_bad_values_fail_at_start_up_naming_the_key(
-    overrides: list[str], message: str, tmp_path: Path
+    overrides: list[str], message: str, tmp_path: Path, capsys, monkeypatch
 ) -> None:
+    """Refused while composing, before Hydra starts: ``main`` in this process (the console
+    script's exit status and stderr; a subprocess per case cost ~4 s of start-up each)."""
+    monkeypatch.setattr(
+        "trmgym.cli._hydra_app", lambda task: pytest.fail("the command line reached Hydra")
+    )
+    run_dir = tmp_path / "run"
+    argv = ["run", "experiment=smoke", "device=cpu", "console=false", f"hydra.run.dir={run_dir}"]
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, *overrides])
+    assert stop.value.code == 2  # a usage error, as argparse exits
+    assert capsys.readouterr().err == message  # one line, no traceback
+    assert not run_dir.exists()  # nothing left on disk
+
+
+def test_a_bad_value_refused_inside_the_hydra_app_leaves_nothing(tmp_path: Path) -> None:
+    """A range check of build_run, after Hydra made the run directory: one line, exit 2, and
+    the directory removed (a real process: Hydra configures logging for the whole process)."""
     run_dir = tmp_path / "run"
     result = run_cli(
         "run",
@@ -101,11 +113,12 @@ def test_bad_values_fail_at_start_up_naming_the_key(
         "device=cpu",
         "console=false",
         f"hydra.run.dir={run_dir}",
-        *overrides,
+        "strategy=replay",
+        "strategy.mix_ratio=2",
     )
-    assert result.returncode == 2  # a usage error, as argparse exits
-    assert result.stderr == message  # one line, no traceback
-    assert not run_dir.exists()  # nothing left on disk, not even the directory Hydra made
+    assert result.returncode == 2
+    assert result.stderr == "trmgym run: strategy.mix_ratio must be a number in [0, 1], got 2.0\n"
+    assert not run_dir.exists()  # not even the directory Hydra made
 
 
 def test_a_baseline_agent_on_an_experiment_with_trm_keys_is_told_which_experiments_fit(

@@ -188,7 +188,8 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> No
         "strategy=replay",
         "device=cpu",
         "console=false",
-        "run.train_steps=60",
+        "run.train_steps=30",
+        "run.eval_every=10",
     ]
 
     def recorder(name: str) -> str:  # a plugin recording every hook call (tests/plugins)
@@ -230,7 +231,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> No
     # the plugin's state was checkpointed by name and resumed: the same hook calls, once each
     events = json.loads((tmp_path / "whole-events.json").read_text())
     assert json.loads((tmp_path / "split-events.json").read_text()) == events
-    assert ["after_task", 1] in events["events"] and events["per_step"]["penalty"] == 120
+    assert ["after_task", 1] in events["events"] and events["per_step"]["penalty"] == 60
     assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
     assert resumed["cell_accuracy_matrix"] == reference["cell_accuracy_matrix"]
     assert resumed["metrics"] == reference["metrics"]
