@@ -5,6 +5,7 @@ determinism, resume after an interrupted method, the configuration guard, the CL
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -189,6 +190,23 @@ def test_worker_processes_give_the_numbers_of_one_thread_in_this_process(tmp_pat
     assert again == two
 
 
+def test_an_interrupt_ends_the_workers_at_once_and_keeps_the_finished_method(
+    tmp_path: Path,
+) -> None:
+    config = replace(CONFIG, methods=["scratch", "pretrained", "fomaml"], arc_tasks=0, workers=2)
+    finished: list[str] = []
+
+    def interrupt(line: str) -> None:  # Ctrl-C just after the first method is recorded
+        finished.append(line.split(":")[0])
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_fewshot(config, META, AGENT, tmp_path, seed=0, make_model=model, say=interrupt)
+    assert multiprocessing.active_children() == []  # no worker goes on to the next method
+    doc = json.loads((tmp_path / FEWSHOT_FILE).read_text())
+    assert list(doc["methods"]) == finished and not doc["complete"]
+
+
 def test_workers_need_a_picklable_model_builder(tmp_path: Path) -> None:
     config = replace(CONFIG, methods=["scratch", "pretrained"], arc_tasks=0, workers=2)
     with pytest.raises(ValueError, match=r"fewshot\.workers=2 .* make_model must be picklable"):
@@ -201,7 +219,8 @@ def test_a_failing_worker_stops_the_run_and_a_resume_finishes_it(tmp_path: Path)
     with pytest.raises(RuntimeError, match="the builder broke"):
         run(tmp_path / "cut", config, make_model=_broken_builder)
     assert not (tmp_path / "cut" / FEWSHOT_FILE).exists()  # no method finished: none recorded
-    assert run(tmp_path / "cut", config)["methods"] == run(tmp_path / "whole", config)["methods"]
+    here = replace(config, workers=1)  # the same numbers (one thread), without spawning again
+    assert run(tmp_path / "cut", here)["methods"] == run(tmp_path / "whole", here)["methods"]
 
 
 def test_a_run_directory_of_another_configuration_is_refused(tmp_path: Path) -> None:

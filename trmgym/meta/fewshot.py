@@ -637,9 +637,27 @@ def _run_in_workers(
                 scalars(*point)
             record(futures[future], entries, seconds)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(pool)
         raise
     pool.shutdown()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the workers now and drop what is queued (an interrupt or a failed method): a worker
+    would otherwise finish its method and go on to the one queued next to it, and the
+    interpreter's exit would wait for them."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # gone after shutdown
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(5)
 
 
 def run_fewshot(
