@@ -188,6 +188,14 @@ def test_worker_processes_give_the_numbers_of_one_thread_in_this_process(tmp_pat
     assert two["config"] == one["config"] and "workers" not in two["config"]["fewshot"]
     again = run(tmp_path / "two", replace(config, workers=1))
     assert again == two
+    # one method left to run goes in this process, with a worker's share of the threads
+    torch.set_num_threads(2)
+    try:
+        alone = run(tmp_path / "alone", replace(config, methods=["fomaml"], workers=2))
+        assert torch.get_num_threads() == 2  # given back
+    finally:
+        torch.set_num_threads(1)
+    assert alone["methods"]["fomaml"] == one["methods"]["fomaml"]
 
 
 def test_an_interrupt_ends_the_workers_at_once_and_keeps_the_finished_method(

@@ -47,6 +47,8 @@ def splits(**overrides):
         ({"ttt": {"steps": 0}}, "fewshot.ttt.steps must be an int >= 1"),
         ({"ttt": {"optimizer": "lbfgs"}}, "fewshot.ttt.optimizer must be one of ['sgd', 'adam']"),
         ({"ttt": {"colors": "yes"}}, "fewshot.ttt.colors must be true or false"),
+        ({"workers": 0}, "fewshot.workers must be an int >= 1, got 0"),
+        ({"workers": True}, "fewshot.workers must be an int >= 1, got True"),
     ],
 )
 def test_bad_fewshot_settings_name_the_key(overrides: dict, message: str) -> None:

@@ -616,12 +616,12 @@ def _run_in_workers(
     job: _MethodJob,
     methods: Sequence[str],
     workers: int,
+    threads: int,
     scalars: Callable[[str, float, int], None],
     record: Callable[[str, list[dict], float], None],
 ) -> None:
-    """Run ``methods`` in ``workers`` spawned processes (the costliest first), each with this
-    process's threads shared out; every finished method is recorded (and saved) as it ends."""
-    threads = max(1, torch.get_num_threads() // workers)
+    """Run ``methods`` in ``workers`` spawned processes (the costliest first) of ``threads``
+    torch threads each; every finished method is recorded (and saved) as it ends."""
     order = sorted(methods, key=lambda m: -_COST.get(m, 1.0))
     pool = ProcessPoolExecutor(
         max_workers=workers,
@@ -738,14 +738,21 @@ def run_fewshot(
         _write(path, doc)  # saved before it is announced: an interrupt after the line loses nothing
         say(f"{method}: {_summary(entries)} ({seconds:.0f} s)")
 
-    workers = min(config.workers, len(pending))
-    if workers <= 1:
-        for method in pending:
-            tic = time.perf_counter()
-            entries = job.run(method, scalars)
-            record(method, entries, time.perf_counter() - tic)
+    # every method gets the same threads whether it runs in a worker or here (one pending
+    # method, or workers=1): its numbers do not depend on how many methods are left to run
+    threads = max(1, torch.get_num_threads() // config.workers)
+    if min(config.workers, len(pending)) <= 1:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for method in pending:
+                tic = time.perf_counter()
+                entries = job.run(method, scalars)
+                record(method, entries, time.perf_counter() - tic)
+        finally:
+            torch.set_num_threads(before)
     else:
-        _run_in_workers(job, pending, workers, scalars, record)
+        _run_in_workers(job, pending, min(config.workers, len(pending)), threads, scalars, record)
     doc["best"] = best_method(doc["methods"], max(config.k_shots))
     if "ttt" in config.methods and "ttt" not in doc["methods"]:
         best = doc["best"] or "scratch"
