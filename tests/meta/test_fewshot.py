@@ -181,8 +181,8 @@ def test_worker_processes_give_the_numbers_of_one_thread_in_this_process(tmp_pat
     assert sorted(there) == sorted(here)
     assert sum(line.startswith(("scratch:", "pretrained:", "fomaml:")) for line in lines) == 3
     for method in ("scratch", "pretrained", "fomaml"):
-        a = torch.load(tmp_path / "one" / "checkpoints" / f"fewshot_{method}.pt")
-        b = torch.load(tmp_path / "two" / "checkpoints" / f"fewshot_{method}.pt")
+        a = torch.load(tmp_path / "one" / "checkpoints" / f"fewshot_{method}.pt", weights_only=True)
+        b = torch.load(tmp_path / "two" / "checkpoints" / f"fewshot_{method}.pt", weights_only=True)
         assert all(torch.equal(a[k], b[k]) for k in a), method
     # workers is how a run executes, not what it measures: a resume may change it
     assert two["config"] == one["config"] and "workers" not in two["config"]["fewshot"]
