@@ -83,7 +83,9 @@ def evaluate(
     solved = np.zeros(len(mine), dtype=bool)
     cells = np.zeros(len(mine))
     steps = np.zeros(len(mine), dtype=np.int64)
-    with agent.eval_weights():
+    # test-time adaptation sees every drawn puzzle, on every rank: the same adapted weights
+    adapted = (plugins or Plugins([])).adapted(agent, obs["grid"], obs.get("task_id"))
+    with agent.eval_weights(), adapted:
         for _ in range(max_steps):
             if finished.all():
                 break
@@ -360,7 +362,7 @@ AGENT_ACTION_MODES = {
 #: the strategies a baseline agent can train under (the others use the TRM's model or replay)
 BASELINE_STRATEGIES = ("naive", "scratch")
 #: plugin hooks a self-training agent never calls: a plugin relying on one is refused
-_TRM_ONLY_HOOKS = ("reset_options", "observe", "replay_batch", "penalty")
+_TRM_ONLY_HOOKS = ("reset_options", "observe", "replay_batch", "penalty", "adapted")
 
 
 def action_mode(task: TaskSpec) -> str:

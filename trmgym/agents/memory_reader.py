@@ -43,14 +43,22 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from trmgym.memory.associative import AssociativeMemory
 
-__all__ = ["WRITE_EVERY", "MemoryConfig", "MemoryReader", "StepRecord", "WritePolicy"]
+__all__ = [
+    "WRITE_EVERY",
+    "MemoryConfig",
+    "MemoryReader",
+    "SlotEpisodes",
+    "StepRecord",
+    "WritePolicy",
+]
 
 #: when a memory strategy writes: at the end of each solved episode, or after each step
 WRITE_EVERY = ("episode", "step")
@@ -137,6 +145,71 @@ class StepRecord(NamedTuple):
     """``[B]`` bool, the step's answer was exactly the target (set by :meth:`MemoryReader.commit`)."""
     reward: torch.Tensor | None = None
     """``[B]`` env reward of the step (set by :meth:`MemoryReader.commit`)."""
+    inputs: torch.Tensor | None = None
+    """``[B, seq_len]`` the step's input grids, flattened (when the agent passed them)."""
+    targets: torch.Tensor | None = None
+    """``[B, seq_len]`` the puzzles' targets, flattened (set by :meth:`MemoryReader.commit`)."""
+
+
+class SlotEpisodes:
+    """The puzzle behind each bank slot: input grid, target and task, stored at the slot a write
+    took (:attr:`MemoryReader.episodes`; a memory strategy owns it and checkpoints it).
+
+    This is the episodic side of memory-based parameter adaptation (Sprechmann et al. 2018): the
+    bank's slots index stored examples that evaluation retrieves and adapts on. Arrays are
+    allocated at the first write (``[capacity, seq_len]`` int16); a slot's entry is meaningful
+    while the bank marks the slot used (a freed or replaced slot's entry is stale or overwritten).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.inputs: np.ndarray | None = None
+        self.targets: np.ndarray | None = None
+        self.tasks = np.full(self.capacity, -1, dtype=np.int64)
+
+    def put(
+        self, slots: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, task: int
+    ) -> None:
+        """Store ``inputs``/``targets`` (``[n, seq_len]`` ints) at ``slots`` (``[n]``)."""
+        index = slots.detach().cpu().numpy()
+        rows = inputs.detach().cpu().numpy()
+        if self.inputs is None or self.inputs.shape[1] != rows.shape[1]:
+            if self.inputs is not None:
+                raise ValueError(
+                    f"SlotEpisodes holds grids of {self.inputs.shape[1]} cells, got "
+                    f"{rows.shape[1]}: one bank serves one canvas"
+                )
+            self.inputs = np.zeros((self.capacity, rows.shape[1]), dtype=np.int16)
+            self.targets = np.zeros((self.capacity, rows.shape[1]), dtype=np.int16)
+        assert self.targets is not None
+        self.inputs[index] = rows
+        self.targets[index] = targets.detach().cpu().numpy()
+        self.tasks[index] = int(task)
+
+    def get(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(inputs, targets, tasks)`` of ``slots``: ``[n, seq_len]`` int64 twice, ``[n]``."""
+        if self.inputs is None or self.targets is None:
+            raise RuntimeError("SlotEpisodes: nothing has been stored yet")
+        return (
+            self.inputs[slots].astype(np.int64),
+            self.targets[slots].astype(np.int64),
+            self.tasks[slots].copy(),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, "targets": self.targets, "tasks": self.tasks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        tasks = np.asarray(state["tasks"], dtype=np.int64)
+        if tasks.shape != (self.capacity,):
+            raise ValueError(
+                f"SlotEpisodes: a checkpoint of {tasks.shape[0]} slots for a bank of "
+                f"{self.capacity}"
+            )
+        self.tasks = tasks.copy()
+        for name in ("inputs", "targets"):
+            value = state[name]
+            setattr(self, name, None if value is None else np.asarray(value, np.int16).copy())
 
 
 class WritePolicy(NamedTuple):
@@ -180,22 +253,33 @@ class MemoryReader(nn.Module):
         self.gate = nn.Parameter(torch.tensor(float(config.gate_init)))
         self.record: StepRecord | None = None
         self.write_policy: WritePolicy | None = None
-        self._step: dict | None = None  # inside step(): {"cycle", "task", "record"}
+        #: where each write also stores its puzzles (set by a memory strategy); ``None``: nowhere
+        self.episodes: SlotEpisodes | None = None
+        self._step: dict | None = None  # inside step(): {"cycle", "task", "record", "inputs"}
+        self._captured: list[torch.Tensor] | None = None  # inside capturing()
         self._scope: torch.Tensor | None = None  # inside scoped(): each row's task
 
     # --------------------------------------------------------------------------- reading
     @contextlib.contextmanager
-    def step(self, task: torch.Tensor | None = None, *, record: bool = True) -> Iterator[None]:
+    def step(
+        self,
+        task: torch.Tensor | None = None,
+        *,
+        record: bool = True,
+        inputs: torch.Tensor | None = None,
+    ) -> Iterator[None]:
         """Context of one supervision step (one ``TRM.forward``) of the agent.
 
         Args:
             task: ``[B]`` task labels of the rows (``None``: unknown; no hit statistics).
             record: track the last cycle's read (the bank's bookkeeping) and keep its states in
                 :attr:`record` for the writer — the agent's training steps; ``False``: pure reads.
+            inputs: ``[B, seq_len]`` the step's input grids, kept in the record so that writes
+                can store the puzzles too (:attr:`episodes`).
         """
         if self._step is not None:
             raise RuntimeError("MemoryReader.step() contexts do not nest")
-        self._step = {"cycle": 0, "task": task, "record": record}
+        self._step = {"cycle": 0, "task": task, "record": record, "inputs": inputs}
         try:
             yield
         finally:
@@ -214,6 +298,20 @@ class MemoryReader(nn.Module):
         finally:
             self._scope = None
 
+    @contextlib.contextmanager
+    def capturing(self) -> Iterator[list[torch.Tensor]]:
+        """Context collecting every cycle's query (``[B, key_dim]``, detached), in call order,
+        also when the bank is empty; the reads themselves are unchanged. Call the TRM outside
+        :meth:`step` in it for pure reads (the bank's bookkeeping untouched): the last query of
+        a forward is the key a training step would write."""
+        if self._captured is not None:
+            raise RuntimeError("MemoryReader.capturing() contexts do not nest")
+        self._captured = []
+        try:
+            yield self._captured
+        finally:
+            self._captured = None
+
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The read added to z: ``[B, 1, D]`` (zeros where nothing was found)."""
         step = self._step
@@ -227,24 +325,34 @@ class MemoryReader(nn.Module):
                 "under torch.func transforms (it updates the bank's bookkeeping); call the TRM "
                 "outside MemoryReader.step() for a pure, transformable read"
             )
-        if len(self.memory) == 0 and not last:
+        capture = self._captured is not None
+        if len(self.memory) == 0 and not last and not capture:
             return z.new_zeros(())  # nothing to read: z is left exactly as it is
         pooled_z = z.mean(dim=1)
         query = self.query(torch.cat((y.mean(dim=1), pooled_z), dim=-1))
+        if capture:
+            assert self._captured is not None
+            self._captured.append(query.detach())
+            if len(self.memory) == 0 and not last:
+                return z.new_zeros(())
         task = step["task"] if step is not None else None
         read = self.memory.read(query, task if last else None, track=last, scope=self._scope)
         if last:
+            inputs = step["inputs"]
             self.record = StepRecord(
                 query.detach().float(),
                 pooled_z.detach().float(),
                 None if task is None else task.detach().clone(),
+                inputs=None if inputs is None else inputs.detach().clone(),
             )
         vector = self.gate * self.out(read.values.to(z.dtype))
         return torch.where(read.found[:, None], vector, 0.0).unsqueeze(1)
 
     # --------------------------------------------------------------------------- writing
     @torch.no_grad()
-    def commit(self, correct: torch.Tensor, reward: torch.Tensor) -> int:
+    def commit(
+        self, correct: torch.Tensor, reward: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> int:
         """Add the outcome of the recorded step (after the agent's update).
 
         With a ``"step"`` :attr:`write_policy` the rows answered exactly are written now.
@@ -252,6 +360,7 @@ class MemoryReader(nn.Module):
         Args:
             correct: ``[B]`` bool, the step's answer equals the target.
             reward: ``[B]`` env reward of the step (the writes' importance).
+            targets: ``[B, seq_len]`` the puzzles' targets (stored with :attr:`episodes`).
 
         Returns:
             rows written.
@@ -259,7 +368,9 @@ class MemoryReader(nn.Module):
         if self.record is None:
             return 0
         self.record = self.record._replace(
-            correct=correct.detach().to(torch.bool), reward=reward.detach().float()
+            correct=correct.detach().to(torch.bool),
+            reward=reward.detach().float(),
+            targets=None if targets is None else targets.detach().clone(),
         )
         policy = self.write_policy
         if policy is None or policy.every != "step":
@@ -272,12 +383,15 @@ class MemoryReader(nn.Module):
         """Write the recorded states of ``rows`` (batch indices) with task ``task``.
 
         The importance of each write is the step's reward when :meth:`commit` gave one, else 1.
+        With :attr:`episodes` set, the rows' input grids and targets are stored at the slots
+        the write took.
 
         Returns:
             rows written.
 
         Raises:
-            RuntimeError: no step has been recorded.
+            RuntimeError: no step has been recorded, or :attr:`episodes` is set but the record
+                lacks the step's inputs or targets.
         """
         if self.record is None:
             raise RuntimeError("no recorded training step to write (MemoryReader.step)")
@@ -286,9 +400,18 @@ class MemoryReader(nn.Module):
             return 0
         reward = self.record.reward
         importance = reward[rows] if reward is not None else torch.ones(len(rows))
-        self.memory.write(
+        slots = self.memory.write(
             self.record.keys[rows], self.record.values[rows], importance=importance, task=task
         )
+        if self.episodes is not None:
+            inputs, targets = self.record.inputs, self.record.targets
+            if inputs is None or targets is None:
+                raise RuntimeError(
+                    "MemoryReader.episodes is set, but the recorded step has no inputs or "
+                    "targets (pass inputs= to step() and targets= to commit())"
+                )
+            kept = rows[len(rows) - len(slots) :]  # of more rows than slots the last are kept
+            self.episodes.put(slots, inputs[kept], targets[kept], task)
         return int(rows.numel())
 
     def clear_record(self) -> None:

@@ -310,7 +310,7 @@ class TRMAgent:
         grid, task = self._tensor_obs(obs)
         self.model.check_inputs(grid, carry.trm, task)  # the boundary: forward checks shapes only
         memory_step = (
-            self.memory_reader.step(task, record=learn)
+            self.memory_reader.step(task, record=learn, inputs=grid if learn else None)
             if self.memory_reader is not None
             else contextlib.nullcontext()
         )
@@ -398,7 +398,8 @@ class TRMAgent:
         metrics.update(self.update_rule.step(loss))
         reward_t = torch.as_tensor(np.asarray(reward), dtype=torch.float32, device=self.device)
         if self.memory_reader is not None:  # after the update: writes never touch a live graph
-            self.memory_reader.commit(self._correct(step, target), reward_t)
+            target_t = self.to_device(np.asarray(target)).reshape(len(target), -1).long()
+            self.memory_reader.commit(self._correct(step, target), reward_t, target_t)
         if self.transitions is not None:
             done_t = torch.as_tensor(np.asarray(done), dtype=torch.bool, device=self.device)
             self.transitions.finish(reward_t, done_t)

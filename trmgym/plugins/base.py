@@ -28,6 +28,8 @@ penalties summed and metrics merged (a key given twice is an error).
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -139,6 +141,18 @@ class Plugin:
         (counted over the whole sequence), after ``env_steps`` env steps in the run so far (all
         puzzles of all ranks: one optimizer step is ``run.batch_size`` env steps). Called before
         :meth:`metrics`, and before the chunk's checkpoint."""
+
+    # ------------------------------------------------------------------------ evaluation
+    def adapted(
+        self, agent: Any, grid: np.ndarray, task: np.ndarray | None
+    ) -> contextlib.AbstractContextManager[None] | None:
+        """A context in which ``agent`` answers held-out puzzles ``grid`` (``[n, H, W]`` ints,
+        task labels ``task`` ``[n]`` or ``None``): test-time adaptation, e.g. memory-based
+        parameter adaptation (Sprechmann et al. 2018). Entered inside the agent's evaluation
+        weights (``eval_weights()``) before the first step of an evaluation and left after its
+        last; whatever it changes in the agent it must restore on exit, exactly. ``None``: the
+        agent as it is. TRM agents only."""
+        return None
 
     def results(self) -> Mapping[str, Any] | None:
         """What the plugin adds to results.json, under its :attr:`name` (``None``: nothing);
@@ -301,6 +315,17 @@ class Plugins(Sequence[Plugin]):
                 )
             total = term.reshape(()) if total is None else total + term.reshape(())
         return total
+
+    # ------------------------------------------------------------------------ evaluation
+    @contextlib.contextmanager
+    def adapted(self, agent: Any, grid: np.ndarray, task: np.ndarray | None) -> Iterator[None]:
+        """Every plugin's :meth:`Plugin.adapted` context, entered in plugin order."""
+        with contextlib.ExitStack() as stack:
+            for plugin in self._plugins:
+                context = plugin.adapted(agent, grid, task)
+                if context is not None:
+                    stack.enter_context(context)
+            yield
 
     # --------------------------------------------------------------------------- logging
     def on_chunk_end(self, task_index: int, step: int, env_steps: int) -> None:

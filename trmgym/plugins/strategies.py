@@ -30,16 +30,18 @@ strategy's), not as a plugin list.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from trmgym.agents.memory_reader import WRITE_EVERY, MemoryReader, WritePolicy
+from trmgym.agents.memory_reader import WRITE_EVERY, MemoryReader, SlotEpisodes, WritePolicy
 from trmgym.checks import positive_int
 from trmgym.memory.replay import ReservoirBuffer, check_task_quota
 from trmgym.plugins.base import Plugin, PuzzleMemory, TaskDirective
@@ -336,17 +338,51 @@ class Memory(Strategy):
       reports solved;
     - ``write_every="step"``: after every update, the rows whose answer is exactly the target.
 
+    Each write also stores the puzzle (input grid, target, task) at the slot it took
+    (:class:`~trmgym.agents.memory_reader.SlotEpisodes`), so the bank is an episodic memory of
+    solved puzzles as well as of states.
+
+    **Local adaptation at evaluation** (memory-based parameter adaptation, MbPA: Sprechmann et
+    al. 2018, "Memory-based Parameter Adaptation"; de Masson d'Autume et al. 2019, "Episodic
+    Memory in Lifelong Language Learning"). Before an evaluation answers its held-out puzzles,
+    with ``adapt_steps > 0``:
+
+    1. *Keys.* Every held-out puzzle and every stored puzzle is encoded with the evaluation
+       weights: the reader's query of the last cycle of one reasoning step from a fresh carry
+       (the key a training step writes, recomputed now so that old keys do not drift from new
+       queries as the weights train).
+    2. *Retrieval.* Each held-out puzzle retrieves its ``neighbours`` most similar stored
+       puzzles (cosine). The ``adapt_batch`` stored puzzles retrieved by the most held-out
+       puzzles (ties: the more similar in total, then the lower slot) form the local set.
+    3. *Adaptation.* A copy of the evaluation weights takes ``adapt_steps`` Adam steps
+       (``adapt_lr``) on the local set's supervised loss (one reasoning step from a fresh carry,
+       as replay), plus ``adapt_l2 / 2 * ||theta - theta_eval||^2`` (MbPA's pull towards the
+       global weights). The held-out puzzles are answered with the adapted weights, which are
+       then discarded: the weights, their gradients and the bank come back exactly as they were.
+
+    The paper adapts per test example; here one adaptation serves one evaluation batch (one
+    task's held-out puzzles), on the union of their neighbours — the same retrieval, at the cost
+    of one adaptation per evaluation instead of one per puzzle. Retrieval reads only the stored
+    keys the evaluation recomputes; the bank's bookkeeping (LRU stamps, counts) is untouched.
+
     Logs ``memory/occupancy``, ``memory/hit_rate`` (of the training reads since the bank was
     built: the top slot was written by the query's task; needs ``run.task_labels``),
     ``memory/evictions`` and ``memory/writes`` (counts since the bank was built) after each
-    training chunk.
+    training chunk, and ``memory/retrieval_hit_rate``: the share of the last evaluation's local
+    set written by the evaluated task (needs ``run.task_labels``).
 
     Args:
         write_every: ``"episode"`` or ``"step"``.
+        adapt_steps: local adaptation steps per evaluation (0: none; the bank is then only
+            read inside the reasoning cycles).
+        adapt_lr: Adam learning rate of the local adaptation (> 0).
+        neighbours: stored puzzles each held-out puzzle retrieves (>= 1).
+        adapt_batch: the local set's size (>= 1): the most retrieved stored puzzles.
+        adapt_l2: weight of the pull towards the evaluation weights (>= 0).
 
     Raises:
-        ValueError: a bad ``write_every``; at the first update, an agent without
-            ``agent.memory`` (naming it).
+        ValueError: a bad ``write_every`` or adaptation setting (naming ``strategy.<key>``);
+            at the first update, an agent without ``agent.memory`` (naming it).
         RuntimeError: the bank was replaced or emptied between updates (e.g. another plugin
             asked for a fresh agent): the bank is meant to persist across tasks.
     """
@@ -354,22 +390,49 @@ class Memory(Strategy):
     name = "memory"
 
     def __init__(
-        self, *, write_every: str = "episode", seed: int = 0, sampler: Sampler | None = None
+        self,
+        *,
+        write_every: str = "episode",
+        adapt_steps: int = 20,
+        adapt_lr: float = 3e-3,
+        neighbours: int = 32,
+        adapt_batch: int = 64,
+        adapt_l2: float = 0.0,
+        seed: int = 0,
+        sampler: Sampler | None = None,
     ) -> None:
         super().__init__(seed=seed, sampler=sampler)
-        self._init_memory(write_every)
+        self._init_memory(write_every, adapt_steps, adapt_lr, neighbours, adapt_batch, adapt_l2)
 
-    def _init_memory(self, write_every: str) -> None:
+    def _init_memory(
+        self,
+        write_every: str,
+        adapt_steps: int = 20,
+        adapt_lr: float = 3e-3,
+        neighbours: int = 32,
+        adapt_batch: int = 64,
+        adapt_l2: float = 0.0,
+    ) -> None:
         if write_every not in WRITE_EVERY:
             raise ValueError(
                 f"strategy.write_every must be one of {list(WRITE_EVERY)}, got {write_every!r}"
             )
         self.write_every = write_every
+        self.adapt_steps = _whole("strategy.adapt_steps", adapt_steps, 0)
+        self.neighbours = _whole("strategy.neighbours", neighbours, 1)
+        self.adapt_batch = _whole("strategy.adapt_batch", adapt_batch, 1)
+        self.adapt_lr = _real("strategy.adapt_lr", adapt_lr, positive=True)
+        self.adapt_l2 = _real("strategy.adapt_l2", adapt_l2, positive=False)
         #: the reader found in the last update's network
         self.reader: MemoryReader | None = None
         #: the bank's write count when last seen (in :meth:`penalty` or a write here): a bank
         #: with fewer writes was replaced or reset
         self.bank_writes = 0
+        #: the puzzle behind each slot (allocated with the bank's capacity at the first update)
+        self.episodes: SlotEpisodes | None = None
+        self._episodes_state: dict[str, Any] | None = None  # loaded before the first update
+        #: the share of the last evaluation's local set written by the evaluated task
+        self.retrieval_hit_rate: float | None = None
 
     def reader_of(self, model: nn.Module) -> MemoryReader:
         """The memory reader of ``model``; ValueError naming ``agent.memory`` when it has none."""
@@ -392,8 +455,73 @@ class Memory(Strategy):
             )
         self.bank_writes = reader.memory.writes
         reader.write_policy = WritePolicy(self.write_every, self.current)
+        self._attach_episodes(reader)
         self.reader = reader
         return None
+
+    def _attach_episodes(self, reader: MemoryReader) -> SlotEpisodes:
+        """The slot episodes, made (or restored from a checkpoint) for ``reader``'s bank."""
+        if self.episodes is None or self.episodes.capacity != reader.memory.capacity:
+            self.episodes = SlotEpisodes(reader.memory.capacity)
+            if self._episodes_state is not None:
+                self.episodes.load_state_dict(self._episodes_state)
+                self._episodes_state = None
+        reader.episodes = self.episodes
+        return self.episodes
+
+    # ------------------------------------------------------------------ local adaptation
+    def adapted(
+        self, agent: Any, grid: np.ndarray, task: np.ndarray | None
+    ) -> contextlib.AbstractContextManager[None] | None:
+        if self.adapt_steps == 0:
+            return None
+        reader = self.reader_of(agent.model)
+        episodes = self._attach_episodes(reader)
+        used = torch.nonzero(reader.memory.used).squeeze(1).cpu().numpy()
+        if len(used) == 0 or episodes.inputs is None:
+            return None
+        return self._local_adaptation(agent, reader, episodes, used, grid, task)
+
+    @contextlib.contextmanager
+    def _local_adaptation(
+        self,
+        agent: Any,
+        reader: MemoryReader,
+        episodes: SlotEpisodes,
+        used: np.ndarray,
+        grid: np.ndarray,
+        task: np.ndarray | None,
+    ) -> Iterator[None]:
+        model = agent.model
+        stored_inputs, stored_targets, stored_tasks = episodes.get(used)
+        queries = _keys_of(agent, reader, np.asarray(grid).reshape(len(grid), -1), task)
+        keys = _keys_of(agent, reader, stored_inputs, stored_tasks if task is not None else None)
+        local = _retrieve(queries, keys, self.neighbours, self.adapt_batch)
+        if task is not None:
+            labels = np.asarray(task)
+            self.retrieval_hit_rate = float(np.isin(stored_tasks[local], labels).mean())
+        params = [p for p in model.parameters() if p.requires_grad]
+        saved = [p.detach().clone() for p in params]
+        grads = [p.grad for p in params]
+        inputs, targets = stored_inputs[local], stored_targets[local]
+        local_tasks = stored_tasks[local] if task is not None else None
+        try:
+            with torch.enable_grad():
+                optimizer = torch.optim.Adam(params, lr=self.adapt_lr)
+                for _ in range(self.adapt_steps):
+                    loss = agent.supervised_loss(inputs, targets, local_tasks)
+                    if self.adapt_l2 > 0:
+                        pull = sum(((p - s) ** 2).sum() for p, s in zip(params, saved))
+                        loss = loss + 0.5 * self.adapt_l2 * pull
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s, g in zip(params, saved, grads):
+                    p.copy_(s)
+                    p.grad = g
 
     def on_episodes_end(
         self,
@@ -422,15 +550,76 @@ class Memory(Strategy):
             "memory/hit_rate": bank.hit_rate,
             "memory/evictions": float(bank.evictions),
             "memory/writes": float(bank.writes),
+            "memory/retrieval_hit_rate": self.retrieval_hit_rate,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        # the bank itself is the agent's (its network's state_dict)
-        return {**super().state_dict(), "bank_writes": self.bank_writes}
+        # the bank itself is the agent's (its network's state_dict); the puzzles behind its slots
+        # are this strategy's
+        episodes = self.episodes.state_dict() if self.episodes is not None else self._episodes_state
+        return {**super().state_dict(), "bank_writes": self.bank_writes, "episodes": episodes}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.bank_writes = int(state["bank_writes"])
+        self.episodes, self._episodes_state = None, state.get("episodes")
+        if self.reader is not None and self._episodes_state is not None:
+            self._attach_episodes(self.reader)
+
+
+def _whole(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _real(name: str, value: Any, *, positive: bool) -> float:
+    bound = "> 0" if positive else ">= 0"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return value
+
+
+#: stored or held-out puzzles encoded per forward pass when computing retrieval keys
+KEY_CHUNK = 512
+
+
+@torch.no_grad()
+def _keys_of(
+    agent: Any, reader: MemoryReader, grids: np.ndarray, task: np.ndarray | None
+) -> torch.Tensor:
+    """``[n, key_dim]`` retrieval keys of puzzles ``grids`` (``[n, seq_len]``): the reader's
+    query of the last cycle of one reasoning step from a fresh carry (pure reads)."""
+    keys = []
+    for start in range(0, len(grids), KEY_CHUNK):
+        rows = slice(start, start + KEY_CHUNK)
+        x = agent.to_device(np.asarray(grids[rows])).long()
+        labels = None
+        if task is not None and agent.model_config.num_task_embeddings:
+            labels = agent.to_device(np.asarray(task[rows])).long()
+        carry = agent.model.initial_carry(len(x), agent.device)
+        with reader.capturing() as queries:
+            agent.network(x, carry, labels)
+        keys.append(queries[-1].float())
+    return torch.cat(keys)
+
+
+def _retrieve(queries: torch.Tensor, keys: torch.Tensor, neighbours: int, size: int) -> np.ndarray:
+    """Indices into ``keys`` of the local set: each query's ``neighbours`` nearest keys
+    (cosine), then the ``size`` retrieved by the most queries (ties: the larger summed
+    similarity, then the lower index)."""
+    sim = F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T  # [E, S]
+    k = min(neighbours, keys.shape[0])
+    top = sim.topk(k, dim=1)
+    votes = torch.bincount(top.indices.flatten(), minlength=keys.shape[0]).cpu().numpy()
+    weight = torch.zeros(keys.shape[0], dtype=torch.float64)
+    weight.index_add_(0, top.indices.flatten().cpu(), top.values.flatten().double().cpu())
+    order = np.lexsort((np.arange(len(votes)), -weight.numpy(), -votes))
+    order = order[votes[order] > 0]
+    return order[:size]
 
 
 class MemoryReplay(Memory, Replay):
@@ -450,6 +639,11 @@ class MemoryReplay(Memory, Replay):
         only_past: bool = True,
         num_tasks: int | None = None,
         write_every: str = "episode",
+        adapt_steps: int = 20,
+        adapt_lr: float = 3e-3,
+        neighbours: int = 32,
+        adapt_batch: int = 64,
+        adapt_l2: float = 0.0,
         seed: int = 0,
         sampler: Sampler | None = None,
     ) -> None:
@@ -465,7 +659,7 @@ class MemoryReplay(Memory, Replay):
             seed=seed,
             sampler=sampler,
         )
-        self._init_memory(write_every)
+        self._init_memory(write_every, adapt_steps, adapt_lr, neighbours, adapt_batch, adapt_l2)
 
 
 #: the built-in strategy classes, by name (the order of ``STRATEGIES``)
