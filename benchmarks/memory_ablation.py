@@ -1,11 +1,19 @@
-"""What the memory bank does in a trained run: its final accuracy per task with the memory read on
-and with the read gate forced to zero (the issue's ablation).
+"""What the memory bank does in a trained run: its final accuracy per task with each of the
+bank's two uses switched off (the issue's ablation).
 
 For each run directory (a finished ``strategy=memory`` or ``memory_replay`` run), the run is
 rebuilt from its ``.hydra/config.yaml``, its last checkpoint restored, and every task evaluated
-on the run's own held-out puzzles twice: as trained, and with the memory reader's output
-multiplied by zero (a forward hook on the reader, so the EMA weights evaluated are used either
-way and the gate is zero whichever copy of it is swapped in). Prints one JSON line per run::
+on the run's own held-out puzzles four times:
+
+- ``accuracy_on``: as the run evaluates (the read in every cycle, local adaptation on the
+  retrieved stored puzzles when ``strategy.adapt_steps > 0``);
+- ``accuracy_gate0``: the read gate forced to zero (the reader's output multiplied by zero by a
+  forward hook, so the EMA weights are used either way and the gate is zero whichever copy of it
+  is swapped in; also during the adaptation);
+- ``accuracy_no_adaptation``: the read on, no local adaptation (``adapt_steps = 0``);
+- ``accuracy_neither``: both off: the trained weights alone.
+
+Prints one JSON line per run::
 
     python benchmarks/memory_ablation.py RUN_DIR [RUN_DIR ...]
 """
@@ -37,19 +45,36 @@ def ablate(run_dir: Path) -> dict:
     if reader is None:
         raise SystemExit(f"{run_dir}: the run's agent has no memory (agent.memory is null)")
     tasks = range(len(run.tasks))
-    on = [run.evaluate(run.agent, j).accuracy for j in tasks]
-    handle = reader.register_forward_hook(lambda module, inputs, output: output * 0)
-    try:
-        off = [run.evaluate(run.agent, j).accuracy for j in tasks]
-    finally:
-        handle.remove()
+    strategy = run.strategy
+    steps = getattr(strategy, "adapt_steps", 0)
+
+    def accuracies(gate_zero: bool, adapt: bool) -> list[float]:
+        strategy.adapt_steps = steps if adapt else 0
+        handle = (
+            reader.register_forward_hook(lambda module, inputs, output: output * 0)
+            if gate_zero
+            else None
+        )
+        try:
+            return [run.evaluate(run.agent, j).accuracy for j in tasks]
+        finally:
+            strategy.adapt_steps = steps
+            if handle is not None:
+                handle.remove()
+
+    on, off = accuracies(False, True), accuracies(True, True)
+    no_adaptation, neither = accuracies(False, False), accuracies(True, False)
     return {
         "run": str(run_dir),
         "seed": run.seed,
         "tasks": [t.name for t in run.tasks],
+        "adapt_steps": steps,
         "accuracy_on": on,
         "accuracy_gate0": off,
         "drop": [a - b for a, b in zip(on, off)],
+        "accuracy_no_adaptation": no_adaptation,
+        "drop_no_adaptation": [a - b for a, b in zip(on, no_adaptation)],
+        "accuracy_neither": neither,
         "saved_final_row": progress["accuracy_matrix"][-1],
         "bank_slots_used": len(reader.memory),
     }

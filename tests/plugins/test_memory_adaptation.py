@@ -93,17 +93,24 @@ def test_retrieval_takes_the_most_retrieved_stored_puzzles_in_a_fixed_order() ->
     assert sorted(_retrieve(queries, keys, neighbours=50, size=10).tolist()) == [0, 1, 2, 3, 4]
 
 
-def test_held_out_puzzles_retrieve_their_own_tasks_stored_puzzles() -> None:
-    strategy = Memory(neighbours=1, adapt_batch=4, adapt_steps=1)
-    agent, plugins = filled(strategy)
-    # held-out puzzles of task 1 are its stored ones: each is its own nearest neighbour
-    slots = torch.nonzero(agent.memory_reader.memory.used).squeeze(1).numpy()
-    inputs, _, tasks = strategy.episodes.get(slots)
-    grid = inputs[tasks == 1].reshape(-1, 3, 3)
-    with plugins.adapted(agent, grid, np.ones(len(grid), np.int64)):
-        pass
-    assert strategy.retrieval_hit_rate == 1.0
-    assert plugins.metrics(agent.model)["memory/retrieval_hit_rate"] == 1.0
+def test_with_task_labels_a_puzzle_retrieves_only_its_own_tasks_stored_puzzles() -> None:
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.1, 0.9]])
+    queries = torch.tensor([[1.0, 0.0]])  # nearest: key 0, but only keys 1 and 2 are its task's
+    allowed = torch.tensor([[False, True, True]])
+    assert _retrieve(queries, keys, 1, 10, allowed).tolist() == [2]
+    assert _retrieve(queries, keys, 5, 10, allowed).tolist() == [2, 1]
+    assert _retrieve(queries, keys, 5, 10, torch.zeros(1, 3, dtype=torch.bool)).tolist() == []
+
+
+def test_puzzles_of_a_task_with_nothing_stored_are_answered_unadapted() -> None:
+    strategy = Memory(adapt_steps=3, adapt_lr=1e-2)
+    agent, plugins = filled(strategy, tasks=(0,))
+    weights = tensors(agent.model)
+    grid = np.ones((2, 3, 3), np.int64)
+    with plugins.adapted(agent, grid, np.array([1, 1])):  # task 1 wrote nothing
+        assert all(torch.equal(v, weights[k]) for k, v in tensors(agent.model).items())
+    with plugins.adapted(agent, grid, np.array([0, 0])):  # task 0 did
+        assert any(not torch.equal(v, weights[k]) for k, v in tensors(agent.model).items())
 
 
 # ------------------------------------------------------------------------------- adaptation

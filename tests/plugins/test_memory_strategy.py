@@ -107,7 +107,6 @@ def test_the_bank_persists_across_tasks() -> None:
         "memory/hit_rate": None,
         "memory/evictions": 0.0,
         "memory/writes": 12.0,
-        "memory/retrieval_hit_rate": None,  # no evaluation has adapted yet
     }
     # a bank that loses its contents between updates (a fresh agent) is refused
     with pytest.raises(RuntimeError, match="replaced or reset"):

@@ -352,8 +352,10 @@ class Memory(Strategy):
        (the key a training step writes, recomputed now so that old keys do not drift from new
        queries as the weights train).
     2. *Retrieval.* Each held-out puzzle retrieves its ``neighbours`` most similar stored
-       puzzles (cosine). The ``adapt_batch`` stored puzzles retrieved by the most held-out
-       puzzles (ties: the more similar in total, then the lower slot) form the local set.
+       puzzles (cosine); with task labels (``run.task_labels``) only among those written by its
+       own task, since the keys carry task context. The ``adapt_batch`` stored puzzles retrieved
+       by the most held-out puzzles (ties: the more similar in total, then the lower slot) form
+       the local set. With nothing to retrieve, the puzzles are answered without adaptation.
     3. *Adaptation.* A copy of the evaluation weights takes ``adapt_steps`` Adam steps
        (``adapt_lr``) on the local set's supervised loss (one reasoning step from a fresh carry,
        as replay), plus ``adapt_l2 / 2 * ||theta - theta_eval||^2`` (MbPA's pull towards the
@@ -368,8 +370,7 @@ class Memory(Strategy):
     Logs ``memory/occupancy``, ``memory/hit_rate`` (of the training reads since the bank was
     built: the top slot was written by the query's task; needs ``run.task_labels``),
     ``memory/evictions`` and ``memory/writes`` (counts since the bank was built) after each
-    training chunk, and ``memory/retrieval_hit_rate``: the share of the last evaluation's local
-    set written by the evaluated task (needs ``run.task_labels``).
+    training chunk.
 
     Args:
         write_every: ``"episode"`` or ``"step"``.
@@ -431,8 +432,6 @@ class Memory(Strategy):
         #: the puzzle behind each slot (allocated with the bank's capacity at the first update)
         self.episodes: SlotEpisodes | None = None
         self._episodes_state: dict[str, Any] | None = None  # loaded before the first update
-        #: the share of the last evaluation's local set written by the evaluated task
-        self.retrieval_hit_rate: float | None = None
 
     def reader_of(self, model: nn.Module) -> MemoryReader:
         """The memory reader of ``model``; ValueError naming ``agent.memory`` when it has none."""
@@ -496,10 +495,15 @@ class Memory(Strategy):
         stored_inputs, stored_targets, stored_tasks = episodes.get(used)
         queries = _keys_of(agent, reader, np.asarray(grid).reshape(len(grid), -1), task)
         keys = _keys_of(agent, reader, stored_inputs, stored_tasks if task is not None else None)
-        local = _retrieve(queries, keys, self.neighbours, self.adapt_batch)
-        if task is not None:
-            labels = np.asarray(task)
-            self.retrieval_hit_rate = float(np.isin(stored_tasks[local], labels).mean())
+        allowed = None
+        if task is not None:  # keys carry task context: a puzzle retrieves its own task's
+            labels = torch.as_tensor(np.asarray(task, dtype=np.int64))
+            allowed = labels[:, None] == torch.from_numpy(stored_tasks)[None, :]
+            allowed = allowed.to(queries.device)
+        local = _retrieve(queries, keys, self.neighbours, self.adapt_batch, allowed)
+        if len(local) == 0:  # nothing stored of these puzzles' tasks: answer as they are
+            yield
+            return
         params = [p for p in model.parameters() if p.requires_grad]
         saved = [p.detach().clone() for p in params]
         grads = [p.grad for p in params]
@@ -550,7 +554,6 @@ class Memory(Strategy):
             "memory/hit_rate": bank.hit_rate,
             "memory/evictions": float(bank.evictions),
             "memory/writes": float(bank.writes),
-            "memory/retrieval_hit_rate": self.retrieval_hit_rate,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -607,16 +610,27 @@ def _keys_of(
     return torch.cat(keys)
 
 
-def _retrieve(queries: torch.Tensor, keys: torch.Tensor, neighbours: int, size: int) -> np.ndarray:
+def _retrieve(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    neighbours: int,
+    size: int,
+    allowed: torch.Tensor | None = None,
+) -> np.ndarray:
     """Indices into ``keys`` of the local set: each query's ``neighbours`` nearest keys
-    (cosine), then the ``size`` retrieved by the most queries (ties: the larger summed
-    similarity, then the lower index)."""
+    (cosine) among those ``allowed`` (``[E, S]`` bool; ``None``: all), then the ``size``
+    retrieved by the most queries (ties: the larger summed similarity, then the lower index).
+    Empty when no query is allowed any key."""
     sim = F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T  # [E, S]
+    if allowed is not None:
+        sim = sim.masked_fill(~allowed, float("-inf"))
     k = min(neighbours, keys.shape[0])
     top = sim.topk(k, dim=1)
-    votes = torch.bincount(top.indices.flatten(), minlength=keys.shape[0]).cpu().numpy()
+    found = torch.isfinite(top.values)
+    indices, values = top.indices[found].cpu(), top.values[found].double().cpu()
+    votes = torch.bincount(indices, minlength=keys.shape[0]).numpy()
     weight = torch.zeros(keys.shape[0], dtype=torch.float64)
-    weight.index_add_(0, top.indices.flatten().cpu(), top.values.flatten().double().cpu())
+    weight.index_add_(0, indices, values)
     order = np.lexsort((np.arange(len(votes)), -weight.numpy(), -votes))
     order = order[votes[order] > 0]
     return order[:size]
