@@ -265,3 +265,46 @@ def test_auto_index_picks_faiss_from_100k_slots() -> None:
     pytest.importorskip("faiss")
     assert AssociativeMemory(99_999, key_dim=8, value_dim=8).index == "exact"
     assert AssociativeMemory(100_000, key_dim=8, value_dim=8).index == "faiss"
+
+
+# ------------------------------------------------------------------------------- task balance
+def task_counts(memory: AssociativeMemory) -> dict[int, int]:
+    tasks, counts = torch.unique(memory.task[memory.used], return_counts=True)
+    return dict(zip(tasks.tolist(), counts.tolist()))
+
+
+@pytest.mark.parametrize("replacement", ["lru", "importance"])
+def test_balanced_replacement_keeps_every_tasks_share_under_a_flood_of_new_writes(
+    replacement: str,
+) -> None:
+    memory = AssociativeMemory(24, **SMALL, replacement=replacement, balance_tasks=True)
+    row = 0
+    for task in range(3):  # each task writes ten times the capacity, 5 rows at a time
+        for _ in range(48):
+            memory.write(unit_keys(5, 16, seed=row), row_values(range(row, row + 5)), task=task)
+            row += 5
+        counts = task_counts(memory)
+        assert len(memory) == 24 and sorted(counts) == list(range(task + 1))
+        assert all(count == 24 // (task + 1) for count in counts.values()), counts
+    # within a task the policy still decides: under LRU task 2 keeps its newest rows
+    if replacement == "lru":
+        newest = set(range(row - 8, row))
+        assert newest <= stored_rows(memory)
+    # without balance the last task's flood replaces everything
+    plain = AssociativeMemory(24, **SMALL, replacement=replacement)
+    for task in range(3):
+        for k in range(48):
+            plain.write(unit_keys(5, 16, seed=k), row_values(range(5)), task=task)
+    assert task_counts(plain) == {2: 24}
+
+
+def test_balanced_forgetting_takes_from_the_tasks_over_their_share() -> None:
+    kwargs = {**SMALL, "forget_threshold": 0.9, "forget_fraction": 0.25}
+    memory = AssociativeMemory(40, **kwargs, balance_tasks=True)
+    memory.write(unit_keys(31, 16), row_values(range(31)), task=0)
+    # 37 slots in use > floor(0.9 * 40): forgetting frees 10, leaving 27 = 13 per task; task 0
+    # is 18 over that share, task 1 (6 slots) under it, so all 10 come from task 0
+    memory.write(unit_keys(6, 16, seed=1), row_values(range(100, 106)), task=1)
+    assert len(memory) == 27 and task_counts(memory) == {0: 21, 1: 6}
+    with pytest.raises(ValueError, match="balance_tasks must be true or false"):
+        AssociativeMemory(8, **SMALL, balance_tasks="yes")

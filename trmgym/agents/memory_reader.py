@@ -97,6 +97,10 @@ class MemoryConfig:
     """Candidate search: "exact", "faiss" or "auto" (faiss from 100k slots when installed)."""
     top_k: int = 32
     """Candidate slots each read attends over."""
+    balance_tasks: bool = True
+    """Replacement and forgetting take first from the tasks holding more than their share of the
+    slots, so a new task's writes cannot replace every earlier task's (a task-balanced memory,
+    Chaudhry et al. 2019); false: the replacement policy and importance alone."""
     gate_init: float = 0.01
     """Initial value of the learned scalar gate on the read vector (near zero: a bank the network
     cannot use yet barely moves z)."""
@@ -127,6 +131,7 @@ class MemoryConfig:
             importance_weights=tuple(self.importance_weights),
             index=self.index,
             top_k=self.top_k,
+            balance_tasks=self.balance_tasks,
             seed=seed,
             device=device,
         )

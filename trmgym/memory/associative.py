@@ -39,6 +39,13 @@ between the copies (their values averaged).
 least important slots (by :meth:`importance_scores`, whatever the replacement policy) are freed —
 possibly some just written.
 
+**Task balance** (``balance_tasks=True``; a class-balanced episodic memory as in Chaudhry et
+al. 2019, "On Tiny Episodic Memories in Continual Learning"): with several tasks' states in the
+bank, recency alone would let a new task's many writes replace every older task's slots. Then a
+replacement or a forgetting first takes, in the policy's order, the slots by which a task exceeds
+its share (``slots in use afterwards // tasks present``, the incoming rows' tasks included), and
+only then the policy's order over all slots.
+
 **The clock** counts steps: a write of n rows stamps them ``clock, ..., clock + n - 1`` (so rows of
 one write are ordered, oldest first) and advances it by n; a read advances it by one and stamps its
 queries' top slots.
@@ -133,6 +140,8 @@ class AssociativeMemory(nn.Module):
         importance_weights: ``(w_f, w_r, w_c)`` of frequency, reward and recency in
             :meth:`importance_scores`; non-negative.
         index: ``"exact"`` (torch), ``"faiss"`` (approximate candidates) or ``"auto"``.
+        balance_tasks: replacement and forgetting take first from the tasks holding more than
+            their share of the slots (a task-balanced memory): see "Task balance" below.
         top_k: candidate slots each read attends over; ``None``: all (``index="exact"`` only).
         normalize: L2-normalise each head's query and key sub-vectors (cosine head scores).
         faiss_nlist: inverted lists of the faiss index (``None``: ``round(sqrt(capacity))``).
@@ -160,6 +169,7 @@ class AssociativeMemory(nn.Module):
         index: str = "auto",
         top_k: int | None = 32,
         normalize: bool = True,
+        balance_tasks: bool = False,
         faiss_nlist: int | None = None,
         faiss_nprobe: int = 16,
         seed: int = 0,
@@ -191,6 +201,9 @@ class AssociativeMemory(nn.Module):
         )
         self.top_k = positive_int(top_k, "top_k", allow_none=True)
         self.normalize = bool(normalize)
+        if not isinstance(balance_tasks, bool):
+            raise ValueError(f"balance_tasks must be true or false, got {balance_tasks!r}")
+        self.balance_tasks = balance_tasks
         self.faiss_nprobe = positive_int(faiss_nprobe, "faiss_nprobe")
         self.faiss_nlist = positive_int(faiss_nlist, "faiss_nlist", allow_none=True) or max(
             1, round(math.sqrt(self.capacity))
@@ -285,7 +298,9 @@ class AssociativeMemory(nn.Module):
         if count == 0:
             return torch.zeros(0, dtype=torch.int64, device=self.keys.device)
         free = torch.nonzero(~self.used).squeeze(1)[:count]
-        replaced = self._lowest(count - len(free), self._replacement_scores())
+        replaced = self._lowest(  # a replacing write leaves the bank full
+            count - len(free), self._replacement_scores(), incoming=tasks, after=self.capacity
+        )
         slots = torch.cat((free, replaced))
         self.keys[slots], self.values[slots] = keys, values
         self.used[slots] = True
@@ -314,7 +329,8 @@ class AssociativeMemory(nn.Module):
         """Free the least important slots when the bank is over its threshold (after a write)."""
         if self._size <= self._forget_above or self._forget_count == 0:
             return
-        freed = self._lowest(min(self._forget_count, self._size), self.importance_scores())
+        count = min(self._forget_count, self._size)
+        freed = self._lowest(count, self.importance_scores(), after=self._size - count)
         self._clear(freed)
         self.evictions += len(freed)
         self.forgotten += len(freed)
@@ -366,15 +382,56 @@ class AssociativeMemory(nn.Module):
     def _replacement_scores(self) -> torch.Tensor:
         return self._recency() if self.replacement == "lru" else self.importance_scores()
 
-    def _lowest(self, count: int, scores: torch.Tensor) -> torch.Tensor:
-        """The ``count`` used slots with the lowest scores, ties broken by the generator."""
+    def _lowest(
+        self,
+        count: int,
+        scores: torch.Tensor,
+        *,
+        incoming: torch.Tensor | None = None,
+        after: int = 0,
+    ) -> torch.Tensor:
+        """The ``count`` used slots with the lowest scores, ties broken by the generator; with
+        :attr:`balance_tasks`, first those beyond their task's share of the ``after`` slots in
+        use afterwards (``incoming``: the tasks of the rows being written, which count towards
+        the tasks present)."""
         if count <= 0:
             return torch.zeros(0, dtype=torch.int64, device=self.keys.device)
         top = math.inf if scores.dtype.is_floating_point else torch.iinfo(scores.dtype).max
         scores = scores.masked_fill(~self.used, top)
         shuffle = torch.randperm(self.capacity, generator=self.generator).to(scores.device)
-        order = torch.sort(scores[shuffle], stable=True).indices
-        return shuffle[order[:count]]
+        order = shuffle[torch.sort(scores[shuffle], stable=True).indices]
+        if self.balance_tasks:
+            order = self._balanced(order, incoming, after)
+        return order[:count]
+
+    def _balanced(
+        self, order: torch.Tensor, incoming: torch.Tensor | None, after: int
+    ) -> torch.Tensor:
+        """``order`` (all slots, most evictable first) with each task's excess moved to the
+        front: a task's excess is its most evictable slots beyond ``after // tasks present``,
+        its incoming rows counted among its slots."""
+        used = self.used[order]
+        tasks = self.task[order]
+        present = tasks[used]
+        if incoming is not None and len(incoming):
+            present = torch.cat((present, incoming.to(present.device)))
+        quota = after // max(1, len(torch.unique(present)))
+        big = torch.iinfo(torch.int64).max
+        grouping = torch.where(used, tasks, big)  # unused slots last, as their own group
+        by_task = torch.sort(grouping, stable=True).indices  # grouped, evictable first within
+        groups, sizes = torch.unique_consecutive(grouping[by_task], return_counts=True)
+        starts = torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes)
+        rank = torch.arange(len(order), device=order.device) - starts
+        held = sizes.clone()  # each task's slots once the incoming rows are in
+        if incoming is not None and len(incoming):
+            arriving, counts = torch.unique(incoming.to(groups.device), return_counts=True)
+            match = groups[:, None] == arriving[None, :]
+            held += (match.long() * counts[None, :]).sum(dim=1)
+        excess_sorted = rank < torch.repeat_interleave(held, sizes) - quota
+        excess = torch.zeros_like(used)
+        excess[by_task] = excess_sorted
+        excess &= used
+        return torch.cat((order[excess], order[~excess]))
 
     # ------------------------------------------------------------------------------- read
     def forward(
