@@ -173,3 +173,21 @@ def test_bad_adaptation_settings_are_refused_naming_the_key(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         Memory(**{key: value})
+
+
+def test_the_adaptation_loss_fits_every_reasoning_step() -> None:
+    from trmgym.plugins.strategies import _deep_supervision_loss
+
+    agent, _ = filled(Memory())
+    agent.max_steps = 3
+    grid = observation(4, seed=5)["grid"]
+    target = np.roll(grid, 1, axis=1)
+    x, y = torch.as_tensor(grid).reshape(4, -1), torch.as_tensor(target).reshape(4, -1)
+    carry, losses = agent.model.initial_carry(4, agent.device), []
+    for _ in range(3):  # by hand: three steps, each from the last one's (detached) carry
+        out = agent.network(x, carry, None)
+        losses.append(agent.model.cross_entropy(out.logits, y))
+        carry = out.carry
+    expected = sum(losses) / 3
+    assert torch.allclose(_deep_supervision_loss(agent, grid, target, None), expected)
+    assert not torch.allclose(losses[0], losses[2])  # the steps differ: all three count

@@ -357,8 +357,9 @@ class Memory(Strategy):
        by the most held-out puzzles (ties: the more similar in total, then the lower slot) form
        the local set. With nothing to retrieve, the puzzles are answered without adaptation.
     3. *Adaptation.* A copy of the evaluation weights takes ``adapt_steps`` Adam steps
-       (``adapt_lr``) on the local set's supervised loss (one reasoning step from a fresh carry,
-       as replay), plus ``adapt_l2 / 2 * ||theta - theta_eval||^2`` (MbPA's pull towards the
+       (``adapt_lr``) on the local set's deep-supervision loss (the answer's cross-entropy at
+       each of the run's reasoning steps from a fresh carry, averaged: evaluation may halt at
+       any of them), plus ``adapt_l2 / 2 * ||theta - theta_eval||^2`` (MbPA's pull towards the
        global weights). The held-out puzzles are answered with the adapted weights, which are
        then discarded: the weights, their gradients and the bank come back exactly as they were.
 
@@ -394,8 +395,8 @@ class Memory(Strategy):
         self,
         *,
         write_every: str = "episode",
-        adapt_steps: int = 20,
-        adapt_lr: float = 3e-3,
+        adapt_steps: int = 30,
+        adapt_lr: float = 1e-3,
         neighbours: int = 32,
         adapt_batch: int = 64,
         adapt_l2: float = 0.0,
@@ -408,8 +409,8 @@ class Memory(Strategy):
     def _init_memory(
         self,
         write_every: str,
-        adapt_steps: int = 20,
-        adapt_lr: float = 3e-3,
+        adapt_steps: int = 30,
+        adapt_lr: float = 1e-3,
         neighbours: int = 32,
         adapt_batch: int = 64,
         adapt_l2: float = 0.0,
@@ -513,7 +514,7 @@ class Memory(Strategy):
             with torch.enable_grad():
                 optimizer = torch.optim.Adam(params, lr=self.adapt_lr)
                 for _ in range(self.adapt_steps):
-                    loss = agent.supervised_loss(inputs, targets, local_tasks)
+                    loss = _deep_supervision_loss(agent, inputs, targets, local_tasks)
                     if self.adapt_l2 > 0:
                         pull = sum(((p - s) ** 2).sum() for p, s in zip(params, saved))
                         loss = loss + 0.5 * self.adapt_l2 * pull
@@ -610,6 +611,27 @@ def _keys_of(
     return torch.cat(keys)
 
 
+def _deep_supervision_loss(
+    agent: Any, grids: np.ndarray, targets: np.ndarray, task: np.ndarray | None
+) -> torch.Tensor:
+    """The answers' cross-entropy averaged over ``agent.max_steps`` reasoning steps from a fresh
+    carry (the carry detached between steps, as the TRM's deep supervision): evaluation may halt
+    at any step, so every step's answer is fitted, not only the first."""
+    x = agent.to_device(np.asarray(grids)).reshape(len(grids), -1).long()
+    y = agent.to_device(np.asarray(targets)).reshape(len(grids), -1).long()
+    labels = None
+    if task is not None and agent.model_config.num_task_embeddings:
+        labels = agent.to_device(np.asarray(task)).long()
+    carry = agent.model.initial_carry(len(x), agent.device)
+    total = x.new_zeros((), dtype=torch.float32)
+    steps = int(agent.max_steps)
+    for _ in range(steps):
+        out = agent.network(x, carry, labels)
+        total = total + agent.model.cross_entropy(out.logits, y)
+        carry = out.carry
+    return total / steps
+
+
 def _retrieve(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -653,8 +675,8 @@ class MemoryReplay(Memory, Replay):
         only_past: bool = True,
         num_tasks: int | None = None,
         write_every: str = "episode",
-        adapt_steps: int = 20,
-        adapt_lr: float = 3e-3,
+        adapt_steps: int = 30,
+        adapt_lr: float = 1e-3,
         neighbours: int = 32,
         adapt_batch: int = 64,
         adapt_l2: float = 0.0,
