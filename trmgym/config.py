@@ -230,11 +230,11 @@ class MemoryStrategyConfig(StrategyConfig):
     write_every: str = "episode"
     """"episode": each solved puzzle's last step, when its episode ends (the env's solved flag);
     "step": every training step's rows whose answer is exactly the target."""
-    adapt_steps: int = 30
+    adapt_steps: int = 60
     """Local adaptation at evaluation (memory-based parameter adaptation, Sprechmann et al.
     2018): Adam steps on the stored puzzles the held-out puzzles retrieve, before answering them
     (0: none; the bank is then only read inside the reasoning cycles)."""
-    adapt_lr: float = 1e-3
+    adapt_lr: float = 2e-3
     """Adam learning rate of the local adaptation (> 0)."""
     neighbours: int = 32
     """Stored puzzles each held-out puzzle retrieves (cosine on the reader's keys)."""
@@ -252,9 +252,9 @@ class MemoryReplayConfig(ReplayConfig):
     name: str = "memory_replay"
     write_every: str = "episode"
     """As :attr:`MemoryStrategyConfig.write_every`."""
-    adapt_steps: int = 30
+    adapt_steps: int = 60
     """As :attr:`MemoryStrategyConfig.adapt_steps` (and the other ``adapt_*``/``neighbours``)."""
-    adapt_lr: float = 1e-3
+    adapt_lr: float = 2e-3
     neighbours: int = 32
     adapt_batch: int = 64
     adapt_l2: float = 0.0
