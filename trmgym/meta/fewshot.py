@@ -642,6 +642,10 @@ def _run_in_workers(
     pool.shutdown()
 
 
+#: seconds to wait for the few-shot workers to end after an interrupt, per stage
+STOP_WAIT_S = 5.0
+
+
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """End the workers now and drop what is queued (an interrupt or a failed method): a worker
     would otherwise finish its method and go on to the one queued next to it, and the
@@ -651,13 +655,25 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         terminate()
         return
     processes = list((getattr(pool, "_processes", None) or {}).values())  # gone after shutdown
+    manager = getattr(pool, "_executor_manager_thread", None)
     for process in processes:
         with contextlib.suppress(Exception):
             process.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
+    # The pool's manager thread sees the workers die and reaps them too: a join racing it can
+    # return at once with the exit status taken by the other thread (waitpid: ECHILD), leaving
+    # the worker listed as running. Wait for the manager, then until each exit status is known.
+    if manager is not None:
+        manager.join(STOP_WAIT_S)
+    deadline = time.monotonic() + STOP_WAIT_S
     for process in processes:
-        with contextlib.suppress(Exception):
-            process.join(5)
+        while process.exitcode is None and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                process.join(0.05)
+        if process.exitcode is None:  # ignored the terminate: end it for good
+            with contextlib.suppress(Exception):
+                process.kill()
+                process.join(STOP_WAIT_S)
 
 
 def run_fewshot(
