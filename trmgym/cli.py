@@ -255,7 +255,9 @@ def compare_with(job: Any, arms: dict[str, dict[str, Any]], cfg: Any, run_dir: P
     main = job.plugins[-1].kind
 
     def add(results: dict[str, Any]) -> None:
-        results["curriculum"].update(compare.summarize(main, results, arms, threshold, run_dir))
+        summary = compare.summarize(main, results, arms, threshold, run_dir)
+        results["curriculum"].update(summary)
+        log.info("curriculum comparison: %s", compare.describe(summary))
 
     job.on_results = add
 

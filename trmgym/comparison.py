@@ -8,6 +8,8 @@ run's results.json then gets, in its ``curriculum`` block::
 
     "steps_to_threshold": {"ramp": 38400, "uniform": null},   # env steps, null: never reached
     "threshold": 0.8,
+    "budget_env_steps": 96000,            # each curriculum's budget, run.train_steps * batch
+    "speedup": {"uniform": {"ratio": 2.5, "lower_bound": true}},
     "level": {"blanks": 14},              # the evaluated level: the task's own options
     "curves": {"ramp": {"env_steps": [...], "accuracy": [...]}, ...},
     "runs": {"uniform": "compare/uniform"}
@@ -16,6 +18,12 @@ The accuracy is the exact-solve rate on the task's held-out puzzles, evaluated e
 ``run.eval_every`` optimizer steps (the run's learning curve); one optimizer step is
 ``run.batch_size`` env steps. Steps to threshold are the env steps at the first evaluation at or
 above the threshold — a resolution of ``eval_every * batch_size`` env steps.
+
+``speedup[name]`` is how many times the env steps the main curriculum needed ``name`` needed:
+``steps_to_threshold[name] / steps_to_threshold[main]`` (the "uniform / ramp" of a curriculum
+paper). When ``name`` never reached the threshold it needed more than the budget, so the ratio is
+``budget_env_steps / steps_to_threshold[main]`` with ``lower_bound: true`` (the true speedup is
+larger); when the main curriculum never reached it, the speedup is undefined: ``null``.
 """
 
 from __future__ import annotations
@@ -26,10 +34,36 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-__all__ = ["COMPARE_DIR", "check_comparison", "curve", "steps_to_threshold", "summarize"]
+__all__ = [
+    "COMPARE_DIR",
+    "budget_env_steps",
+    "check_comparison",
+    "describe",
+    "curve",
+    "speedup",
+    "steps_to_threshold",
+    "summarize",
+]
 
 #: the folder of the compared runs inside the main run directory
 COMPARE_DIR = "compare"
+
+
+def _budget(results: dict[str, Any]) -> int:
+    """The single task's budget in optimizer steps."""
+    settings = results["settings"]
+    task = results["tasks"][0]
+    return max(
+        1,
+        round(
+            (task.get("train_steps") or settings["train_steps"]) * settings.get("budget_scale", 1)
+        ),
+    )
+
+
+def budget_env_steps(results: dict[str, Any]) -> int:
+    """The single task's training budget in env steps (optimizer steps * ``run.batch_size``)."""
+    return _budget(results) * int(results["settings"]["batch_size"])
 
 
 def curve(results: dict[str, Any]) -> dict[str, list[float]]:
@@ -38,13 +72,7 @@ def curve(results: dict[str, Any]) -> dict[str, list[float]]:
     Evaluation ``k`` (0-based) follows optimizer step ``min((k + 1) * eval_every, budget)``.
     """
     settings = results["settings"]
-    task = results["tasks"][0]
-    budget = max(
-        1,
-        round(
-            (task.get("train_steps") or settings["train_steps"]) * settings.get("budget_scale", 1)
-        ),
-    )
+    budget = _budget(results)
     accuracy = [float(a) for a in results["curves"][0]]
     steps = [min((k + 1) * settings["eval_every"], budget) for k in range(len(accuracy))]
     return {"env_steps": [s * settings["batch_size"] for s in steps], "accuracy": accuracy}
@@ -57,6 +85,60 @@ def steps_to_threshold(results: dict[str, Any], threshold: float) -> int | None:
         if accuracy >= threshold:
             return int(env_steps)
     return None
+
+
+def speedup(main: int | None, other: int | None, budget: int) -> dict[str, Any] | None:
+    """``other / main`` env steps to threshold: ``{"ratio": float, "lower_bound": bool}``.
+
+    Args:
+        main: env steps the main curriculum needed (``None``: never reached).
+        other: env steps the compared curriculum needed (``None``: never reached).
+        budget: the budget in env steps both had.
+
+    Returns:
+        ``None`` when ``main`` never reached the threshold (no ratio is defined); ``lower_bound``
+        true when ``other`` never did (it needed more than ``budget``, so the speedup is at least
+        ``budget / main``).
+
+    Raises:
+        ValueError: steps that are not positive, or beyond the budget.
+    """
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"speedup: budget must be a positive int of env steps, got {budget!r}")
+    for name, value in (("main", main), ("other", other)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"speedup: {name} must be an int of env steps or None, got {value!r}")
+        if value is not None and not 0 < value <= budget:
+            raise ValueError(
+                f"speedup: {name} must be in 1..{budget} env steps or None, got {value}"
+            )
+    if main is None:
+        return None
+    if other is None:
+        return {"ratio": budget / main, "lower_bound": True}
+    return {"ratio": other / main, "lower_bound": False}
+
+
+def describe(block: dict[str, Any]) -> str:
+    """One line for the log from :func:`summarize`'s entries, e.g. ``ramp 86,400 env steps to
+    exact >= 0.8; uniform never in 128,000 (ramp >= 1.48x faster)``."""
+    reached, speedups = block["steps_to_threshold"], block["speedup"]
+    names = list(reached)
+    main = names[0]
+
+    def steps(name: str) -> str:
+        value = reached[name]
+        return f"never in {block['budget_env_steps']:,}" if value is None else f"{value:,}"
+
+    parts = [f"{main} {steps(main)} env steps to exact >= {block['threshold']:g}"]
+    for name in names[1:]:
+        entry = speedups.get(name)
+        if entry is None:
+            parts.append(f"{name} {steps(name)}")
+            continue
+        bound = ">= " if entry["lower_bound"] else ""
+        parts.append(f"{name} {steps(name)} ({main} {bound}{entry['ratio']:.2f}x as fast)")
+    return "; ".join(parts)
 
 
 def check_comparison(cfg: DictConfig) -> tuple[list[str], float]:
@@ -183,11 +265,13 @@ def summarize(
     """The comparison's entries of the main run's ``curriculum`` block (see the module doc)."""
     everything = {main: main_results, **arms}
     task = main_results["tasks"][0]
+    reached = {name: steps_to_threshold(results, threshold) for name, results in everything.items()}
+    budget = budget_env_steps(main_results)
     return {
-        "steps_to_threshold": {
-            name: steps_to_threshold(results, threshold) for name, results in everything.items()
-        },
+        "steps_to_threshold": reached,
         "threshold": threshold,
+        "budget_env_steps": budget,
+        "speedup": {name: speedup(reached[main], reached[name], budget) for name in arms},
         "level": {**task.get("kwargs", {}), **task.get("options", {})},
         "curves": {name: curve(results) for name, results in everything.items()},
         "runs": {name: f"{COMPARE_DIR}/{name}" for name in arms},

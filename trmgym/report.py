@@ -269,6 +269,23 @@ def curriculum_block(results: Mapping[str, Any], source: str = "results") -> dic
     if not isinstance(reached, Mapping):
         raise ValueError(f"{source}: curriculum.steps_to_threshold must map curricula to steps")
     _series(list(reached.values()), "curriculum.steps_to_threshold", None, source)
+    speedups = block.get("speedup") or {}
+    if not isinstance(speedups, Mapping):
+        raise ValueError(f"{source}: curriculum.speedup must map curricula to ratios")
+    for name, entry in speedups.items():
+        if entry is None:
+            continue
+        ratio = entry.get("ratio") if isinstance(entry, Mapping) else None
+        if (
+            not isinstance(entry, Mapping)
+            or isinstance(ratio, bool)
+            or not isinstance(ratio, numbers.Real)
+            or not isinstance(entry.get("lower_bound"), bool)
+        ):
+            raise ValueError(
+                f"{source}: curriculum.speedup.{name} must be null or "
+                f"{{ratio: number, lower_bound: bool}}, got {_plain(entry)[:80]}"
+            )
     curves = block.get("curves") or {}
     if not isinstance(curves, Mapping):
         raise ValueError(f"{source}: curriculum.curves must map curricula to their curves")
@@ -591,15 +608,38 @@ def _curriculum_html(results: Mapping[str, Any], image: Path) -> str:
         level = None if block.get("level") is None else _level_text(block["level"])
         threshold = block.get("threshold")
         level, threshold = _fmt(level), "n/a" if threshold is None else _setting(threshold)
+        main, speedups = block.get("name"), block.get("speedup") or {}
+
+        def times(name: str) -> str:
+            if name == main:
+                return "1 (reference)"
+            if name not in speedups:
+                return "n/a"
+            entry = speedups[name]
+            if entry is None:
+                return f"n/a ({e(_plain(main))} never reached it)"
+            return ("≥ " if entry["lower_bound"] else "") + f"{entry['ratio']:.2f}×"
+
         rows = [
-            [e(name), level, threshold, "never" if reached is None else _fmt(reached)]
+            [e(name), level, threshold, "never" if reached is None else _fmt(reached), times(name)]
             for name, reached in block["steps_to_threshold"].items()
         ]
-        headers = ["curriculum", "level", "threshold", "env steps to threshold"]
+        headers = [
+            "curriculum",
+            "level",
+            "threshold",
+            "env steps to threshold",
+            "its steps / main's",
+        ]
+        budget = block.get("budget_env_steps")
+        within = "" if budget is None else f" within the budget of {_fmt(budget)} env steps"
         parts += [
             "<h3>Compared curricula</h3>",
             _table(headers, rows),
-            _note("the env steps until eval accuracy on the level first reached the threshold"),
+            _note(
+                "the env steps until eval accuracy on the level first reached the threshold"
+                f"{within}; ≥: that curriculum never reached it, so it needed more than the budget"
+            ),
         ]
     if steps.size:
         final = block["probabilities"][-1]

@@ -83,14 +83,38 @@ def test_report_section_lists_steps_to_threshold_and_final_probabilities(tmp_pat
     assert curriculum.startswith("<h2>Curriculum: ramp</h2>")
     assert '<img src="data:image/png;base64,' in curriculum and 'alt="curriculum"' in curriculum
     assert "<th>env steps to threshold</th>" in curriculum
-    assert "<td>ramp</td><td>blanks=12</td><td>0.8</td><td>12800</td>" in rows(curriculum)
-    assert "<td>uniform</td><td>blanks=12</td><td>0.8</td><td>never</td>" in rows(curriculum)
+    assert "<td>ramp</td><td>blanks=12</td><td>0.8</td><td>12800</td><td>1 (reference)</td>" in (
+        rows(curriculum)
+    )
+    # a results.json written before the speedup was recorded: no ratio is made up
+    assert "<td>uniform</td><td>blanks=12</td><td>0.8</td><td>never</td><td>n/a</td>" in (
+        rows(curriculum)
+    )
     assert "after 12,800 env steps; current level blanks=12" in curriculum
     final = [
         "<td>0</td><td>blanks=4</td><td>0.0500</td>",
         "<td>2</td><td>blanks=12</td><td>0.8000</td>",
     ]
     assert all(row in rows(curriculum) for row in final)
+
+
+def test_report_section_gives_each_curriculums_speedup_and_marks_lower_bounds(
+    tmp_path: Path,
+) -> None:
+    block = copy.deepcopy(RAMP)
+    block["steps_to_threshold"] = {"ramp": 6400, "uniform": None, "plr": 9600, "lp": None}
+    block["budget_env_steps"] = 12800
+    block["speedup"] = {
+        "uniform": {"ratio": 2.0, "lower_bound": True},
+        "plr": {"ratio": 1.5, "lower_bound": False},
+        "lp": None,
+    }
+    curriculum = section(write_report(write_run(tmp_path / "run", curriculum=block)).read_text())
+    table = rows(curriculum)
+    assert "<td>uniform</td><td>blanks=12</td><td>0.8</td><td>never</td><td>≥ 2.00×</td>" in table
+    assert "<td>plr</td><td>blanks=12</td><td>0.8</td><td>9600</td><td>1.50×</td>" in table
+    assert "<td>lp</td><td>blanks=12</td><td>0.8</td><td>never</td><td>n/a" in curriculum
+    assert "within the budget of 12800 env steps" in curriculum
 
 
 def test_a_sampler_without_levels_or_comparison_gets_a_shorter_section(tmp_path: Path) -> None:
@@ -116,6 +140,10 @@ def test_a_run_without_the_block_has_no_curriculum_section(tmp_path: Path) -> No
         (("level_names",), ["a", "b"], "3 strings, one per level"),
         (("curves", "uniform", "accuracy"), [0.1], "curriculum.curves.uniform.accuracy"),
         (("steps_to_threshold", "ramp"), "soon", "steps_to_threshold must hold numbers"),
+        (("speedup",), [1.5], "curriculum.speedup must map curricula to ratios"),
+        (("speedup",), {"uniform": 1.5}, "curriculum.speedup.uniform must be null or"),
+        (("speedup",), {"uniform": {"ratio": "2", "lower_bound": True}}, "speedup.uniform"),
+        (("speedup",), {"uniform": {"ratio": 2.0}}, "{ratio: number, lower_bound: bool}"),
     ],
 )
 def test_a_malformed_block_is_refused_naming_the_file_and_key(

@@ -90,6 +90,14 @@ def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_thresho
         ]
         assert block["steps_to_threshold"][name] == (reached[0] if reached else None)
     assert block["curves"]["ramp"]["env_steps"] == [24, 48]
+    assert block["budget_env_steps"] == 48
+    assert "curriculum comparison: ramp " in (run_dir / "cli.log").read_text()
+    for name in ("uniform", "plr"):
+        mine, theirs = block["steps_to_threshold"]["ramp"], block["steps_to_threshold"][name]
+        expected = None
+        if mine is not None:
+            expected = {"ratio": (theirs or 48) / mine, "lower_bound": theirs is None}
+        assert block["speedup"][name] == expected
     assert (run_dir / "plots" / "curriculum.png").is_file()
     assert "Curriculum" in (run_dir / "report.html").read_text()
 

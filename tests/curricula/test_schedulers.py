@@ -789,3 +789,46 @@ def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it() -> None:
     assert compare.steps_to_threshold(results, 0.95) is None
     dipping = results_of([0.85, 0.3, 0.9])
     assert compare.steps_to_threshold(dipping, 0.8) == 32  # the first, not the last
+
+
+def test_speedup_is_the_other_curriculums_steps_over_the_main_ones() -> None:
+    assert compare.speedup(64, 96, 128) == {"ratio": 1.5, "lower_bound": False}
+    assert compare.speedup(64, 32, 128) == {"ratio": 0.5, "lower_bound": False}  # slower main
+    # the other never reached it: it needed more than the budget, so at least budget / main
+    assert compare.speedup(64, None, 128) == {"ratio": 2.0, "lower_bound": True}
+    assert compare.speedup(None, 96, 128) is None  # the main never reached it: undefined
+    assert compare.speedup(None, None, 128) is None
+    assert compare.budget_env_steps(results_of([0.1, 0.5, 0.9])) == 80
+    assert compare.budget_env_steps(results_of([0.1], budget_scale=0.5)) == 40
+
+
+def test_the_comparison_line_names_each_curriculums_steps_and_speedup() -> None:
+    block = {
+        "steps_to_threshold": {"ramp": 86400, "uniform": None, "plr": 96000, "lp": None},
+        "threshold": 0.8,
+        "budget_env_steps": 128000,
+        "speedup": {
+            "uniform": {"ratio": 128000 / 86400, "lower_bound": True},
+            "plr": {"ratio": 96000 / 86400, "lower_bound": False},
+            "lp": None,
+        },
+    }
+    assert compare.describe(block) == (
+        "ramp 86,400 env steps to exact >= 0.8; uniform never in 128,000 (ramp >= 1.48x as fast)"
+        "; plr 96,000 (ramp 1.11x as fast); lp never in 128,000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0, 10, 100), "main must be in 1..100"),
+        ((10, 101, 100), "other must be in 1..100"),
+        ((10.0, 20, 100), "main must be an int"),
+        ((10, True, 100), "other must be an int"),
+        ((10, 20, 0), "budget must be a positive int"),
+    ],
+)
+def test_speedup_rejects_steps_outside_the_budget(args: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        compare.speedup(*args)

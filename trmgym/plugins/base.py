@@ -29,7 +29,6 @@ penalties summed and metrics merged (a key given twice is an error).
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
