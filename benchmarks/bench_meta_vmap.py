@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--algorithm", choices=tuple(ALGORITHMS), default="maml")
     p.add_argument("--seq", type=int, default=36, help="grid cells per puzzle")
-    p.add_argument("--meta-batch", type=int, default=8, help="tasks per outer step (meta.meta_batch)")
+    p.add_argument(
+        "--meta-batch", type=int, default=8, help="tasks per outer step (meta.meta_batch)"
+    )
     p.add_argument("--k", type=int, default=3, help="support pairs per task")
     p.add_argument("--q", type=int, default=2, help="query pairs per task")
     p.add_argument("--inner-steps", type=int, default=1)
