@@ -8,7 +8,7 @@ run's results.json then gets, in its ``curriculum`` block::
 
     "steps_to_threshold": {"ramp": 38400, "uniform": null},   # env steps, null: never reached
     "threshold": 0.8,
-    "budget_env_steps": 96000,            # each curriculum's budget, run.train_steps * batch
+    "budget_env_steps": 96000,            # the main run's budget (optimizer steps * batch)
     "speedup": {"uniform": {"ratio": 2.5, "lower_bound": true}},
     "level": {"blanks": 14},              # the evaluated level: the task's own options
     "curves": {"ramp": {"env_steps": [...], "accuracy": [...]}, ...},
@@ -19,20 +19,23 @@ The accuracy is the exact-solve rate on the task's held-out puzzles, evaluated e
 ``run.batch_size`` env steps. Steps to threshold are the env steps at the first evaluation at or
 above the threshold — a resolution of ``eval_every * batch_size`` env steps.
 
-``speedup[name]`` is how many times the env steps the main curriculum needed ``name`` needed:
-``steps_to_threshold[name] / steps_to_threshold[main]`` (the "uniform / ramp" of a curriculum
-paper). When ``name`` never reached the threshold it needed more than the budget, so the ratio is
-``budget_env_steps / steps_to_threshold[main]`` with ``lower_bound: true`` (the true speedup is
+``speedup[name]`` is ``steps_to_threshold[name] / steps_to_threshold[main]``: how many times as
+many env steps ``name`` needed as the main curriculum (the "uniform / ramp" of a curriculum
+paper). When ``name`` never reached the threshold it needed more than its budget, so the ratio is
+``name``'s budget / ``steps_to_threshold[main]`` with ``lower_bound: true`` (the true speedup is
 larger); when the main curriculum never reached it, the speedup is undefined: ``null``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COMPARE_DIR",
@@ -121,7 +124,7 @@ def speedup(main: int | None, other: int | None, budget: int) -> dict[str, Any] 
 
 def describe(block: dict[str, Any]) -> str:
     """One line for the log from :func:`summarize`'s entries, e.g. ``ramp 86,400 env steps to
-    exact >= 0.8; uniform never in 128,000 (ramp >= 1.48x faster)``."""
+    exact >= 0.8; uniform never in 128,000 (ramp >= 1.48x as fast)``."""
     reached, speedups = block["steps_to_threshold"], block["speedup"]
     names = list(reached)
     main = names[0]
@@ -266,12 +269,19 @@ def summarize(
     everything = {main: main_results, **arms}
     task = main_results["tasks"][0]
     reached = {name: steps_to_threshold(results, threshold) for name, results in everything.items()}
-    budget = budget_env_steps(main_results)
+    speedups: dict[str, dict[str, Any] | None] = {}
+    for name, results in arms.items():
+        budget = budget_env_steps(results)  # the arm's own: its lower bound, its range
+        try:
+            speedups[name] = speedup(reached[main], reached[name], budget)
+        except ValueError as error:  # never lose the finished runs over a ratio
+            log.warning("curriculum comparison: no speedup for %r: %s", name, error)
+            speedups[name] = None
     return {
         "steps_to_threshold": reached,
         "threshold": threshold,
-        "budget_env_steps": budget,
-        "speedup": {name: speedup(reached[main], reached[name], budget) for name in arms},
+        "budget_env_steps": budget_env_steps(main_results),
+        "speedup": speedups,
         "level": {**task.get("kwargs", {}), **task.get("options", {})},
         "curves": {name: curve(results) for name, results in everything.items()},
         "runs": {name: f"{COMPARE_DIR}/{name}" for name in arms},

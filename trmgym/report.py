@@ -280,12 +280,22 @@ def curriculum_block(results: Mapping[str, Any], source: str = "results") -> dic
             not isinstance(entry, Mapping)
             or isinstance(ratio, bool)
             or not isinstance(ratio, numbers.Real)
+            or not math.isfinite(ratio)
+            or ratio <= 0
             or not isinstance(entry.get("lower_bound"), bool)
         ):
             raise ValueError(
                 f"{source}: curriculum.speedup.{name} must be null or "
-                f"{{ratio: number, lower_bound: bool}}, got {_plain(entry)[:80]}"
+                f"{{ratio: number > 0, lower_bound: bool}}, got {_plain(entry)[:80]}"
             )
+    budget = block.get("budget_env_steps")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
+    ):
+        raise ValueError(
+            f"{source}: curriculum.budget_env_steps must be a positive int or null, "
+            f"got {_plain(budget)[:80]}"
+        )
     curves = block.get("curves") or {}
     if not isinstance(curves, Mapping):
         raise ValueError(f"{source}: curriculum.curves must map curricula to their curves")
@@ -609,10 +619,11 @@ def _curriculum_html(results: Mapping[str, Any], image: Path) -> str:
         threshold = block.get("threshold")
         level, threshold = _fmt(level), "n/a" if threshold is None else _setting(threshold)
         main, speedups = block.get("name"), block.get("speedup") or {}
+        reached_by = block["steps_to_threshold"]
 
         def times(name: str) -> str:
             if name == main:
-                return "1 (reference)"
+                return "n/a (never reached)" if reached_by.get(main) is None else "1 (reference)"
             if name not in speedups:
                 return "n/a"
             entry = speedups[name]
@@ -632,15 +643,12 @@ def _curriculum_html(results: Mapping[str, Any], image: Path) -> str:
             "its steps / main's",
         ]
         budget = block.get("budget_env_steps")
-        within = "" if budget is None else f" within the budget of {_fmt(budget)} env steps"
-        parts += [
-            "<h3>Compared curricula</h3>",
-            _table(headers, rows),
-            _note(
-                "the env steps until eval accuracy on the level first reached the threshold"
-                f"{within}; ≥: that curriculum never reached it, so it needed more than the budget"
-            ),
-        ]
+        note = "the env steps until eval accuracy on the level first reached the threshold"
+        if budget is not None:
+            note += f" within the budget of {budget:,} env steps"
+        if any(entry is not None and entry["lower_bound"] for entry in speedups.values()):
+            note += "; ≥: that curriculum never reached it, so it needed more than the budget"
+        parts += ["<h3>Compared curricula</h3>", _table(headers, rows), _note(note)]
     if steps.size:
         final = block["probabilities"][-1]
         rows = [[str(k), e(name), _fmt(p)] for k, (name, p) in enumerate(zip(names, final))]

@@ -102,19 +102,32 @@ def test_report_section_gives_each_curriculums_speedup_and_marks_lower_bounds(
     tmp_path: Path,
 ) -> None:
     block = copy.deepcopy(RAMP)
-    block["steps_to_threshold"] = {"ramp": 6400, "uniform": None, "plr": 9600, "lp": None}
+    block["steps_to_threshold"] = {"ramp": 6400, "uniform": None, "plr": 9600}
     block["budget_env_steps"] = 12800
     block["speedup"] = {
         "uniform": {"ratio": 2.0, "lower_bound": True},
         "plr": {"ratio": 1.5, "lower_bound": False},
-        "lp": None,
     }
     curriculum = section(write_report(write_run(tmp_path / "run", curriculum=block)).read_text())
     table = rows(curriculum)
+    assert "<td>ramp</td><td>blanks=12</td><td>0.8</td><td>6400</td><td>1 (reference)</td>" in table
     assert "<td>uniform</td><td>blanks=12</td><td>0.8</td><td>never</td><td>≥ 2.00×</td>" in table
     assert "<td>plr</td><td>blanks=12</td><td>0.8</td><td>9600</td><td>1.50×</td>" in table
-    assert "<td>lp</td><td>blanks=12</td><td>0.8</td><td>never</td><td>n/a" in curriculum
-    assert "within the budget of 12800 env steps" in curriculum
+    assert "within the budget of 12,800 env steps; ≥: that curriculum never" in curriculum
+    # the main curriculum never reached the threshold: no ratio anywhere, no "≥" footnote
+    block["steps_to_threshold"] = {"ramp": None, "uniform": None, "plr": 9600}
+    block["speedup"] = {"uniform": None, "plr": None}
+    curriculum = section(write_report(write_run(tmp_path / "never", curriculum=block)).read_text())
+    table = rows(curriculum)
+    assert (
+        "<td>ramp</td><td>blanks=12</td><td>0.8</td><td>never</td><td>n/a (never reached)</td>"
+        in (table)
+    )
+    assert (
+        "<td>plr</td><td>blanks=12</td><td>0.8</td><td>9600</td><td>n/a (ramp never reached it)</td>"
+        in (table)
+    )
+    assert "≥" not in curriculum
 
 
 def test_a_sampler_without_levels_or_comparison_gets_a_shorter_section(tmp_path: Path) -> None:
@@ -143,7 +156,10 @@ def test_a_run_without_the_block_has_no_curriculum_section(tmp_path: Path) -> No
         (("speedup",), [1.5], "curriculum.speedup must map curricula to ratios"),
         (("speedup",), {"uniform": 1.5}, "curriculum.speedup.uniform must be null or"),
         (("speedup",), {"uniform": {"ratio": "2", "lower_bound": True}}, "speedup.uniform"),
-        (("speedup",), {"uniform": {"ratio": 2.0}}, "{ratio: number, lower_bound: bool}"),
+        (("speedup",), {"uniform": {"ratio": 2.0}}, "{ratio: number > 0, lower_bound: bool}"),
+        (("speedup",), {"uniform": {"ratio": float("nan"), "lower_bound": False}}, "number > 0"),
+        (("speedup",), {"uniform": {"ratio": 0.0, "lower_bound": False}}, "number > 0"),
+        (("budget_env_steps",), 12800.0, "budget_env_steps must be a positive int or null"),
     ],
 )
 def test_a_malformed_block_is_refused_naming_the_file_and_key(

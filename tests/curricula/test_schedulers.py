@@ -802,6 +802,27 @@ def test_speedup_is_the_other_curriculums_steps_over_the_main_ones() -> None:
     assert compare.budget_env_steps(results_of([0.1], budget_scale=0.5)) == 40
 
 
+def test_summarize_bounds_each_curriculum_by_its_own_budget(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    main = results_of([0.1, 0.9, 0.9])  # 0.8 first reached after 8 optimizer steps: 64 env steps
+    longer = results_of([0.1, 0.2, 0.3, 0.4], {"name": "t", "train_steps": 16})  # never: > 128
+    faster = results_of([0.9, 0.9, 0.9])  # 32 env steps
+    block = compare.summarize("ramp", main, {"uniform": longer, "plr": faster}, 0.8, tmp_path)
+    assert block["steps_to_threshold"] == {"ramp": 64, "uniform": None, "plr": 32}
+    assert block["budget_env_steps"] == 80
+    assert block["speedup"] == {
+        "uniform": {"ratio": 2.0, "lower_bound": True},  # its own budget, 128, not the main's 80
+        "plr": {"ratio": 0.5, "lower_bound": False},
+    }
+    # a compared run whose budget is below the main run's steps: no ratio, a warning, nothing lost
+    odd = results_of([0.1, 0.9], {"name": "t", "train_steps": 1})
+    with caplog.at_level("WARNING", logger="trmgym.comparison"):
+        block = compare.summarize("ramp", main, {"uniform": odd}, 0.8, tmp_path)
+    assert block["speedup"] == {"uniform": None}
+    assert "no speedup for 'uniform'" in caplog.text
+
+
 def test_the_comparison_line_names_each_curriculums_steps_and_speedup() -> None:
     block = {
         "steps_to_threshold": {"ramp": 86400, "uniform": None, "plr": 96000, "lp": None},
