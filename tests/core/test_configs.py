@@ -107,9 +107,11 @@ def test_experiments_build(experiment: str, tmp_path: Path) -> None:
     check_common(cfg, job)
     assert job.experiment == experiment
     if cfg.sequence is None:
-        expected = {"curriculum_maze": "maze7", "curiosity_maze": "maze9"}.get(
-            experiment, "sudoku4x4"
-        )
+        expected = {
+            "curriculum_maze": "maze7",
+            "curiosity_maze": "maze9",
+            "curriculum_sudoku": "sudoku6x6",
+        }.get(experiment, "sudoku4x4")
         assert [t.name for t in job.tasks] == [expected]
     else:
         assert [t.name for t in job.tasks] == [t.name for t in cfg.sequence.tasks]
