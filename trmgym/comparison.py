@@ -96,7 +96,7 @@ def speedup(main: int | None, other: int | None, budget: int) -> dict[str, Any] 
     Args:
         main: env steps the main curriculum needed (``None``: never reached).
         other: env steps the compared curriculum needed (``None``: never reached).
-        budget: the budget in env steps both had.
+        budget: the compared curriculum's budget in env steps (its bound when it never reached).
 
     Returns:
         ``None`` when ``main`` never reached the threshold (no ratio is defined); ``lower_bound``
