@@ -18,9 +18,10 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import gymnasium as gym
@@ -149,9 +150,10 @@ def run(cfg: Any) -> dict[str, Any]:
     if main:
         save_hydra_files(cfg, run_dir)
     try:
-        if arms:  # the compared curricula first, each in its own directory
-            compare_with(job, {name: arm.run() for name, arm in arms.items()}, cfg, run_dir)
-        results = job.run()
+        if arms:  # the compared curricula, each in its own directory
+            results = run_with_comparison(job, arms, cfg, run_dir)
+        else:
+            results = job.run()
     except KeyboardInterrupt:
         if in_sweep or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -208,7 +210,7 @@ def _fewshot_run(cfg: Any, run_dir: Path, hydra_cfg: Any, job_label: str) -> dic
         raise SystemExit(INTERRUPTED_EXIT) from None
 
 
-def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, Any]:
+def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, ComparedRun]:
     """The runs of ``curriculum_comparison.against``, built and checked (empty without one).
 
     Raises:
@@ -243,19 +245,105 @@ def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, Any]:
         arm = build_run(arm_cfg, run_dir / compare.COMPARE_DIR / name)
         arm.check_resumable(checkpoint.load_latest(arm.run_dir / "checkpoints"))
         arm.threads_note = "as the main run"
-        arms[name] = arm
+        arms[name] = ComparedRun(arm, arm_cfg)
     return arms
 
 
-def compare_with(job: Any, arms: dict[str, dict[str, Any]], cfg: Any, run_dir: Path) -> None:
-    """Have ``job`` add the comparison with the finished ``arms`` to its curriculum block."""
+class ComparedRun(NamedTuple):
+    """A compared curriculum's run, built and checked, and the config it was built from (a
+    worker process builds it again from that)."""
+
+    run: Any
+    config: Any
+
+
+def run_with_comparison(
+    job: Any, arms: dict[str, ComparedRun], cfg: Any, run_dir: Path
+) -> dict[str, Any]:
+    """Train ``job`` and the compared runs ``arms`` (:func:`compared_runs`); returns ``job``'s
+    results, with the comparison in their curriculum block.
+
+    With ``curriculum_comparison.workers`` > 1 (and no ``torchrun``) the compared runs train in
+    spawned processes while ``job`` trains here, every one of them on ``run.threads // workers``
+    torch threads; the main run waits for them at its end. Otherwise they run first, one after
+    the other, then ``job``. A compared run that fails raises here, after the main run trained
+    (its checkpoints are kept: the same command resumes it and runs the failed one again).
+    """
+    import torch
+
+    from trmgym import comparison as compare
+    from trmgym import workers as pool_of
+
+    workers = compare.comparison_workers(cfg)
+    if workers == 1 or job.world.distributed:
+        finished = {name: arm.run.run() for name, arm in arms.items()}
+        compare_with(job, lambda: finished, cfg, run_dir)
+        return job.run()
+    given = torch.get_num_threads()
+    threads = max(1, given // workers)
+    note = f"curriculum_comparison.workers={workers} share {given}" + (
+        "" if job.threads_note is None else f": {job.threads_note}"
+    )
+    processes = min(workers - 1, len(arms))
+    say = print if job.console else (lambda line: None)
+    pool = pool_of.spawn_pool(processes, threads)
+    try:
+        futures = {}
+        for name, arm in arms.items():
+            config = OmegaConf.to_container(arm.config, resolve=True)
+            futures[name] = pool.submit(compare.run_compared, config, str(arm.run.run_dir), note)
+        line = (
+            f"curriculum_comparison: {', '.join(arms)} train{'s' * (len(arms) == 1)} in "
+            f"{processes} other process{'es' * (processes > 1)} beside this run (logs: "
+            f"{run_dir / compare.COMPARE_DIR}/<name>/cli.log)"
+        )
+        log.info(line)
+        say(line)
+
+        def finished() -> dict[str, dict[str, Any]]:
+            waiting = [name for name, future in futures.items() if not future.done()]
+            if waiting:
+                line = f"curriculum_comparison: waiting for {', '.join(waiting)}"
+                log.info(line)
+                say(line)
+            results = {}
+            for name, future in futures.items():
+                try:
+                    results[name] = future.result()
+                except Exception as error:
+                    raise RuntimeError(
+                        f"curriculum_comparison: the {name} run failed ({error!r}; its log: "
+                        f"{arms[name].run.run_dir / 'cli.log'}); this run's checkpoints are "
+                        "kept, and the same command resumes both"
+                    ) from error
+            return results
+
+        compare_with(job, finished, cfg, run_dir)
+        job.threads_note = note
+        torch.set_num_threads(threads)
+        try:
+            results = job.run()
+        finally:
+            torch.set_num_threads(given)
+    except BaseException:
+        pool_of.stop_workers(pool)
+        raise
+    pool.shutdown()
+    return results
+
+
+def compare_with(
+    job: Any, arms: Callable[[], dict[str, dict[str, Any]]], cfg: Any, run_dir: Path
+) -> None:
+    """Have ``job`` add the comparison with the compared runs' results (``arms()``: waits for
+    them to finish) to its curriculum block."""
     from trmgym import comparison as compare
 
     _, threshold = compare.check_comparison(cfg)
     main = job.plugins[-1].kind
 
     def add(results: dict[str, Any]) -> None:
-        summary = compare.summarize(main, results, arms, threshold, run_dir)
+        summary = compare.summarize(main, results, arms(), threshold, run_dir)
         results["curriculum"].update(summary)
         log.info("curriculum comparison: %s", compare.describe(summary))
 

@@ -1,10 +1,12 @@
 """Compare curricula on one experiment: env steps until the held-out accuracy reaches a threshold.
 
 ``curriculum_comparison: {against: [uniform], threshold: 0.8}`` in a single-task run with a
-``curriculum`` runs, before the main run, the same configuration under each curriculum of
-``against`` (same seed, model, budget, levels) in ``<run dir>/compare/<name>/``, each a complete
-run directory of its own (results.json, checkpoints: an interrupted comparison resumes). The main
-run's results.json then gets, in its ``curriculum`` block::
+``curriculum`` runs the same configuration under each curriculum of ``against`` (same seed, model,
+budget, levels) in ``<run dir>/compare/<name>/``, each a complete run directory of its own
+(results.json, checkpoints, cli.log: an interrupted comparison resumes). They train beside the
+main run in spawned processes (``curriculum_comparison.workers``, :func:`run_compared`), or
+before it, one after the other (``workers=1``). The main run's results.json then gets, in its
+``curriculum`` block::
 
     "steps_to_threshold": {"ramp": 38400, "uniform": null},   # env steps, null: never reached
     "threshold": 0.8,
@@ -35,12 +37,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trmgym.checks import positive_int
+
 log = logging.getLogger(__name__)
 
 __all__ = [
     "COMPARE_DIR",
     "budget_env_steps",
     "check_comparison",
+    "comparison_workers",
+    "run_compared",
     "describe",
     "curve",
     "speedup",
@@ -149,7 +155,8 @@ def check_comparison(cfg: DictConfig) -> tuple[list[str], float]:
 
     Raises:
         ValueError: a sequence run, no ``curriculum``, a threshold outside (0, 1], an empty or
-            repeated ``against``, or the main curriculum listed in it.
+            repeated ``against``, the main curriculum listed in it, or ``workers`` not an int
+            >= 1.
     """
     from trmgym.config import CurriculumComparison
 
@@ -177,6 +184,8 @@ def check_comparison(cfg: DictConfig) -> tuple[list[str], float]:
         raise ValueError(
             f"curriculum_comparison.threshold must be a number in (0, 1], got {raw['threshold']!r}"
         )
+    if "workers" in raw:
+        positive_int(raw["workers"], "curriculum_comparison.workers")
     node = OmegaConf.merge(OmegaConf.structured(CurriculumComparison), raw)
     if cfg.get("sequence") is not None:
         raise ValueError(
@@ -286,3 +295,44 @@ def summarize(
         "curves": {name: curve(results) for name, results in everything.items()},
         "runs": {name: f"{COMPARE_DIR}/{name}" for name in arms},
     }
+
+
+def comparison_workers(cfg: DictConfig) -> int:
+    """``cfg.curriculum_comparison.workers`` (default 2), checked by :func:`check_comparison`."""
+    from trmgym.config import CurriculumComparison
+
+    check_comparison(cfg)
+    return int(cfg.curriculum_comparison.get("workers", CurriculumComparison.workers))
+
+
+#: the line format of a compared run's cli.log (Hydra's default job log format)
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+
+
+def run_compared(config: dict[str, Any], run_dir: str, note: str) -> dict[str, Any]:
+    """Train one compared curriculum in a worker process; returns its results.
+
+    Args:
+        config: the compared run's config (:func:`arm_config`), resolved to plain values (a
+            worker has no Hydra context for ``${hydra:...}``).
+        run_dir: its directory, ``<main run dir>/compare/<name>``; its log lines go to
+            ``cli.log`` there, as a main run's do.
+        note: why it has the threads it has (its start-up banner).
+    """
+    from trmgym.config import build_run
+
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / "cli.log")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        arm = build_run(OmegaConf.create(config), folder)
+        arm.console = False  # the terminal is the main run's
+        arm.threads_note = note
+        return arm.run()
+    finally:
+        root.removeHandler(handler)
+        handler.close()

@@ -288,9 +288,9 @@ class CurriculumComparison:
     """Run the same experiment under other curricula and compare (``curriculum_comparison``).
 
     Each curriculum of ``against`` (a ``configs/curriculum`` name) runs with the same seed,
-    model, budget and levels in ``<run dir>/compare/<name>/``, before the main run; the main
-    run's results.json then gets ``curriculum.steps_to_threshold``: per curriculum, the env
-    steps until the held-out accuracy of the task (the env's own options: the hardest level)
+    model, budget and levels in ``<run dir>/compare/<name>/``, beside the main run (``workers``);
+    the main run's results.json then gets ``curriculum.steps_to_threshold``: per curriculum, the
+    env steps until the held-out accuracy of the task (the env's own options: the hardest level)
     first reached ``threshold`` (``null``: never). Single-task runs only.
     """
 
@@ -298,6 +298,16 @@ class CurriculumComparison:
     """The curricula to compare with (``configs/curriculum`` names, e.g. ``[uniform, lp, plr]``)."""
     threshold: float = 0.8
     """The exact-accuracy threshold, in (0, 1]."""
+    workers: int = 2
+    """Processes that train the curricula side by side: the main run in this process, the
+    compared ones in ``workers - 1`` spawned processes (one after another when there are more
+    of them), each writing its log to ``compare/<name>/cli.log``. Every curriculum gets
+    ``run.threads // workers`` torch threads (at least 1), alone or beside others, so its
+    numbers do not depend on what runs at the same time; ``workers=2`` on ``run.threads=2``
+    gives every curriculum the numbers of a one-thread run, about 1.5x sooner than one after
+    the other on 2 cores. 1: the compared curricula one after the other in this process, then
+    the main run, each with ``run.threads``. Under ``torchrun`` they always run one after the
+    other. An execution setting, like ``run.threads``: not part of the resume guard."""
 
 
 @dataclass

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,96 @@ def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_thresho
             assert speedup["ratio"] == pytest.approx((theirs or 48) / mine)
     assert (run_dir / "plots" / "curriculum.png").is_file()
     assert "Curriculum" in (run_dir / "report.html").read_text()
+    # workers=2 (the default) on run.threads=1: the compared runs trained in another process,
+    # one after the other, each writing its own log; every curriculum on one thread
+    assert (
+        "uniform, plr train in 1 other process beside this run" in (run_dir / "cli.log").read_text()
+    )
+    for name in ("uniform", "plr"):
+        log = (run_dir / "compare" / name / "cli.log").read_text()
+        assert f"strategy naive + curriculum {name}" in log
+        assert "torch threads 1 (curriculum_comparison.workers=2 share 1" in log
+        arm = json.loads((run_dir / "compare" / name / "results.json").read_text())
+        assert [start["torch_threads"] for start in arm["starts"]] == [1]
+    assert [start["torch_threads"] for start in main["starts"]] == [1]
+
+
+#: a tiny comparison long enough to interrupt while both curricula train
+LONG_COMPARISON = [
+    "experiment=single_task", "env=sudoku", "env.size=4", "env.blanks=2",
+    "run.train_steps=240", "run.eval_every=3", "run.eval_episodes=8", "run.batch_size=8",
+    "run.max_reasoning_steps=2", "+agent.model.hidden_size=32", "+agent.model.num_heads=2",
+    "curriculum=ramp", "curriculum.levels={blanks:[1,2]}", "console=false", "device=cpu",
+    "run.threads=2",
+]  # fmt: skip
+
+
+def _comparison_command(run_dir: Path, workers: int) -> list[str]:
+    return [
+        sys.executable, "-m", "trmgym.cli", "run", *LONG_COMPARISON,
+        f"curriculum_comparison={{against:[uniform],threshold:0.5,workers:{workers}}}",
+        f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+
+
+def _same_numbers(a: dict, b: dict) -> None:
+    for key in ("accuracy_matrix", "curves", "env_steps"):
+        assert a[key] == b[key], key
+    for key in ("steps_to_threshold", "curves", "speedup", "history"):
+        assert a["curriculum"].get(key) == b["curriculum"].get(key), key
+
+
+def test_curricula_trained_side_by_side_match_one_after_the_other_and_resume_exactly(
+    tmp_path: Path,
+) -> None:
+    """workers=2 on run.threads=2 gives each curriculum one thread: the numbers of workers=1 on
+    run.threads=1, whatever runs beside it; Ctrl-C while both train ends the worker too, and
+    the same command resumes both to the uninterrupted numbers."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    serial = tmp_path / "serial"
+    command = [*_comparison_command(serial, 1), "run.threads=1"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "beside this run" not in (serial / "cli.log").read_text()  # one after the other
+
+    cut = tmp_path / "cut"
+    process = subprocess.Popen(
+        _comparison_command(cut, 2),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # a background job of a non-interactive shell ignores SIGINT: give the run Ctrl-C back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    checkpoints = [cut / "checkpoints" / "last.pt", cut / "compare" / "uniform" / "checkpoints"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (
+        checkpoints[0].exists() and (checkpoints[1] / "last.pt").exists()
+    ):
+        time.sleep(0.05)  # interrupt once both have a checkpoint
+    process.send_signal(signal.SIGINT)  # the main process only: it ends its worker
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err  # 80 chunks: not finished 0.05 s after the first
+    assert "Traceback" not in err
+    assert not (cut / "results.json").exists()
+    arm_saved = (checkpoints[1] / "last.pt").stat().st_mtime_ns
+    time.sleep(1.0)
+    assert (checkpoints[1] / "last.pt").stat().st_mtime_ns == arm_saved  # the worker is gone
+
+    again = subprocess.run(
+        _comparison_command(cut, 2), capture_output=True, text=True, env=env, timeout=600
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    whole, resumed = (json.loads((d / "results.json").read_text()) for d in (serial, cut))
+    _same_numbers(resumed, whole)
+    for name in ("uniform",):
+        arms = [
+            json.loads((d / "compare" / name / "results.json").read_text()) for d in (serial, cut)
+        ]
+        _same_numbers(arms[1], arms[0])
+        assert len(arms[1]["starts"]) == 2  # it was resumed, not run again
+    assert len(resumed["starts"]) == 2
 
 
 @pytest.mark.parametrize(
@@ -130,7 +222,23 @@ def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_thresho
         (
             ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
              "curriculum_comparison={against:[uniform],treshold:0.5}"],
-            "curriculum_comparison.treshold: no such key; allowed keys: ['against', 'threshold']",
+            "curriculum_comparison.treshold: no such key; allowed keys: ['against', 'threshold', "
+            "'workers']",
+        ),
+        (
+            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
+             "curriculum_comparison={against:[uniform],workers:0}"],
+            "curriculum_comparison.workers must be an int >= 1, got 0",
+        ),
+        (
+            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
+             "curriculum_comparison={against:[uniform],workers:true}"],
+            "curriculum_comparison.workers must be an int >= 1, got True",
+        ),
+        (
+            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
+             "curriculum_comparison={against:[uniform],workers:1.5}"],
+            "curriculum_comparison.workers must be an int >= 1, got 1.5",
         ),
     ],
 )  # fmt: skip

@@ -49,12 +49,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import pickle
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -74,6 +73,7 @@ from trmgym.meta.episodic import EpisodicLearner, attach_memory, check_memory_me
 from trmgym.meta.maml import ALGORITHMS, MAML
 from trmgym.meta.settings import FewShotConfig, MetaConfig, protocol_dict
 from trmgym.meta.tasks import FewShotBatch, TRMObjective, arcgen_batch
+from trmgym.workers import spawn_pool, stop_workers
 
 __all__ = [
     "FEWSHOT_FILE",
@@ -587,12 +587,6 @@ class _MethodJob(NamedTuple):
         ]
 
 
-def _worker_start(threads: int) -> None:
-    torch.set_num_threads(threads)
-    with contextlib.suppress(RuntimeError):  # allowed once per process
-        torch.set_num_interop_threads(threads)
-
-
 def _worker_run(job: _MethodJob, method: str) -> tuple[list[dict], list[tuple], float]:
     """One method in a worker: its entries, its TensorBoard points and its seconds."""
     logged: list[tuple[str, float, int]] = []
@@ -623,12 +617,7 @@ def _run_in_workers(
     """Run ``methods`` in ``workers`` spawned processes (the costliest first) of ``threads``
     torch threads each; every finished method is recorded (and saved) as it ends."""
     order = sorted(methods, key=lambda m: -_COST.get(m, 1.0))
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_start,
-        initargs=(threads,),
-    )
+    pool = spawn_pool(workers, threads)
     try:
         futures = {pool.submit(_worker_run, job, method): method for method in order}
         for future in as_completed(futures):
@@ -637,43 +626,9 @@ def _run_in_workers(
                 scalars(*point)
             record(futures[future], entries, seconds)
     except BaseException:
-        _stop_workers(pool)
+        stop_workers(pool)
         raise
     pool.shutdown()
-
-
-#: seconds to wait for the few-shot workers to end after an interrupt, per stage
-STOP_WAIT_S = 5.0
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End the workers now and drop what is queued (an interrupt or a failed method): a worker
-    would otherwise finish its method and go on to the one queued next to it, and the
-    interpreter's exit would wait for them."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # gone after shutdown
-    manager = getattr(pool, "_executor_manager_thread", None)
-    for process in processes:
-        with contextlib.suppress(Exception):
-            process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    # The pool's manager thread sees the workers die and reaps them too: a join racing it can
-    # return at once with the exit status taken by the other thread (waitpid: ECHILD), leaving
-    # the worker listed as running. Wait for the manager, then until each exit status is known.
-    if manager is not None:
-        manager.join(STOP_WAIT_S)
-    deadline = time.monotonic() + STOP_WAIT_S
-    for process in processes:
-        while process.exitcode is None and time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                process.join(0.05)
-        if process.exitcode is None:  # ignored the terminate: end it for good
-            with contextlib.suppress(Exception):
-                process.kill()
-                process.join(STOP_WAIT_S)
 
 
 def run_fewshot(
