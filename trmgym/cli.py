@@ -274,7 +274,8 @@ def run_with_comparison(
     from trmgym import comparison as compare
     from trmgym import workers as pool_of
 
-    workers = compare.comparison_workers(cfg)
+    # never more processes than the threads this job was given (a sweep's share, run.threads=1)
+    workers = min(compare.comparison_workers(cfg), torch.get_num_threads())
     if workers == 1 or job.world.distributed:
         finished = {name: arm.run.run() for name, arm in arms.items()}
         compare_with(job, lambda: finished, cfg, run_dir)
@@ -285,7 +286,7 @@ def run_with_comparison(
         "" if job.threads_note is None else f": {job.threads_note}"
     )
     processes = min(workers - 1, len(arms))
-    say = print if job.console else (lambda line: None)
+    say = (lambda line: print(line, flush=True)) if job.console else (lambda line: None)
     pool = pool_of.spawn_pool(processes, threads)
     try:
         futures = {}

@@ -365,3 +365,21 @@ def test_curriculum_experiments_ramp_up_to_the_evaluated_level(
     assert all(task.kwargs[key] == value for key, value in hardest.items())
     assert list(cfg.curriculum_comparison.against) == ["uniform"]
     assert job.plugin_records[-1]["config"].get("seed") is None  # derived at build, unrecorded
+
+
+@pytest.mark.parametrize("experiment", ["curriculum_sudoku", "curriculum_maze"])
+def test_every_comparison_key_of_an_experiment_can_be_overridden(experiment: str) -> None:
+    """A key the experiment's YAML leaves out of ``curriculum_comparison`` cannot be overridden
+    without ``+`` (Hydra refuses a new key): the YAMLs list every CurriculumComparison key."""
+    from trmgym.comparison import check_comparison, comparison_workers
+    from trmgym.config import CurriculumComparison
+
+    cfg = composed(
+        f"experiment={experiment}",
+        "curriculum_comparison.workers=1",
+        "curriculum_comparison.threshold=0.5",
+        "curriculum_comparison.against=[lp]",
+    )
+    assert set(cfg.curriculum_comparison) == set(CurriculumComparison.__dataclass_fields__)
+    assert comparison_workers(cfg) == 1
+    assert check_comparison(cfg) == (["lp"], 0.5)

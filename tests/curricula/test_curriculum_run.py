@@ -70,7 +70,7 @@ def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_thresho
         "+agent.model.hidden_size=32",
         "+agent.model.num_heads=2", "curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
         "curriculum_comparison={against:[uniform,plr],threshold:0.01}", "console=false",
-        "device=cpu", "run.threads=1", f"hydra.run.dir={run_dir}",
+        "device=cpu", "run.threads=2", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -108,7 +108,7 @@ def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_thresho
             assert speedup["ratio"] == pytest.approx((theirs or 48) / mine)
     assert (run_dir / "plots" / "curriculum.png").is_file()
     assert "Curriculum" in (run_dir / "report.html").read_text()
-    # workers=2 (the default) on run.threads=1: the compared runs trained in another process,
+    # workers=2 (the default) on run.threads=2: the compared runs trained in another process,
     # one after the other, each writing its own log; every curriculum on one thread
     assert (
         "uniform, plr train in 1 other process beside this run" in (run_dir / "cli.log").read_text()
@@ -116,7 +116,7 @@ def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_thresho
     for name in ("uniform", "plr"):
         log = (run_dir / "compare" / name / "cli.log").read_text()
         assert f"strategy naive + curriculum {name}" in log
-        assert "torch threads 1 (curriculum_comparison.workers=2 share 1" in log
+        assert "torch threads 1 (curriculum_comparison.workers=2 share 2" in log
         arm = json.loads((run_dir / "compare" / name / "results.json").read_text())
         assert [start["torch_threads"] for start in arm["starts"]] == [1]
     assert [start["torch_threads"] for start in main["starts"]] == [1]
@@ -125,7 +125,7 @@ def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_thresho
 #: a tiny comparison long enough to interrupt while both curricula train
 LONG_COMPARISON = [
     "experiment=single_task", "env=sudoku", "env.size=4", "env.blanks=2",
-    "run.train_steps=240", "run.eval_every=3", "run.eval_episodes=8", "run.batch_size=8",
+    "run.train_steps=480", "run.eval_every=3", "run.eval_episodes=8", "run.batch_size=8",
     "run.max_reasoning_steps=2", "+agent.model.hidden_size=32", "+agent.model.num_heads=2",
     "curriculum=ramp", "curriculum.levels={blanks:[1,2]}", "console=false", "device=cpu",
     "run.threads=2",
@@ -178,7 +178,7 @@ def test_curricula_trained_side_by_side_match_one_after_the_other_and_resume_exa
         time.sleep(0.05)  # interrupt once both have a checkpoint
     process.send_signal(signal.SIGINT)  # the main process only: it ends its worker
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err  # 80 chunks: not finished 0.05 s after the first
+    assert process.returncode == 130, err  # 160 chunks: not finished 0.05 s after the first
     assert "Traceback" not in err
     assert not (cut / "results.json").exists()
     arm_saved = (checkpoints[1] / "last.pt").stat().st_mtime_ns
@@ -196,8 +196,9 @@ def test_curricula_trained_side_by_side_match_one_after_the_other_and_resume_exa
             json.loads((d / "compare" / name / "results.json").read_text()) for d in (serial, cut)
         ]
         _same_numbers(arms[1], arms[0])
-        assert len(arms[1]["starts"]) == 2  # it was resumed, not run again
-    assert len(resumed["starts"]) == 2
+        assert [s["torch_threads"] for s in arms[1]["starts"]] == [1, 1]  # resumed, not rerun
+    assert [start["torch_threads"] for start in resumed["starts"]] == [1, 1]  # 2 threads / 2
+    assert "uniform trains in 1 other process beside this run" in (cut / "cli.log").read_text()
 
 
 @pytest.mark.parametrize(
