@@ -3,8 +3,9 @@
 - ``envs``, ``memory`` and ``curiosity`` import nothing of trmgym outside themselves (the shared
   leaf ``trmgym.checks`` aside);
 - no room imports the core modules (``cli``, ``runner``, ``experiment``, ``checkpoint``,
-  ``results``, ``report``, ``logging``, ``rundir``, ``config``, ``threads``); ``trmgym.metrics`` and
-  ``trmgym.distributed`` (torch.distributed helpers) are leaves any room may use;
+  ``results``, ``report``, ``logging``, ``rundir``, ``config``, ``threads``); ``trmgym.metrics``,
+  ``trmgym.distributed`` (torch.distributed helpers) and ``trmgym.workers`` (spawned worker
+  pools) are leaves any room may use, and import nothing of trmgym themselves;
 - the rooms' own order: ``agents`` may use ``envs``/``memory``/``curiosity``; ``plugins``,
   ``meta`` and ``curricula`` may use ``agents`` and ``envs``; nothing below imports what is above.
 """
@@ -31,7 +32,7 @@ CORE = (
     "threads",
     "fewshot_job",
 )
-LEAVES = ("trmgym.checks", "trmgym.metrics", "trmgym.distributed")
+LEAVES = ("trmgym.checks", "trmgym.metrics", "trmgym.distributed", "trmgym.workers")
 #: what each room may import besides itself and the leaves
 ALLOWED = {
     "envs": (),
