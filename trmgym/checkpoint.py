@@ -4,14 +4,16 @@
   ``torch.load(..., weights_only=True)`` (no arbitrary unpickling); numpy arrays are stored as
   tensors under a marker and converted back on load (:func:`to_tensors` / :func:`from_tensors`).
 - Writing is atomic: the checkpoint goes to a temporary file in the same directory, is flushed and
-  fsynced, then renamed over ``last.pt`` after the previous ``last.pt`` became ``previous.pt``. A
-  kill at any moment leaves at least one complete checkpoint.
+  fsynced, then renamed over ``last.pt`` after the previous ``last.pt`` was hard-linked (or copied)
+  as ``previous.pt``. Once written, ``last.pt`` is always present and complete; a kill at any
+  moment leaves it and at most one stray temporary file.
 - :func:`load_latest` falls back to ``previous.pt`` (with a warning) when ``last.pt`` is corrupt.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -81,6 +83,27 @@ def from_tensors(value: Any) -> Any:
     return value
 
 
+def _keep_as_previous(last: Path, previous: Path) -> None:
+    """Make ``previous`` a copy of ``last`` while ``last`` stays in place.
+
+    A hard link under a temporary name, renamed over ``previous`` (a plain copy where the file
+    system has no hard links). Renaming ``last`` away instead would leave a moment with no
+    ``last.pt``, in which a kill, or anyone looking for the run's checkpoint, finds none.
+    """
+    fd, staged = tempfile.mkstemp(prefix=".previous-", suffix=".tmp", dir=last.parent)
+    os.close(fd)
+    try:
+        os.unlink(staged)
+        try:
+            os.link(last, staged)
+        except OSError:
+            shutil.copyfile(last, staged)
+        os.replace(staged, previous)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
+
+
 def save_atomic(state: dict[str, Any], directory: str | os.PathLike) -> Path:
     """Write ``state`` as ``directory/last.pt`` atomically, keeping the previous as ``previous.pt``."""
     directory = Path(directory)
@@ -93,8 +116,8 @@ def save_atomic(state: dict[str, Any], directory: str | os.PathLike) -> Path:
             os.fsync(handle.fileno())
         last = directory / LAST
         if last.exists():
-            os.replace(last, directory / PREVIOUS)
-        os.replace(tmp, last)
+            _keep_as_previous(last, directory / PREVIOUS)
+        os.replace(tmp, last)  # last.pt is never absent once written: no window without it
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

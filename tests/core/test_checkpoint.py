@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from trmgym import checkpoint
@@ -32,3 +36,44 @@ def test_numpy_scalars_and_zero_d_arrays_round_trip(tmp_path: Path) -> None:
     assert back["matrix"].dtype == np.int16
     assert back["nested"][0] == 2.0 and back["nested"][1][0].shape == ()
     assert back["nested"][1][1]["x"].shape == (0, 4)
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-hard-links"])
+def test_last_pt_is_present_at_every_moment_of_a_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    """A watcher (or a kill) between two file operations of a save always finds a complete
+    ``last.pt``; afterwards ``previous.pt`` holds the older state. CI once saw ``last.pt`` vanish
+    for a moment: the old save renamed it to ``previous.pt`` before renaming the new one in."""
+    checkpoint.save_atomic({"step": 1}, tmp_path)
+    last = tmp_path / checkpoint.LAST
+    seen: list[int] = []
+
+    def check(real):  # every file operation of the save sees a readable last.pt, before and after
+        def wrapped(*args, **kwargs):
+            seen.append(checkpoint.load(last)["step"])
+            out = real(*args, **kwargs)
+            seen.append(checkpoint.load(last)["step"])
+            return out
+
+        return wrapped
+
+    monkeypatch.setattr(checkpoint.os, "replace", check(os.replace))
+    if links:
+        monkeypatch.setattr(checkpoint.os, "link", check(os.link))
+    else:
+
+        def no_links(*args, **kwargs):
+            raise OSError(errno.EPERM, "no hard links here")
+
+        monkeypatch.setattr(checkpoint.os, "link", no_links)
+        monkeypatch.setattr(checkpoint.shutil, "copyfile", check(shutil.copyfile))
+    checkpoint.save_atomic({"step": 2}, tmp_path)
+    monkeypatch.undo()
+    assert seen[0] == 1 and seen[-1] == 2 and len(seen) >= 6  # link/copy, replace x2
+    assert checkpoint.load(last) == {"step": 2}
+    assert checkpoint.load(tmp_path / checkpoint.PREVIOUS) == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "previous.pt"]
+    checkpoint.save_atomic({"step": 3}, tmp_path)  # a third save: previous.pt is replaced too
+    assert checkpoint.load(tmp_path / checkpoint.PREVIOUS) == {"step": 2}
+    assert checkpoint.load(last) == {"step": 3}
