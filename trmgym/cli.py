@@ -154,6 +154,15 @@ def run(cfg: Any) -> dict[str, Any]:
             results = run_with_comparison(job, arms, cfg, run_dir)
         else:
             results = job.run()
+    except ComparedRunError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = f"trmgym run: {job_label}{error}"
+        log.error(message)
+        if in_sweep:
+            raise SweepJobError(message) from None
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         if in_sweep or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -241,8 +250,12 @@ def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, ComparedRun]:
         )
     arms = {}
     for name in against:
-        arm_cfg = compare.arm_config(cfg, name, curriculum.levels)
-        arm = build_run(arm_cfg, run_dir / compare.COMPARE_DIR / name)
+        # resolved to plain values here, in the Hydra context: the run is built from exactly
+        # what a worker process builds it from again, so a bad value fails now, not in a worker
+        arm_cfg = OmegaConf.to_container(
+            compare.arm_config(cfg, name, curriculum.levels), resolve=True
+        )
+        arm = build_run(OmegaConf.create(arm_cfg), run_dir / compare.COMPARE_DIR / name)
         arm.check_resumable(checkpoint.load_latest(arm.run_dir / "checkpoints"))
         arm.threads_note = "as the main run"
         arms[name] = ComparedRun(arm, arm_cfg)
@@ -250,11 +263,16 @@ def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, ComparedRun]:
 
 
 class ComparedRun(NamedTuple):
-    """A compared curriculum's run, built and checked, and the config it was built from (a
-    worker process builds it again from that)."""
+    """A compared curriculum's run, built and checked, and the plain config (resolved) it was
+    built from (a worker process builds it again from that)."""
 
     run: Any
-    config: Any
+    config: dict[str, Any]
+
+
+class ComparedRunError(RuntimeError):
+    """A compared curriculum's run failed while the main run trained (its traceback is in its
+    own cli.log); the main run's checkpoints are kept."""
 
 
 def run_with_comparison(
@@ -291,8 +309,9 @@ def run_with_comparison(
     try:
         futures = {}
         for name, arm in arms.items():
-            config = OmegaConf.to_container(arm.config, resolve=True)
-            futures[name] = pool.submit(compare.run_compared, config, str(arm.run.run_dir), note)
+            futures[name] = pool.submit(
+                compare.run_compared, arm.config, str(arm.run.run_dir), note
+            )
         line = (
             f"curriculum_comparison: {', '.join(arms)} train{'s' * (len(arms) == 1)} in "
             f"{processes} other process{'es' * (processes > 1)} beside this run (logs: "
@@ -311,12 +330,10 @@ def run_with_comparison(
             for name, future in futures.items():
                 try:
                     results[name] = future.result()
-                except Exception as error:
-                    raise RuntimeError(
-                        f"curriculum_comparison: the {name} run failed ({error!r}; its log: "
-                        f"{arms[name].run.run_dir / 'cli.log'}); this run's checkpoints are "
-                        "kept, and the same command resumes both"
-                    ) from error
+                except KeyboardInterrupt:  # this process's own Ctrl-C (workers ignore it)
+                    raise
+                except BaseException as error:  # noqa: BLE001 - a SystemExit in a worker too
+                    raise compared_run_error(futures, arms, name, error) from error
             return results
 
         compare_with(job, finished, cfg, run_dir)
@@ -331,6 +348,31 @@ def run_with_comparison(
         raise
     pool.shutdown()
     return results
+
+
+def compared_run_error(
+    futures: dict[str, Any], arms: dict[str, ComparedRun], name: str, error: BaseException
+) -> ComparedRunError:
+    """The one-line error for compared run ``name`` whose future raised ``error``.
+
+    A worker process that died (a kill, out of memory) breaks the whole pool: every unfinished
+    future then raises ``BrokenProcessPool``, so the line names all runs that did not finish
+    rather than blaming the first one.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    kept = "this run's checkpoints are kept, and the same command resumes every run"
+    if isinstance(error, BrokenProcessPool):
+        lost = [n for n, f in futures.items() if isinstance(f.exception(), BrokenProcessPool)]
+        logs = ", ".join(str(arms[n].run.run_dir / "cli.log") for n in lost)
+        return ComparedRunError(
+            f"curriculum_comparison: a worker process ended abruptly (killed, or out of memory?) "
+            f"before {', '.join(lost)} finished (logs: {logs}); {kept}"
+        )
+    return ComparedRunError(
+        f"curriculum_comparison: the {name} run failed ({type(error).__name__}: {error}; its "
+        f"traceback: {arms[name].run.run_dir / 'cli.log'}); {kept}"
+    )
 
 
 def compare_with(

@@ -30,8 +30,10 @@ larger); when the main curriculum never reached it, the speedup is undefined: ``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -328,11 +330,20 @@ def run_compared(config: dict[str, Any], run_dir: str, note: str) -> dict[str, A
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    logging.captureWarnings(True)  # warnings go to this run's cli.log, not the terminal
+    # the terminal is the main run's (its live bar): this run's lines, printed or not, are logged
+    quiet = open(os.devnull, "w")  # noqa: SIM115 - closed below
     try:
-        arm = build_run(OmegaConf.create(config), folder)
-        arm.console = False  # the terminal is the main run's
-        arm.threads_note = note
-        return arm.run()
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            arm = build_run(OmegaConf.create(config), folder)
+            arm.console = False
+            arm.threads_note = note
+            return arm.run()
+    except BaseException:
+        log.exception("the compared run %s failed", folder.name)
+        raise
     finally:
+        logging.captureWarnings(False)
         root.removeHandler(handler)
         handler.close()
+        quiet.close()

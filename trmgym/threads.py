@@ -40,6 +40,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from trmgym.workers import THREAD_ENV_VARS
+
 __all__ = [
     "AUTO",
     "THREAD_ENV_VARS",
@@ -53,8 +55,6 @@ __all__ = [
 ]
 
 AUTO = "auto"
-#: read by OpenMP, MKL and OpenBLAS when a process the run starts loads them
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def check_threads(value: Any, label: str = "run.threads") -> int | str:

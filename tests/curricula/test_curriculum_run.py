@@ -256,3 +256,50 @@ def test_a_bad_comparison_is_refused_in_one_line_before_anything_runs(
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr.strip().splitlines()[-1]
     assert not run_dir.exists()
+
+
+def test_a_killed_worker_is_one_line_naming_the_run_and_the_same_command_resumes(
+    tmp_path: Path,
+) -> None:
+    """A compared run's worker killed mid-run (as the kernel's out-of-memory killer would): the
+    main run trains to its end, then says in one line which run did not finish, exits 1 with
+    no traceback and no results.json; the same command resumes the lost run from its last
+    checkpoint and finishes."""
+    import psutil
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        _comparison_command(run_dir, 2),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    arm = run_dir / "compare" / "uniform" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not arm.exists():
+        time.sleep(0.05)
+    workers = [
+        child
+        for child in psutil.Process(process.pid).children()
+        if "resource_tracker" not in " ".join(child.cmdline())
+    ]
+    assert len(workers) == 1, [w.cmdline() for w in workers]
+    workers[0].kill()
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 1, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("trmgym run: curriculum_comparison: a worker process ended abruptly")
+    assert "before uniform finished" in err and str(run_dir / "compare/uniform/cli.log") in err
+    assert not (run_dir / "results.json").exists()
+    assert (run_dir / "checkpoints" / "last.pt").exists()  # the main run trained to its end
+
+    again = subprocess.run(
+        _comparison_command(run_dir, 2), capture_output=True, text=True, env=env, timeout=600
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    uniform = json.loads((run_dir / "compare" / "uniform" / "results.json").read_text())
+    assert len(uniform["starts"]) == 2  # resumed from its checkpoint, not run again
+    main = json.loads((run_dir / "results.json").read_text())
+    assert set(main["curriculum"]["steps_to_threshold"]) == {"ramp", "uniform"}
