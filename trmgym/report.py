@@ -929,10 +929,50 @@ def _notes(report: Mapping[str, Any], metric_names: Iterable[str]) -> list[str]:
     return [note for note in notes if note]
 
 
+#: what a "≥" before a pooled speedup means
+LOWER_BOUND_NOTE = (
+    "≥: the compared curriculum never reached the threshold within its budget, so the run's "
+    "speedup is its lower bound (budget / the main curriculum's env steps), pooled at that bound "
+    "(a mean with any is a lower bound too)"
+)
+COMPARISON_HEADERS = (
+    "group", "n", "speedup (env steps to threshold)", "mean [95% CI]", "IQM [95% CI]",
+    "per run",
+)  # fmt: skip
+
+
+def _comparison_rows(name: str, group: Mapping[str, Any]) -> list[list[str]]:
+    """One row per compared curriculum of a group's pooled curriculum comparison
+    (:func:`trmgym.results.comparison_report`), as plain text."""
+    compared = group.get("curriculum_comparison")
+    if compared is None:
+        return []
+    rows = []
+    for arm, stats in compared["speedup"].items():
+        per_run = [
+            "n/a" if value is None else f"{'≥' if bound else ''}{value:.2f}"
+            for value, bound in zip(stats["values"], stats["lower_bound"])
+        ]
+        label = f"{arm} / {_plain(compared['main'])} to {_plain(compared['threshold'])}"
+        mean = _interval(stats)
+        rows.append(
+            [
+                name,
+                str(len(stats["values"])),
+                label,
+                ("≥ " if stats["n_lower_bound"] else "") + mean,
+                _interval(stats, "iqm", "iqm_ci95"),
+                ", ".join(per_run),
+            ]
+        )
+    return rows
+
+
 def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
     """The sweep report as markdown: found/skipped counts, then per group ``n`` and the mean
-    [95% bootstrap CI] of avg_accuracy, avg_forgetting, BWT and FWT, then the probability of
-    improvement on avg_accuracy. ``report`` is :func:`trmgym.results.sweep_report`'s result."""
+    [95% bootstrap CI] of avg_accuracy, avg_forgetting, BWT and FWT, the pooled curriculum
+    speedups of groups that compare curricula, then the probability of improvement on
+    avg_accuracy. ``report`` is :func:`trmgym.results.sweep_report`'s result."""
     lines = [
         f"found {report['n_found']} {RESULTS_FILE}{where}: {report['n_read']} read, "
         f"{len(report['skipped']) - report.get('n_repeats', 0)} skipped"
@@ -952,6 +992,13 @@ def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     notes = _notes(report, TABLE_METRICS)
     lines += ["", *notes] if notes else []
+    compared = [row for name, g in report["groups"].items() for row in _comparison_rows(name, g)]
+    if compared:
+        lines += ["", "| " + " | ".join(COMPARISON_HEADERS) + " |"]
+        lines.append("|" + " --- |" * len(COMPARISON_HEADERS))
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in compared]
+        if any("≥" in row[-1] for row in compared):
+            lines += ["", LOWER_BOUND_NOTE]
     pairs = report["probability_of_improvement"]["pairs"]
     if pairs:
         lines += ["", "| x | y | P(x > y) on avg_accuracy (higher is better) | 95% CI |"]
@@ -997,6 +1044,14 @@ def _group_html(name: str, group: Mapping[str, Any]) -> str:
         *(_note(note) for note in _notes(report, group["metrics"])),
         "<h3>Mean accuracy matrix (exact solve, over the runs that measured each cell)</h3>",
     ]
+    compared = _comparison_rows(name, group)
+    if compared:
+        parts += [
+            "<h3>Curriculum comparison, pooled over the seeds</h3>",
+            _table(COMPARISON_HEADERS[2:], [[e(c) for c in row[2:]] for row in compared]),
+        ]
+        if any("≥" in row[-1] for row in compared):
+            parts.append(_note(LOWER_BOUND_NOTE))
     names = group["sequence"]
     matrix = as_matrix(group["accuracy_matrix_mean"], "accuracy_matrix_mean", len(names), name)
     parts.append(_matrix_html(names, matrix, 3, 1.0))

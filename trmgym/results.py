@@ -39,7 +39,9 @@ __all__ = [
     "aggregate_groups",
     "as_matrix",
     "bootstrap_stats",
+    "check_comparison_block",
     "check_metric_values",
+    "comparison_report",
     "check_reference",
     "find_runs",
     "forward_transfer",
@@ -631,6 +633,111 @@ def _one_run_per_seed(
     return out
 
 
+def check_comparison_block(results: Mapping[str, Any], source: str) -> None:
+    """Raise ValueError naming ``source`` unless a curriculum comparison in ``results`` (the
+    ``curriculum`` block of ``trmgym.comparison.summarize``) has what a sweep report pools:
+    ``threshold`` a number in (0, 1], ``steps_to_threshold`` positive ints or null, ``speedup``
+    per compared curriculum null or ``{"ratio": finite > 0, "lower_bound": bool}``. A run
+    without a comparison passes."""
+    block = results.get("curriculum")
+    if not isinstance(block, Mapping) or "speedup" not in block:
+        return
+    threshold = block.get("threshold")
+    if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool):
+        raise ValueError(f"{source}: curriculum.threshold must be a number, got {threshold!r}")
+    reached, speedups = block.get("steps_to_threshold"), block["speedup"]
+    if not isinstance(reached, Mapping) or not isinstance(speedups, Mapping):
+        raise ValueError(
+            f"{source}: curriculum.steps_to_threshold and curriculum.speedup must be mappings "
+            "of curriculum names"
+        )
+    for name, steps in reached.items():
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
+        ):
+            raise ValueError(
+                f"{source}: curriculum.steps_to_threshold.{name} must be an int >= 1 or null, "
+                f"got {steps!r}"
+            )
+    for name, speedup in speedups.items():
+        if speedup is None:
+            continue
+        ratio = speedup.get("ratio") if isinstance(speedup, Mapping) else None
+        bound = speedup.get("lower_bound") if isinstance(speedup, Mapping) else None
+        if (
+            not isinstance(ratio, numbers.Real)
+            or isinstance(ratio, bool)
+            or not math.isfinite(ratio)
+            or ratio <= 0
+            or not isinstance(bound, bool)
+        ):
+            raise ValueError(
+                f"{source}: curriculum.speedup.{name} must be null or "
+                f'{{"ratio": a finite number > 0, "lower_bound": true|false}}, got {speedup!r}'
+            )
+
+
+def comparison_report(
+    runs: Sequence[Mapping[str, Any]], *, reps: int = DEFAULT_REPS, seed: int = 0
+) -> dict[str, Any] | None:
+    """A group's curriculum comparisons pooled over its seeds (``None`` when no run has one).
+
+    Per compared curriculum, the speedup (its env steps to the threshold / the main
+    curriculum's: the "uniform / ramp" of a curriculum paper) and, per curriculum, the env steps
+    to the threshold: mean and IQM with 95% stratified-bootstrap intervals
+    (:func:`bootstrap_stats`, Agarwal et al. 2021). A speedup where the compared curriculum
+    never reached the threshold is its lower bound (its budget / the main curriculum's steps):
+    it is pooled at that bound, so the mean is then a lower bound too, and counted in
+    ``n_lower_bound``. Where the main curriculum never reached it, the speedup is undefined
+    (left out, counted in ``n_undefined``); so are the steps of a curriculum that never did
+    (``n_undefined`` of ``steps_to_threshold``).
+
+    Args:
+        runs: the group's results (checked by :func:`check_comparison_block`), one per seed.
+        reps, seed: as in :func:`bootstrap_stats`.
+
+    Returns:
+        ``{"main", "threshold", "speedup": {name: {..stats, "n_lower_bound", "lower_bound"}},
+        "steps_to_threshold": {name: {..stats}}}``; ``lower_bound`` lists per run whether its
+        value is a bound (``None`` where undefined).
+    """
+    blocks = [r.get("curriculum") for r in runs]
+    blocks = [b if isinstance(b, Mapping) and "speedup" in b else None for b in blocks]
+    if not any(blocks):
+        return None
+    present = [b for b in blocks if b is not None]
+    thresholds = sorted({float(b["threshold"]) for b in present})
+    mains = sorted({str(b.get("name")) for b in present})
+    compared = list(dict.fromkeys(n for b in present for n in b["speedup"]))
+    everyone = list(dict.fromkeys(n for b in present for n in b["steps_to_threshold"]))
+    speedups = {}
+    for name in compared:
+        entries = [None if b is None else b["speedup"].get(name) for b in blocks]
+        ratios = [None if e is None else float(e["ratio"]) for e in entries]
+        bounds = [None if e is None else bool(e["lower_bound"]) for e in entries]
+        speedups[name] = {
+            **bootstrap_stats(ratios, reps=reps, seed=seed),
+            "n_lower_bound": sum(1 for b in bounds if b),
+            "lower_bound": bounds,
+        }
+    steps = {
+        name: bootstrap_stats(
+            [None if b is None else b["steps_to_threshold"].get(name) for b in blocks],
+            reps=reps,
+            seed=seed,
+        )
+        for name in everyone
+    }
+    return json_ready(
+        {
+            "main": mains[0] if len(mains) == 1 else mains,
+            "threshold": thresholds[0] if len(thresholds) == 1 else thresholds,
+            "speedup": speedups,
+            "steps_to_threshold": steps,
+        }
+    )
+
+
 def sweep_report(
     paths: Iterable[str | Path], *, reps: int = DEFAULT_REPS, seed: int = 0
 ) -> dict[str, Any]:
@@ -651,7 +758,8 @@ def sweep_report(
     Returns:
         JSON-ready ``{"groups": {name: {"n_runs", "runs", "seeds", "config", "sequence",
         "accuracy_matrix_mean", "metrics": {metric: {"better", "mean", "ci95", "iqm",
-        "iqm_ci95", "n_defined", "n_undefined", "values"}}}}, "n_found", "n_read",
+        "iqm_ci95", "n_defined", "n_undefined", "values"}}, "curriculum_comparison" (runs with
+        a curriculum comparison only: :func:`comparison_report`)}}, "n_found", "n_read",
         "skipped": [{"path", "reason"}] (unreadable files, and repeats of a seed within a group:
         each seed counts once), "probability_of_improvement": {"metric", "better",
         "definition", "pairs": [{"x", "y", "p_x_better", "ci95", "n_x", "n_y"}]}, "bootstrap"}``,
@@ -688,6 +796,9 @@ def sweep_report(
                 for metric in metric_names
             },
         }
+        compared = comparison_report([r for _, r in runs], reps=reps, seed=seed)
+        if compared is not None:
+            report_groups[name]["curriculum_comparison"] = compared
     pairs = []
     for i, ((x_name, _), x_group) in enumerate(named):
         for (y_name, _), y_group in named[i + 1 :]:
@@ -953,6 +1064,7 @@ def scan_runs(
         try:
             results = load_results(run_dir)
             check_metric_values(results, str(path))
+            check_comparison_block(results, str(path))
             _overrides(run_dir)
         except ValueError as error:
             skipped.append({"path": str(path), "reason": _reason(error, path)})

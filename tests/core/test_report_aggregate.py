@@ -381,3 +381,88 @@ def test_a_seed_run_twice_counts_once_and_the_repeat_is_listed(tmp_path: Path) -
     assert sweep_markdown(report).splitlines()[0] == (
         "found 5 results.json: 5 read, 0 skipped, 2 repeated seeds left out"
     )
+
+
+# ------------------------------------------------------------------ curriculum comparisons
+def write_comparisons(folder: Path, steps: list[tuple[int | None, int | None]]) -> None:
+    """Runs of one group comparing ramp with uniform, seeds 0, 1, ...: ``(ramp, uniform)``
+    env steps to 0.8 per seed (None: never within the 1,000-step budget)."""
+    for seed, (ramp, uniform) in enumerate(steps):
+        speedup = None
+        if ramp is not None:
+            bound = uniform is None
+            speedup = {"ratio": (1000 if bound else uniform) / ramp, "lower_bound": bound}
+        block = {
+            "name": "ramp",
+            "threshold": 0.8,
+            "budget_env_steps": 1000,
+            "steps_to_threshold": {"ramp": ramp, "uniform": uniform},
+            "speedup": {"uniform": speedup},
+        }
+        write_run(folder / f"s{seed}", seed=seed, curriculum=block)
+
+
+def test_curriculum_speedups_are_pooled_over_seeds_with_rliable_intervals(tmp_path: Path) -> None:
+    """uniform/ramp per seed, pooled as any metric (mean, IQM, 95% stratified bootstrap); a
+    seed where uniform never got there counts at its lower bound and is marked; one where the
+    ramp never did is undefined, left out and counted — never a 0 or an infinity."""
+    write_comparisons(tmp_path, [(400, 600), (500, 500), (250, None), (None, 700), (800, 400)])
+    report = sweep_report([tmp_path], reps=REPS, seed=3)
+    (group,) = report["groups"].values()
+    pooled = group["curriculum_comparison"]
+    assert pooled["main"] == "ramp" and pooled["threshold"] == 0.8
+    speedup = pooled["speedup"]["uniform"]
+    ratios = [1.5, 1.0, 4.0, 0.5]  # 1000 / 250 for the seed uniform never reached
+    assert speedup["values"] == [1.5, 1.0, 4.0, None, 0.5]
+    assert speedup["lower_bound"] == [False, False, True, None, False]
+    assert speedup["n_lower_bound"] == 1
+    assert (speedup["n_defined"], speedup["n_undefined"]) == (4, 1)
+    (mean, iqm), intervals = rliable_mean_iqm(ratios, seed=3)
+    assert speedup["mean"] == pytest.approx(mean) == pytest.approx(np.mean(ratios))
+    assert speedup["iqm"] == pytest.approx(iqm)
+    assert speedup["ci95"] == pytest.approx(list(intervals[:, 0]))
+    steps = pooled["steps_to_threshold"]
+    assert steps["ramp"]["values"] == [400, 500, 250, None, 800]
+    assert steps["uniform"]["mean"] == pytest.approx(np.mean([600, 500, 700, 400]))
+    markdown = sweep_markdown(report)
+    assert "| uniform / ramp to 0.8 | ≥ 1.750 [" in markdown
+    assert "1.50, 1.00, ≥4.00, n/a, 0.50 |" in markdown and "(1 null)" in markdown
+    assert "never reached the threshold within its budget" in markdown
+    _, written = write_sweep_report([tmp_path], reps=REPS)
+    html_text = written.with_name("report.html").read_text()
+    assert "Curriculum comparison, pooled over the seeds" in html_text and "≥4.00" in html_text
+
+
+def test_runs_without_a_comparison_have_no_pooled_block(tmp_path: Path) -> None:
+    write_seeds(tmp_path, "naive", [0.5, 0.6])
+    (group,) = sweep_report([tmp_path], reps=REPS)["groups"].values()
+    assert "curriculum_comparison" not in group
+    assert "speedup" not in sweep_markdown(sweep_report([tmp_path], reps=REPS))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"speedup": {"uniform": {"ratio": float("inf"), "lower_bound": False}}},
+         "curriculum.speedup.uniform must be null or"),
+        ({"speedup": {"uniform": {"ratio": 1.2}}}, "curriculum.speedup.uniform must be null or"),
+        ({"speedup": {"uniform": 1.2}}, "curriculum.speedup.uniform must be null or"),
+        ({"steps_to_threshold": {"ramp": 0, "uniform": 5}},
+         "curriculum.steps_to_threshold.ramp must be an int >= 1 or null, got 0"),
+        ({"steps_to_threshold": {"ramp": 2.5, "uniform": 5}},
+         "curriculum.steps_to_threshold.ramp must be an int >= 1 or null, got 2.5"),
+        ({"threshold": "0.8"}, "curriculum.threshold must be a number, got '0.8'"),
+    ],
+)  # fmt: skip
+def test_a_malformed_comparison_is_skipped_with_its_reason(
+    tmp_path: Path, change: dict, message: str
+) -> None:
+    write_comparisons(tmp_path, [(400, 600), (500, 500)])
+    bad = json.loads((tmp_path / "s1" / "results.json").read_text())
+    bad["curriculum"].update(change)
+    (tmp_path / "s1" / "results.json").write_text(json.dumps(bad))
+    report = sweep_report([tmp_path], reps=REPS)
+    assert report["n_read"] == 1
+    (skipped,) = report["skipped"]
+    assert skipped["path"] == str(tmp_path / "s1" / "results.json")
+    assert message in skipped["reason"]
