@@ -93,14 +93,23 @@ def run(cfg: Any) -> dict[str, Any]:
 
     A bad value is reported as one line naming its key (``trmgym run: run.batch_size must be an
     int >= 1, got 0``) before any training; ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
-    A run directory that holds a checkpoint of a different configuration is refused the same way.
-    A multirun job whose directory already holds results.json of the same configuration is
-    skipped (its results are returned); one with only checkpoints resumes from them.
+    A run directory that holds a checkpoint of a different configuration is refused the same way,
+    and so is one another process is running in (:mod:`trmgym.rundir`; that directory is left
+    as it is). A multirun job whose directory already holds results.json of the same
+    configuration is skipped (its results are returned); one with only checkpoints resumes from
+    them.
     """
+    import contextlib
+
+    with contextlib.ExitStack() as held:  # the run directory, held until the run ends
+        return _run(cfg, held)
+
+
+def _run(cfg: Any, held: Any) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from trmgym import checkpoint
+    from trmgym import checkpoint, rundir
     from trmgym.config import build_run
     from trmgym.results import RESULTS_FILE
 
@@ -113,14 +122,17 @@ def run(cfg: Any) -> dict[str, Any]:
     fewshot = cfg.get("fewshot") is not None and cfg.get("sequence") is None
     try:
         if fewshot:  # a few-shot experiment: checked, then run after .hydra/ is written
+            held.enter_context(rundir.hold(run_dir))
             return _fewshot_run(cfg, run_dir, hydra_cfg, job_label)
+        job = build_run(cfg, run_dir)
+        run_dir = job.run_dir  # under torchrun: rank 0's directory, on every rank
+        if job.world.is_main:  # before anything in it is read or written
+            held.enter_context(rundir.hold(run_dir))
         if (run_dir / "fewshot.json").is_file():
             raise ValueError(
                 f"{run_dir} holds a few-shot run (fewshot.json), not a continual one; start a "
                 "new run directory (e.g. a different hydra.run.dir)"
             )
-        job = build_run(cfg, run_dir)
-        run_dir = job.run_dir  # under torchrun: rank 0's directory, on every rank
         saved = checkpoint.load_latest(run_dir / "checkpoints")
         # a run directory belongs to one configuration: check before .hydra/ is (re)written
         job.check_resumable(saved)
@@ -131,6 +143,15 @@ def run(cfg: Any) -> dict[str, Any]:
             log.info("%s: %s", message, run_dir)
             print(message, flush=True)
             return results
+    except rundir.RunDirInUse as error:  # the directory is another process's: leave it as it is
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = f"trmgym run: {job_label}{error}"
+        if in_sweep:
+            log.error(message)
+            raise SweepJobError(message) from None
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(USAGE_EXIT) from None
     except (ValueError, TypeError, RuntimeError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

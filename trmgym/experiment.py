@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import trmgym
-from trmgym import checkpoint, distributed, metrics, report
+from trmgym import checkpoint, distributed, metrics, report, rundir
 from trmgym import results as results_io
 from trmgym.agents.baseline_configs import BaselineAgentConfig, EnvLearner
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
@@ -421,7 +421,18 @@ class ContinualRun:
 
     # -------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
-        """Run (or resume) the sequence; returns the results dict also written to results.json."""
+        """Run (or resume) the sequence; returns the results dict also written to results.json.
+
+        Raises:
+            trmgym.rundir.RunDirInUse: another process is running in ``run_dir`` (nothing is
+                written then).
+        """
+        if not self.world.is_main:  # rank 0 alone writes the directory, and holds it
+            return self._run()
+        with rundir.hold(self.run_dir):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         s, T = self.settings, len(self.tasks)
         saved = checkpoint.load_latest(self.run_dir / "checkpoints")
         self.check_resumable(saved)  # before anything is written
