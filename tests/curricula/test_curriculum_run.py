@@ -140,6 +140,19 @@ def _comparison_command(run_dir: Path, workers: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _start_comparison(run_dir: Path) -> subprocess.Popen:
+    """The side-by-side comparison (workers=2) started in the background, pipes captured."""
+    return subprocess.Popen(
+        _comparison_command(run_dir, 2),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        # a background job of a non-interactive shell ignores SIGINT: give the run Ctrl-C back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def _same_numbers(a: dict, b: dict) -> None:
     for key in ("accuracy_matrix", "curves", "env_steps"):
         assert a[key] == b[key], key
@@ -161,15 +174,7 @@ def test_curricula_trained_side_by_side_match_one_after_the_other_and_resume_exa
     assert "beside this run" not in (serial / "cli.log").read_text()  # one after the other
 
     cut = tmp_path / "cut"
-    process = subprocess.Popen(
-        _comparison_command(cut, 2),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        # a background job of a non-interactive shell ignores SIGINT: give the run Ctrl-C back
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = _start_comparison(cut)
     checkpoints = [cut / "checkpoints" / "last.pt", cut / "compare" / "uniform" / "checkpoints"]
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (
@@ -269,13 +274,7 @@ def test_a_killed_worker_is_one_line_naming_the_run_and_the_same_command_resumes
 
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        _comparison_command(run_dir, 2),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    process = _start_comparison(run_dir)
     arm = run_dir / "compare" / "uniform" / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not arm.exists():
