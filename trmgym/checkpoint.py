@@ -6,7 +6,8 @@
 - Writing is atomic: the checkpoint goes to a temporary file in the same directory, is flushed and
   fsynced, then renamed over ``last.pt`` after the previous ``last.pt`` was hard-linked (or copied)
   as ``previous.pt``. Once written, ``last.pt`` is always present and complete; a kill at any
-  moment leaves it and at most one stray temporary file.
+  moment leaves it and at most two temporary files, which the next start deletes
+  (:func:`remove_temporaries`, called while it holds the run directory).
 - :func:`load_latest` falls back to ``previous.pt`` (with a warning) when ``last.pt`` is corrupt.
 """
 
@@ -102,6 +103,21 @@ def _keep_as_previous(last: Path, previous: Path) -> None:
     except BaseException:
         Path(staged).unlink(missing_ok=True)
         raise
+
+
+#: names of the temporary files a save writes before renaming them
+TEMPORARIES = (".ckpt-*.tmp", ".previous-*.tmp")
+
+
+def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete what a save killed half-way left in ``directory`` (:data:`TEMPORARIES`); returns
+    the paths deleted. Call it only while holding the run directory (:mod:`trmgym.rundir`): a
+    save of another process in flight would lose its file."""
+    directory = Path(directory)
+    stale = sorted(p for pattern in TEMPORARIES for p in directory.glob(pattern) if p.is_file())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def save_atomic(state: dict[str, Any], directory: str | os.PathLike) -> Path:

@@ -117,17 +117,27 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     job_label = f"job {hydra_cfg.job.num}: " if in_sweep else ""
+    try:
+        # first of all, before a line is logged into it: the directory may be another
+        # process's (torchrun: rank 0 alone writes, and holds, the run's directory)
+        if os.environ.get("RANK", "0").strip() in ("", "0"):
+            held.enter_context(rundir.hold(run_dir))
+    except rundir.RunDirError as error:  # leave that directory exactly as it is
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = f"trmgym run: {job_label}{error}"
+        if in_sweep:  # Hydra prints it after the sweep, naming the job
+            raise SweepJobError(message) from None
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(USAGE_EXIT) from None
     for warning in STARTUP_WARNINGS:  # printed already, before Hydra set up the log
         log.info("warning: %s", warning)
     fewshot = cfg.get("fewshot") is not None and cfg.get("sequence") is None
     try:
         if fewshot:  # a few-shot experiment: checked, then run after .hydra/ is written
-            held.enter_context(rundir.hold(run_dir))
             return _fewshot_run(cfg, run_dir, hydra_cfg, job_label)
         job = build_run(cfg, run_dir)
         run_dir = job.run_dir  # under torchrun: rank 0's directory, on every rank
-        if job.world.is_main:  # before anything in it is read or written
-            held.enter_context(rundir.hold(run_dir))
         if (run_dir / "fewshot.json").is_file():
             raise ValueError(
                 f"{run_dir} holds a few-shot run (fewshot.json), not a continual one; start a "
@@ -143,15 +153,6 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
             log.info("%s: %s", message, run_dir)
             print(message, flush=True)
             return results
-    except rundir.RunDirInUse as error:  # the directory is another process's: leave it as it is
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        message = f"trmgym run: {job_label}{error}"
-        if in_sweep:
-            log.error(message)
-            raise SweepJobError(message) from None
-        print(message, file=sys.stderr, flush=True)
-        raise SystemExit(USAGE_EXIT) from None
     except (ValueError, TypeError, RuntimeError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -179,7 +180,7 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         message = f"trmgym run: {job_label}{error}"
-        log.error(message)
+        log.info(message)  # to cli.log only: Hydra's console handler would print it twice
         if in_sweep:
             raise SweepJobError(message) from None
         print(message, file=sys.stderr, flush=True)
@@ -374,25 +375,30 @@ def run_with_comparison(
 def compared_run_error(
     futures: dict[str, Any], arms: dict[str, ComparedRun], name: str, error: BaseException
 ) -> ComparedRunError:
-    """The one-line error for compared run ``name`` whose future raised ``error``.
+    """The one-line error for compared run ``name`` whose future raised ``error``, naming every
+    compared run that did not finish (the caller then stops the workers of the others).
 
     A worker process that died (a kill, out of memory) breaks the whole pool: every unfinished
-    future then raises ``BrokenProcessPool``, so the line names all runs that did not finish
-    rather than blaming the first one.
+    future then raises ``BrokenProcessPool``, so no one run is blamed for it.
     """
     from concurrent.futures.process import BrokenProcessPool
 
-    kept = "this run's checkpoints are kept, and the same command resumes every run"
+    def finished(future: Any) -> bool:  # never blocks: a future not done yet did not finish
+        return future.done() and not future.cancelled() and future.exception() is None
+
+    unfinished = [n for n, future in futures.items() if not finished(future)]
+    logs = ", ".join(str(arms[n].run.run_dir / "cli.log") for n in unfinished)
+    kept = "this run's checkpoints and theirs are kept, and the same command resumes every run"
     if isinstance(error, BrokenProcessPool):
-        lost = [n for n, f in futures.items() if isinstance(f.exception(), BrokenProcessPool)]
-        logs = ", ".join(str(arms[n].run.run_dir / "cli.log") for n in lost)
         return ComparedRunError(
             f"curriculum_comparison: a worker process ended abruptly (killed, or out of memory?) "
-            f"before {', '.join(lost)} finished (logs: {logs}); {kept}"
+            f"before {', '.join(unfinished)} finished (logs: {logs}); {kept}"
         )
+    others = [n for n in unfinished if n != name]
+    stopped = f"; stopped unfinished: {', '.join(others)}" if others else ""
     return ComparedRunError(
         f"curriculum_comparison: the {name} run failed ({type(error).__name__}: {error}; its "
-        f"traceback: {arms[name].run.run_dir / 'cli.log'}); {kept}"
+        f"traceback: {arms[name].run.run_dir / 'cli.log'}){stopped}; {kept}"
     )
 
 
@@ -415,12 +421,18 @@ def compare_with(
 
 
 def remove_failed_start(run_dir: Path) -> None:
-    """Delete the directory Hydra made for a run refused at start-up, when it holds nothing but
-    its log (a resumed run's directory, with checkpoints, is never touched), and the folders
+    """Delete the directory Hydra made for a run refused at start-up, when this process holds it
+    (:mod:`trmgym.rundir`) and it holds nothing but its log and lock file (a resumed run's
+    directory, with checkpoints, is never touched), and the folders
     above it that this left empty (``runs/<experiment>/``), up to the working directory."""
     import logging as std_logging
 
-    if not run_dir.is_dir() or any(p.name != "cli.log" for p in run_dir.iterdir()):
+    from trmgym.rundir import LOCK_FILE, holding
+
+    if not holding(run_dir):  # another process's directory (or another rank's): not ours
+        return
+    ours = ("cli.log", LOCK_FILE)  # the lock file too: this process holds it
+    if not run_dir.is_dir() or any(p.name not in ours for p in run_dir.iterdir()):
         return
     root = std_logging.getLogger()
     for handler in list(root.handlers):  # Hydra's file handler holds cli.log open

@@ -321,10 +321,16 @@ def run_compared(config: dict[str, Any], run_dir: str, note: str) -> dict[str, A
             ``cli.log`` there, as a main run's do.
         note: why it has the threads it has (its start-up banner).
     """
+    from trmgym import rundir
+
+    with rundir.hold(run_dir) as folder:  # before a line is logged into it
+        return _train_logged(config, folder, note)
+
+
+def _train_logged(config: dict[str, Any], folder: Path, note: str) -> dict[str, Any]:
+    """:func:`run_compared` in its held directory, logging to its ``cli.log``."""
     from trmgym.config import build_run
 
-    folder = Path(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(folder / "cli.log")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()

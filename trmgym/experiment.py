@@ -438,6 +438,8 @@ class ContinualRun:
         self.check_resumable(saved)  # before anything is written
         if self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            # held (run()): what a kill left half-written is no other process's save
+            checkpoint.remove_temporaries(self.run_dir / "checkpoints")
         state = self._restore(saved) or self._fresh_state()
         #: started again after it had finished: results are rewritten, nothing is logged again
         finished = state["task"] >= T

@@ -4,19 +4,26 @@ Two runs writing one directory at once — the same command started twice, a swe
 while its first start still runs, a worker orphaned by a killed parent — would interleave their
 checkpoints, TensorBoard events and results.json, and a run that has not checkpointed yet could
 have its ``.hydra/config.yaml`` overwritten by another configuration. :func:`hold` takes an
-exclusive, non-blocking ``flock`` on the directory itself (no lock file is written, so a refused
-start leaves the directory exactly as it was) and raises :class:`RunDirInUse` when another
-process holds it. The kernel releases the lock when the holding process ends, however it ends
-(``kill -9`` included), so there is never a stale lock to delete.
+exclusive, non-blocking ``flock`` on the run's lock file, :data:`LOCK_FILE`, and raises
+:class:`RunDirInUse` when another process holds it (nothing else is read or written then). The
+kernel releases the lock when the holding process ends, however it ends (``kill -9``
+included): the file left behind is not a lock, and the next start takes it.
+
+A regular file, not the directory: on NFS Linux sends ``flock`` on a regular file to the server
+(as a POSIX lock), so two machines of a cluster sharing ``hydra.sweep.dir`` exclude each other;
+a directory's ``flock`` would only be seen on one machine. Where the file system refuses locks
+(``ENOLCK``, ``ENOSYS``, ``EOPNOTSUPP``: some parallel file systems) the run goes on unlocked
+with a warning in its log; where ``fcntl`` does not exist (Windows) nothing is locked.
 
 Holding is re-entrant within a process (the command line holds a run's directory from its
 start-up check to its end, and :meth:`trmgym.experiment.ContinualRun.run` holds it again).
-Where ``fcntl`` does not exist (Windows) nothing is locked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -27,14 +34,58 @@ try:
 except ImportError:  # Windows: no flock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RunDirInUse", "hold"]
+__all__ = ["LOCK_FILE", "RunDirError", "RunDirInUse", "hold", "holding"]
 
-_held: dict[str, list[int]] = {}  # resolved path -> [file descriptor, depth]
+#: the file whose flock marks a run directory in use (it stays; only the lock is released)
+LOCK_FILE = ".trmgym.lock"
+
+log = logging.getLogger(__name__)
+
+_held: dict[str, list[int]] = {}  # resolved path -> [file descriptor (-1: unlocked), depth]
 _guard = threading.Lock()
 
 
-class RunDirInUse(RuntimeError):
+class RunDirError(RuntimeError):
+    """A run directory that cannot be used (:func:`hold`); it is left as it was."""
+
+
+class RunDirInUse(RunDirError):
     """Another process holds the run directory (:func:`hold`)."""
+
+
+def _lock(path: Path) -> int:
+    """An open descriptor of ``path``'s lock file, flocked; -1 where locks are unsupported."""
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise RunDirError(f"{path}: cannot write in it ({error.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(fd)
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RunDirInUse(
+                f"{path} is in use by another trmgym process (a run started twice, or a sweep "
+                "started again while its first start runs); wait for it to end, or give this "
+                "run another directory (hydra.run.dir / hydra.sweep.dir)"
+            ) from None
+        log.warning(
+            "%s: its file system refuses locks (%s), so a second start in it while this run "
+            "runs would not be refused",
+            path,
+            error.strerror,
+        )
+        return -1
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def holding(run_dir: str | os.PathLike) -> bool:
+    """Whether this process holds ``run_dir`` (:func:`hold`)."""
+    with _guard:
+        return str(Path(run_dir).resolve()) in _held
 
 
 @contextlib.contextmanager
@@ -43,36 +94,27 @@ def hold(run_dir: str | os.PathLike) -> Iterator[Path]:
 
     Raises:
         RunDirInUse: another process holds it — nothing has been written then.
+        RunDirError: the directory cannot be created or written (e.g. read-only).
     """
     path = Path(run_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"{path}: cannot create it ({error.strerror})") from None
     key = str(path.resolve())
     with _guard:
         entry = _held.get(key)
         if entry is not None:
             entry[1] += 1
-        elif fcntl is not None:
-            fd = os.open(key, os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise RunDirInUse(
-                    f"{path} is in use by another trmgym process (a run started twice, or a "
-                    "sweep started again while its first start runs); wait for it to end, or "
-                    "give this run another directory (hydra.run.dir / hydra.sweep.dir)"
-                ) from None
-            except BaseException:
-                os.close(fd)
-                raise
-            _held[key] = [fd, 1]
+        else:
+            _held[key] = [_lock(path) if fcntl is not None else -1, 1]
     try:
         yield path
     finally:
         with _guard:
-            entry = _held.get(key)
-            if entry is not None:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del _held[key]
-                    os.close(entry[0])  # closing the last descriptor releases the flock
+            entry = _held[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _held[key]
+                if entry[0] >= 0:
+                    os.close(entry[0])  # closing the descriptor releases the flock

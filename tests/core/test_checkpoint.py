@@ -77,3 +77,15 @@ def test_last_pt_is_present_at_every_moment_of_a_save(
     checkpoint.save_atomic({"step": 3}, tmp_path)  # a third save: previous.pt is replaced too
     assert checkpoint.load(tmp_path / checkpoint.PREVIOUS) == {"step": 2}
     assert checkpoint.load(last) == {"step": 3}
+
+
+def test_a_start_removes_what_a_killed_save_left_and_nothing_else(tmp_path: Path) -> None:
+    checkpoint.save_atomic({"step": 1}, tmp_path)
+    checkpoint.save_atomic({"step": 2}, tmp_path)
+    stale = [tmp_path / ".ckpt-abc.tmp", tmp_path / ".previous-def.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    assert checkpoint.remove_temporaries(tmp_path) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp", "previous.pt"]
+    assert checkpoint.load_latest(tmp_path) == {"step": 2}

@@ -364,3 +364,25 @@ def test_load_checkpoint_restores_a_finished_run_for_analysis(tmp_path: Path) ->
     assert make_run(tmp_path / "empty", "naive").load_checkpoint() is None
     with pytest.raises(ValueError, match="strategy.name was 'naive' there and is 'ewc' now"):
         make_run(tmp_path, "ewc").load_checkpoint()
+
+
+def test_a_run_holds_its_directory_and_clears_what_a_killed_save_left(tmp_path: Path) -> None:
+    """While ContinualRun.run trains, the directory is held (a second run there is refused
+    before it writes); a save's temporary file left by a kill is gone at the start."""
+    from trmgym import rundir
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".ckpt-killed.tmp").write_bytes(b"half")
+    run = make_run(tmp_path)
+    seen = []
+    fresh = run._fresh_state
+
+    def looking() -> dict:  # the run's first state, built once the start-up is done
+        seen.append(rundir.holding(tmp_path))
+        seen.append((tmp_path / "checkpoints" / ".ckpt-killed.tmp").exists())
+        return fresh()
+
+    run._fresh_state = looking
+    run.run()
+    assert seen == [True, False]
+    assert not rundir.holding(tmp_path)

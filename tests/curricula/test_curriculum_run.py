@@ -302,3 +302,34 @@ def test_a_killed_worker_is_one_line_naming_the_run_and_the_same_command_resumes
     assert len(uniform["starts"]) == 2  # resumed from its checkpoint, not run again
     main = json.loads((run_dir / "results.json").read_text())
     assert set(main["curriculum"]["steps_to_threshold"]) == {"ramp", "uniform"}
+
+
+def test_a_failed_compared_run_names_every_run_that_did_not_finish(tmp_path: Path) -> None:
+    """uniform failed while lp still trained (and is stopped with it): the line names both;
+    a dead worker (BrokenProcessPool on every unfinished future) blames no single run."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+    from types import SimpleNamespace
+
+    from trmgym.cli import ComparedRun, compared_run_error
+
+    names = ("uniform", "lp", "plr")
+    arms = {n: ComparedRun(SimpleNamespace(run_dir=tmp_path / n), {}) for n in names}
+    futures = {n: Future() for n in names}
+    futures["plr"].set_result({})  # finished
+    failure = ValueError("levels do not fit")
+    futures["uniform"].set_exception(failure)  # lp: still running
+    line = str(compared_run_error(futures, arms, "uniform", failure))
+    assert line.startswith(
+        "curriculum_comparison: the uniform run failed (ValueError: levels do not fit; its "
+        f"traceback: {tmp_path / 'uniform' / 'cli.log'}); stopped unfinished: lp;"
+    )
+    assert "plr" not in line and "\n" not in line
+
+    broken = {n: Future() for n in names}
+    broken["plr"].set_result({})
+    for n in ("uniform", "lp"):
+        broken[n].set_exception(BrokenProcessPool("a child process terminated abruptly"))
+    line = str(compared_run_error(broken, arms, "uniform", broken["uniform"].exception()))
+    assert "ended abruptly (killed, or out of memory?) before uniform, lp finished" in line
+    assert str(tmp_path / "lp" / "cli.log") in line and "plr" not in line
