@@ -929,39 +929,51 @@ def _notes(report: Mapping[str, Any], metric_names: Iterable[str]) -> list[str]:
     return [note for note in notes if note]
 
 
-#: what a "≥" before a pooled speedup means
+#: what a "≥" before a pooled value means
 LOWER_BOUND_NOTE = (
-    "≥: the compared curriculum never reached the threshold within its budget, so the run's "
-    "speedup is its lower bound (budget / the main curriculum's env steps), pooled at that bound "
-    "(a mean with any is a lower bound too)"
+    "≥: a curriculum that never reached the threshold within its budget needed more than it, so "
+    "its env steps count at the budget and a speedup over it at budget / the main curriculum's "
+    "env steps: lower bounds, and so is a mean or IQM over them"
 )
 COMPARISON_HEADERS = (
-    "group", "n", "speedup (env steps to threshold)", "mean [95% CI]", "IQM [95% CI]",
+    "group",
+    "n",
+    "curriculum comparison",
+    "mean [95% CI]",
+    "IQM [95% CI]",
     "per run",
-)  # fmt: skip
+)
 
 
 def _comparison_rows(name: str, group: Mapping[str, Any]) -> list[list[str]]:
-    """One row per compared curriculum of a group's pooled curriculum comparison
-    (:func:`trmgym.results.comparison_report`), as plain text."""
+    """A group's pooled curriculum comparison (:func:`trmgym.results.comparison_report`) as
+    plain-text rows: each compared curriculum's speedup, then each curriculum's env steps."""
     compared = group.get("curriculum_comparison")
     if compared is None:
         return []
+    main, threshold = _plain(compared["main"]), _plain(compared["threshold"])
+    labelled = [
+        (f"speedup {arm} / {main} to {threshold}", stats, "{:.2f}")
+        for arm, stats in compared["speedup"].items()
+    ]
+    labelled += [
+        (f"{curriculum}: env steps to {threshold}", stats, "{:,.0f}")
+        for curriculum, stats in compared["steps_to_threshold"].items()
+    ]
     rows = []
-    for arm, stats in compared["speedup"].items():
+    for label, stats, form in labelled:
+        bound = "≥ " if stats["n_lower_bound"] else ""
         per_run = [
-            "n/a" if value is None else f"{'≥' if bound else ''}{value:.2f}"
-            for value, bound in zip(stats["values"], stats["lower_bound"])
+            "n/a" if value is None else ("≥" if marked else "") + form.format(value)
+            for value, marked in zip(stats["values"], stats["lower_bound"])
         ]
-        label = f"{arm} / {_plain(compared['main'])} to {_plain(compared['threshold'])}"
-        mean = _interval(stats)
         rows.append(
             [
                 name,
                 str(len(stats["values"])),
                 label,
-                ("≥ " if stats["n_lower_bound"] else "") + mean,
-                _interval(stats, "iqm", "iqm_ci95"),
+                bound + _interval(stats),
+                bound + _interval(stats, "iqm", "iqm_ci95"),
                 ", ".join(per_run),
             ]
         )
@@ -996,7 +1008,10 @@ def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
     if compared:
         lines += ["", "| " + " | ".join(COMPARISON_HEADERS) + " |"]
         lines.append("|" + " --- |" * len(COMPARISON_HEADERS))
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in compared]
+        lines += [
+            "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+            for row in compared
+        ]
         if any("≥" in row[-1] for row in compared):
             lines += ["", LOWER_BOUND_NOTE]
     pairs = report["probability_of_improvement"]["pairs"]
@@ -1042,7 +1057,6 @@ def _group_html(name: str, group: Mapping[str, Any]) -> str:
         f"configuration: <code>{e(json.dumps(group['config'], sort_keys=True))}</code></p>",
         _table(headers, rows),
         *(_note(note) for note in _notes(report, group["metrics"])),
-        "<h3>Mean accuracy matrix (exact solve, over the runs that measured each cell)</h3>",
     ]
     compared = _comparison_rows(name, group)
     if compared:
@@ -1052,6 +1066,9 @@ def _group_html(name: str, group: Mapping[str, Any]) -> str:
         ]
         if any("≥" in row[-1] for row in compared):
             parts.append(_note(LOWER_BOUND_NOTE))
+    parts.append(
+        "<h3>Mean accuracy matrix (exact solve, over the runs that measured each cell)</h3>"
+    )
     names = group["sequence"]
     matrix = as_matrix(group["accuracy_matrix_mean"], "accuracy_matrix_mean", len(names), name)
     parts.append(_matrix_html(names, matrix, 3, 1.0))

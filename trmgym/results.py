@@ -328,6 +328,13 @@ def _configuration(results: Mapping[str, Any]) -> dict[str, Any]:
         config["settings"] = {  # change what is trained
             k: v for k, v in config["settings"].items() if k not in ("reference", *DISPLAY_ONLY)
         }
+    block = results.get("curriculum")
+    if isinstance(block, Mapping) and "speedup" in block:  # speedups at one threshold pool
+        config["curriculum_comparison"] = {
+            "main": block.get("name"),
+            "threshold": block.get("threshold"),
+            "against": sorted(block["speedup"]),
+        }
     return config
 
 
@@ -636,25 +643,46 @@ def _one_run_per_seed(
 def check_comparison_block(results: Mapping[str, Any], source: str) -> None:
     """Raise ValueError naming ``source`` unless a curriculum comparison in ``results`` (the
     ``curriculum`` block of ``trmgym.comparison.summarize``) has what a sweep report pools:
-    ``threshold`` a number in (0, 1], ``steps_to_threshold`` positive ints or null, ``speedup``
-    per compared curriculum null or ``{"ratio": finite > 0, "lower_bound": bool}``. A run
-    without a comparison passes."""
+    ``name`` (the main curriculum) a string, ``threshold`` a number in (0, 1],
+    ``budget_env_steps`` (when there) an int >= 1, ``steps_to_threshold`` ints >= 1 or null and
+    ``speedup`` null or ``{"ratio": finite > 0, "lower_bound": bool}`` per curriculum named by a
+    string. A run without a comparison passes."""
     block = results.get("curriculum")
     if not isinstance(block, Mapping) or "speedup" not in block:
         return
+
+    def positive_int(value: Any) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+    if not isinstance(block.get("name"), str) or not block["name"].strip():
+        raise ValueError(
+            f"{source}: curriculum.name must name the main curriculum, got {block.get('name')!r}"
+        )
     threshold = block.get("threshold")
-    if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool):
-        raise ValueError(f"{source}: curriculum.threshold must be a number, got {threshold!r}")
+    if (
+        not isinstance(threshold, numbers.Real)
+        or isinstance(threshold, bool)
+        or not 0 < threshold <= 1  # NaN fails this too
+    ):
+        raise ValueError(
+            f"{source}: curriculum.threshold must be a number in (0, 1], got {threshold!r}"
+        )
+    if "budget_env_steps" in block and not positive_int(block["budget_env_steps"]):
+        raise ValueError(
+            f"{source}: curriculum.budget_env_steps must be an int >= 1, got "
+            f"{block['budget_env_steps']!r}"
+        )
     reached, speedups = block.get("steps_to_threshold"), block["speedup"]
     if not isinstance(reached, Mapping) or not isinstance(speedups, Mapping):
         raise ValueError(
             f"{source}: curriculum.steps_to_threshold and curriculum.speedup must be mappings "
             "of curriculum names"
         )
+    for name in [*reached, *speedups]:
+        if not isinstance(name, str) or not name.strip() or "\n" in name:
+            raise ValueError(f"{source}: curriculum names must be one-line strings, got {name!r}")
     for name, steps in reached.items():
-        if steps is not None and (
-            isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
-        ):
+        if steps is not None and not positive_int(steps):
             raise ValueError(
                 f"{source}: curriculum.steps_to_threshold.{name} must be an int >= 1 or null, "
                 f"got {steps!r}"
@@ -677,6 +705,17 @@ def check_comparison_block(results: Mapping[str, Any], source: str) -> None:
             )
 
 
+def _bounded_stats(
+    values: Sequence[float | None], bounds: Sequence[bool | None], reps: int, seed: int
+) -> dict[str, Any]:
+    """:func:`bootstrap_stats` of ``values``, with which of them are lower bounds."""
+    return {
+        **bootstrap_stats(values, reps=reps, seed=seed),
+        "n_lower_bound": sum(1 for bound in bounds if bound),
+        "lower_bound": list(bounds),
+    }
+
+
 def comparison_report(
     runs: Sequence[Mapping[str, Any]], *, reps: int = DEFAULT_REPS, seed: int = 0
 ) -> dict[str, Any] | None:
@@ -685,53 +724,55 @@ def comparison_report(
     Per compared curriculum, the speedup (its env steps to the threshold / the main
     curriculum's: the "uniform / ramp" of a curriculum paper) and, per curriculum, the env steps
     to the threshold: mean and IQM with 95% stratified-bootstrap intervals
-    (:func:`bootstrap_stats`, Agarwal et al. 2021). A speedup where the compared curriculum
-    never reached the threshold is its lower bound (its budget / the main curriculum's steps):
-    it is pooled at that bound, so the mean is then a lower bound too, and counted in
-    ``n_lower_bound``. Where the main curriculum never reached it, the speedup is undefined
-    (left out, counted in ``n_undefined``); so are the steps of a curriculum that never did
-    (``n_undefined`` of ``steps_to_threshold``).
+    (:func:`bootstrap_stats`, Agarwal et al. 2021). A curriculum that never reached the
+    threshold within its budget needed more than the budget: its steps count at the budget and
+    a speedup over it at budget / the main curriculum's steps, both lower bounds, marked in
+    ``lower_bound`` and counted in ``n_lower_bound`` (a mean with any is a lower bound too).
+    Where the main curriculum never reached it, the speedup is undefined (left out, counted in
+    ``n_undefined``); so are steps never reached in a run that does not record its budget.
+    :func:`group_runs` groups runs by main curriculum, threshold and compared curricula, so
+    every run of a group has a comparison of the same kind.
 
     Args:
         runs: the group's results (checked by :func:`check_comparison_block`), one per seed.
         reps, seed: as in :func:`bootstrap_stats`.
 
     Returns:
-        ``{"main", "threshold", "speedup": {name: {..stats, "n_lower_bound", "lower_bound"}},
-        "steps_to_threshold": {name: {..stats}}}``; ``lower_bound`` lists per run whether its
-        value is a bound (``None`` where undefined).
+        ``{"main", "threshold", "speedup": {name: stats}, "steps_to_threshold": {name: stats}}``,
+        stats being :func:`bootstrap_stats`'s plus ``n_lower_bound`` and ``lower_bound`` (per
+        run: whether its value is a bound, ``None`` where undefined).
     """
     blocks = [r.get("curriculum") for r in runs]
     blocks = [b if isinstance(b, Mapping) and "speedup" in b else None for b in blocks]
-    if not any(blocks):
-        return None
     present = [b for b in blocks if b is not None]
-    thresholds = sorted({float(b["threshold"]) for b in present})
-    mains = sorted({str(b.get("name")) for b in present})
+    if not present:
+        return None
     compared = list(dict.fromkeys(n for b in present for n in b["speedup"]))
     everyone = list(dict.fromkeys(n for b in present for n in b["steps_to_threshold"]))
     speedups = {}
     for name in compared:
         entries = [None if b is None else b["speedup"].get(name) for b in blocks]
-        ratios = [None if e is None else float(e["ratio"]) for e in entries]
-        bounds = [None if e is None else bool(e["lower_bound"]) for e in entries]
-        speedups[name] = {
-            **bootstrap_stats(ratios, reps=reps, seed=seed),
-            "n_lower_bound": sum(1 for b in bounds if b),
-            "lower_bound": bounds,
-        }
-    steps = {
-        name: bootstrap_stats(
-            [None if b is None else b["steps_to_threshold"].get(name) for b in blocks],
-            reps=reps,
-            seed=seed,
+        speedups[name] = _bounded_stats(
+            [None if e is None else float(e["ratio"]) for e in entries],
+            [None if e is None else bool(e["lower_bound"]) for e in entries],
+            reps,
+            seed,
         )
-        for name in everyone
-    }
+    steps = {}
+    for name in everyone:
+        values, bounds = [], []
+        for block in blocks:
+            reached = None if block is None else block["steps_to_threshold"].get(name)
+            budget = None if block is None else block.get("budget_env_steps")
+            never = block is not None and reached is None and budget is not None
+            values.append(budget if never else reached)
+            bounds.append(never if values[-1] is not None else None)
+        steps[name] = _bounded_stats(values, bounds, reps, seed)
+    first = present[0]
     return json_ready(
         {
-            "main": mains[0] if len(mains) == 1 else mains,
-            "threshold": thresholds[0] if len(thresholds) == 1 else thresholds,
+            "main": first["name"],
+            "threshold": first["threshold"],
             "speedup": speedups,
             "steps_to_threshold": steps,
         }

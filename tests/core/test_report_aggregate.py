@@ -404,8 +404,9 @@ def write_comparisons(folder: Path, steps: list[tuple[int | None, int | None]]) 
 
 def test_curriculum_speedups_are_pooled_over_seeds_with_rliable_intervals(tmp_path: Path) -> None:
     """uniform/ramp per seed, pooled as any metric (mean, IQM, 95% stratified bootstrap); a
-    seed where uniform never got there counts at its lower bound and is marked; one where the
-    ramp never did is undefined, left out and counted — never a 0 or an infinity."""
+    seed where uniform never got there counts at its lower bound (steps: the budget) and is
+    marked; a speedup where the ramp never did is undefined, left out and counted — never a 0
+    or an infinity."""
     write_comparisons(tmp_path, [(400, 600), (500, 500), (250, None), (None, 700), (800, 400)])
     report = sweep_report([tmp_path], reps=REPS, seed=3)
     (group,) = report["groups"].values()
@@ -422,15 +423,51 @@ def test_curriculum_speedups_are_pooled_over_seeds_with_rliable_intervals(tmp_pa
     assert speedup["iqm"] == pytest.approx(iqm)
     assert speedup["ci95"] == pytest.approx(list(intervals[:, 0]))
     steps = pooled["steps_to_threshold"]
-    assert steps["ramp"]["values"] == [400, 500, 250, None, 800]
-    assert steps["uniform"]["mean"] == pytest.approx(np.mean([600, 500, 700, 400]))
+    assert steps["ramp"]["values"] == [400, 500, 250, 1000, 800]  # never: at the budget
+    assert steps["ramp"]["lower_bound"] == [False, False, False, True, False]
+    assert steps["uniform"]["values"] == [600, 500, 1000, 700, 400]
+    assert (
+        steps["uniform"]["mean"] == pytest.approx(640.0) and steps["uniform"]["n_lower_bound"] == 1
+    )
     markdown = sweep_markdown(report)
-    assert "| uniform / ramp to 0.8 | ≥ 1.750 [" in markdown
+    assert "| speedup uniform / ramp to 0.8 | ≥ 1.750 [" in markdown
     assert "1.50, 1.00, ≥4.00, n/a, 0.50 |" in markdown and "(1 null)" in markdown
+    assert "| ramp: env steps to 0.8 | ≥ 590.000 [" in markdown
+    assert "| 400, 500, 250, ≥1,000, 800 |" in markdown
     assert "never reached the threshold within its budget" in markdown
+    iqm_cell = next(line for line in markdown.splitlines() if "speedup uniform" in line)
+    assert iqm_cell.split(" | ")[4].startswith("≥ ")  # the IQM is a bound too
     _, written = write_sweep_report([tmp_path], reps=REPS)
     html_text = written.with_name("report.html").read_text()
-    assert "Curriculum comparison, pooled over the seeds" in html_text and "≥4.00" in html_text
+    pooled_at = html_text.index("Curriculum comparison, pooled over the seeds")
+    assert pooled_at < html_text.index("Mean accuracy matrix") and "≥4.00" in html_text
+
+
+def test_comparisons_at_other_thresholds_or_without_one_are_not_pooled_together(
+    tmp_path: Path,
+) -> None:
+    """Speedups to 0.8 and to 0.9 are different quantities: separate groups, and so are runs
+    that compare nothing (not seeds whose main curriculum "never reached" it)."""
+    write_comparisons(tmp_path / "a", [(400, 600), (500, 500)])
+    write_comparisons(tmp_path / "b", [(400, 800), (500, 900)])
+    for run in (tmp_path / "b").iterdir():
+        results = json.loads((run / "results.json").read_text())
+        results["curriculum"]["threshold"] = 0.9
+        (run / "results.json").write_text(json.dumps(results))
+    write_seeds(tmp_path / "c", "naive", [0.5, 0.6])
+    groups = sweep_report([tmp_path], reps=REPS)["groups"]
+    assert len(groups) == 3
+    pooled = sorted(
+        (
+            g["curriculum_comparison"]["threshold"],
+            g["curriculum_comparison"]["speedup"]["uniform"]["values"],
+        )
+        for g in groups.values()
+        if "curriculum_comparison" in g
+    )
+    assert pooled == [(0.8, [1.5, 1.0]), (0.9, [2.0, 1.8])]
+    plain = [g for g in groups.values() if "curriculum_comparison" not in g]
+    assert [g["n_runs"] for g in plain] == [2]
 
 
 def test_runs_without_a_comparison_have_no_pooled_block(tmp_path: Path) -> None:
@@ -451,7 +488,13 @@ def test_runs_without_a_comparison_have_no_pooled_block(tmp_path: Path) -> None:
          "curriculum.steps_to_threshold.ramp must be an int >= 1 or null, got 0"),
         ({"steps_to_threshold": {"ramp": 2.5, "uniform": 5}},
          "curriculum.steps_to_threshold.ramp must be an int >= 1 or null, got 2.5"),
-        ({"threshold": "0.8"}, "curriculum.threshold must be a number, got '0.8'"),
+        ({"threshold": "0.8"}, "curriculum.threshold must be a number in (0, 1], got '0.8'"),
+        ({"threshold": float("nan")}, "curriculum.threshold must be a number in (0, 1], got nan"),
+        ({"threshold": 5.0}, "curriculum.threshold must be a number in (0, 1], got 5.0"),
+        ({"threshold": -0.5}, "curriculum.threshold must be a number in (0, 1], got -0.5"),
+        ({"name": None}, "curriculum.name must name the main curriculum, got None"),
+        ({"budget_env_steps": 0}, "curriculum.budget_env_steps must be an int >= 1, got 0"),
+        ({"speedup": {"uni\nform": None}}, "curriculum names must be one-line strings"),
     ],
 )  # fmt: skip
 def test_a_malformed_comparison_is_skipped_with_its_reason(
