@@ -322,13 +322,22 @@ def _overrides(run_dir: Path) -> list[str] | None:
 
 
 def _configuration(results: Mapping[str, Any]) -> dict[str, Any]:
-    """What a run was configured to do, but its seed: the keys that make runs comparable."""
+    """What a run was configured to do, but its seed: the keys that make runs comparable.
+
+    Built from the values the run recorded, never from how its command line spelled them: the
+    order of Hydra overrides, ``++key`` for ``key``, or a curriculum's levels written as
+    ``{blanks: [4, 8]}`` or ``[{blanks: 4}, {blanks: 8}]`` (compared here as the run's
+    expanded ``curriculum.levels``) never split one configuration into two groups.
+    """
     config = {key: results.get(key) for key in _CONFIGURATION_KEYS}
+    block = results.get("curriculum")
+    levels = block.get("levels") if isinstance(block, Mapping) else None
+    if isinstance(config["plugins"], list) and isinstance(levels, list):
+        config["plugins"] = [_with_levels(record, levels) for record in config["plugins"]]
     if isinstance(config["settings"], Mapping):  # neither the FT reference nor display-only
         config["settings"] = {  # change what is trained
             k: v for k, v in config["settings"].items() if k not in ("reference", *DISPLAY_ONLY)
         }
-    block = results.get("curriculum")
     if isinstance(block, Mapping) and "speedup" in block:  # speedups at one threshold pool
         config["curriculum_comparison"] = {
             "main": block.get("name"),
@@ -338,26 +347,39 @@ def _configuration(results: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _with_levels(record: Any, levels: list[Any]) -> Any:
+    """A plugin record whose config lists ``levels``, with the run's expanded levels."""
+    config = record.get("config") if isinstance(record, Mapping) else None
+    if not isinstance(config, Mapping) or "levels" not in config:
+        return record
+    return {**record, "config": {**config, "levels": levels}}
+
+
 def group_runs(loaded: Iterable[tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Group loaded runs that differ only in their seed, in order of first appearance.
 
     Args:
         loaded: ``(results.json path, results)`` pairs, e.g. from :func:`scan_runs`.
 
+    Runs are grouped by what they recorded (:func:`_configuration`), not by the text of their
+    Hydra overrides, which spells one configuration in many ways.
+
     Returns:
         One ``{"config", "overrides", "runs"}`` per configuration: ``config`` holds the run's
         experiment, strategy (and its arguments), plugins, tasks, sequence, settings and agent;
-        ``overrides`` its Hydra overrides but ``seed`` (``None`` without ``.hydra/``); ``runs``
-        the ``(path, results)`` pairs of the group.
+        ``overrides`` the Hydra overrides of its first run but ``seed`` (``None`` without
+        ``.hydra/``), which name the group; ``runs`` the ``(path, results)`` pairs of the group.
 
     Raises:
         ValueError: naming the file, if a ``.hydra/overrides.yaml`` is not valid YAML.
     """
     groups: dict[str, dict[str, Any]] = {}
     for path, results in loaded:
-        config, overrides = _configuration(results), _overrides(path.parent)
-        key = json.dumps({**config, "overrides": overrides}, sort_keys=True, default=str)
-        group = groups.setdefault(key, {"config": config, "overrides": overrides, "runs": []})
+        config = _configuration(results)
+        key = json.dumps(config, sort_keys=True, default=str)
+        group = groups.setdefault(
+            key, {"config": config, "overrides": _overrides(path.parent), "runs": []}
+        )
         group["runs"].append((path, results))
     return list(groups.values())
 
@@ -366,8 +388,8 @@ def aggregate_groups(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     """:func:`aggregate` per configuration: runs that differ only in their seed form a group.
 
     A group's configuration is the run's experiment, strategy (and its arguments), plugins,
-    tasks, settings and agent, plus its Hydra overrides other than ``seed`` (which carry e.g.
-    strategy arguments); its label is those overrides, or ``experiment / strategy``.
+    tasks, settings and agent (:func:`group_runs`); its label is its first run's Hydra overrides
+    other than ``seed``, or ``experiment / strategy``.
     """
     groups = group_runs(_load_all(run_dirs))
     labels = []

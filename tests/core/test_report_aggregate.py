@@ -195,7 +195,8 @@ def test_seeds_form_one_group_and_a_strategy_another(tmp_path: Path) -> None:
 
 def test_group_names_use_differing_overrides_and_are_deterministic(tmp_path: Path) -> None:
     for k, (strategy, batch) in enumerate([("replay", 64), ("replay", 8), ("naive", 8)] * 2):
-        run = write_run(tmp_path / str(k), seed=k, strategy=strategy)
+        settings = {"train_steps": 30, "eval_every": 10, "batch_size": batch}
+        run = write_run(tmp_path / str(k), seed=k, strategy=strategy, settings=settings)
         write_overrides(run, "experiment=quick", f"run.batch_size={batch}", f"strategy={strategy}")
     loaded, _, _ = scan_runs([tmp_path])
     groups = group_runs(loaded)
@@ -224,6 +225,39 @@ def test_groups_without_overrides_are_named_by_the_config_keys_that_differ(
         "strategy=naive,settings.batch_size=4": 2,
         "strategy=naive,settings.batch_size=64": 1,
     }
+
+
+def test_one_configuration_spelled_differently_is_one_group(tmp_path: Path) -> None:
+    """Grouping reads what runs recorded, not how their command lines spelled it: override
+    order, ``++``, a level grid or list, and ``curriculum_comparison.workers`` (which changes no
+    number) never split seeds of one configuration."""
+    ramp = "trmgym.curricula.schedulers.DifficultyRamp"
+    levels = [{"blanks": 1}, {"blanks": 2}]
+    spellings = [
+        ({"blanks": [1, 2]}, ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}"]),
+        ({"blanks": [1, 2]}, ["curriculum.levels={blanks:[1,2]}", "curriculum=ramp"]),
+        (levels, ["curriculum=ramp", "++curriculum.levels=[{blanks:1},{blanks:2}]"]),
+        (levels, ["curriculum=ramp", "curriculum_comparison={against:[uniform],workers:1}"]),
+    ]
+    for seed, (written, overrides) in enumerate(spellings):
+        plugins = [{"name": "curriculum", "class": ramp, "config": {"levels": written}}]
+        curriculum = {"name": "ramp", "levels": levels, "level_names": ["1", "2"]}
+        run = write_run(tmp_path / str(seed), seed=seed, plugins=plugins, curriculum=curriculum)
+        write_overrides(run, *overrides)
+    other = [{"name": "curriculum", "class": ramp, "config": {"levels": {"blanks": [1, 3]}}}]
+    run = write_run(
+        tmp_path / "other",
+        seed=0,
+        plugins=other,
+        curriculum={"name": "ramp", "levels": [{"blanks": 1}, {"blanks": 3}]},
+    )
+    write_overrides(run, "curriculum=ramp", "curriculum.levels={blanks:[1,3]}")
+    loaded, _, _ = scan_runs([tmp_path])
+    groups = group_runs(loaded)
+    assert [len(group["runs"]) for group in groups] == [4, 1]
+    assert [r["seed"] for _, r in groups[0]["runs"]] == [0, 1, 2, 3]
+    report = sweep_report([tmp_path], reps=20)
+    assert sorted(group["n_runs"] for group in report["groups"].values()) == [1, 4]
 
 
 # ------------------------------------------------------------------- probability of improvement
@@ -262,7 +296,8 @@ def test_above_eight_groups_only_strategy_pairs_are_compared(tmp_path: Path) -> 
     for batch in (4, 8, 16):
         for strategy in ("naive", "replay", "ewc"):
             for seed in range(2):
-                run = write_run(tmp_path / str(k), seed=seed, strategy=strategy)
+                settings = {"train_steps": 30, "eval_every": 10, "batch_size": batch}
+                run = write_run(tmp_path / str(k), seed=seed, strategy=strategy, settings=settings)
                 write_overrides(run, f"strategy={strategy}", f"run.batch_size={batch}")
                 k += 1
     report = sweep_report([tmp_path], reps=5)
