@@ -314,19 +314,38 @@ def run_with_comparison(
     from trmgym import comparison as compare
     from trmgym import workers as pool_of
 
+    say = (lambda line: print(line, flush=True)) if job.console else (lambda line: None)
+    asked = compare.comparison_workers(cfg)
+    given = torch.get_num_threads()
     # never more processes than the threads this job was given (a sweep's share, run.threads=1)
-    workers = min(compare.comparison_workers(cfg), torch.get_num_threads())
+    workers = min(asked, given)
     if workers == 1 or job.world.distributed:
-        finished = {name: arm.run.run() for name, arm in arms.items()}
+        if job.world.distributed:  # every rank trains every curriculum, in step (DDP)
+            finished = {name: arm.run.run() for name, arm in arms.items()}
+        else:
+            why = (
+                f"curriculum_comparison.workers={asked} on {given} torch thread (run.threads): "
+                "give run.threads >= 2 to train them beside this run"
+                if asked > 1
+                else "curriculum_comparison.workers=1"
+            )
+            line = (
+                f"curriculum_comparison: {', '.join(arms)} train{'s' * (len(arms) == 1)} first, "
+                f"one after the other in this process ({why}; logs: "
+                f"{run_dir / compare.COMPARE_DIR}/<name>/cli.log)"
+            )
+            log.info(line)
+            say(line)
+            finished = {
+                name: compare.run_here(arm.run, "as the main run") for name, arm in arms.items()
+            }
         compare_with(job, lambda: finished, cfg, run_dir)
         return job.run()
-    given = torch.get_num_threads()
     threads = max(1, given // workers)
     note = f"curriculum_comparison.workers={workers} share {given}" + (
         "" if job.threads_note is None else f": {job.threads_note}"
     )
     processes = min(workers - 1, len(arms))
-    say = (lambda line: print(line, flush=True)) if job.console else (lambda line: None)
     pool = pool_of.spawn_pool(processes, threads)
     try:
         futures = {}

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -322,26 +323,49 @@ def run_compared(config: dict[str, Any], run_dir: str, note: str) -> dict[str, A
         note: why it has the threads it has (its start-up banner).
     """
     from trmgym import rundir
-
-    with rundir.hold(run_dir) as folder:  # before a line is logged into it
-        return _train_logged(config, folder, note)
-
-
-def _train_logged(config: dict[str, Any], folder: Path, note: str) -> dict[str, Any]:
-    """:func:`run_compared` in its held directory, logging to its ``cli.log``."""
     from trmgym.config import build_run
 
+    with rundir.hold(run_dir) as folder:  # before a line is logged into it
+        return _train_logged(lambda: build_run(OmegaConf.create(config), folder), folder, note)
+
+
+def run_here(run: Any, note: str) -> dict[str, Any]:
+    """Train one compared curriculum's built ``run`` in this process (``workers=1``: one after
+    the other, before the main run); returns its results.
+
+    As in a worker (:func:`run_compared`), its lines go to its own ``cli.log`` and its output
+    nowhere: the main run's log handlers (its ``cli.log``, the terminal) are set aside while it
+    trains, and put back after.
+    """
+    from trmgym import rundir
+
+    root = logging.getLogger()
+    main_handlers = list(root.handlers)
+    with rundir.hold(run.run_dir) as folder:
+        for handler in main_handlers:
+            root.removeHandler(handler)
+        try:
+            return _train_logged(lambda: run, folder, note)
+        finally:
+            for handler in main_handlers:
+                root.addHandler(handler)
+
+
+def _train_logged(build: Callable[[], Any], folder: Path, note: str) -> dict[str, Any]:
+    """Build (``build()``) and train a compared run in its held directory ``folder``, logging to
+    its ``cli.log`` and printing nothing."""
     handler = logging.FileHandler(folder / "cli.log")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
+    level = root.level
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)  # warnings go to this run's cli.log, not the terminal
     # the terminal is the main run's (its live bar): this run's lines, printed or not, are logged
     quiet = open(os.devnull, "w")  # noqa: SIM115 - closed below
     try:
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            arm = build_run(OmegaConf.create(config), folder)
+            arm = build()
             arm.console = False
             arm.threads_note = note
             return arm.run()
@@ -350,6 +374,7 @@ def _train_logged(config: dict[str, Any], folder: Path, note: str) -> dict[str, 
         raise
     finally:
         logging.captureWarnings(False)
+        root.setLevel(level)
         root.removeHandler(handler)
         handler.close()
         quiet.close()

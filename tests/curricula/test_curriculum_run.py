@@ -171,7 +171,12 @@ def test_curricula_trained_side_by_side_match_one_after_the_other_and_resume_exa
     command = [*_comparison_command(serial, 1), "run.threads=1"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "beside this run" not in (serial / "cli.log").read_text()  # one after the other
+    main_log = (serial / "cli.log").read_text()
+    assert "beside this run" not in main_log  # one after the other
+    assert "uniform trains first, one after the other in this process" in main_log
+    # the compared run's lines are in its own log, not the main run's
+    assert "strategy naive + curriculum uniform" in (serial / "compare/uniform/cli.log").read_text()
+    assert "curriculum uniform" not in main_log.replace("uniform trains first", "")
 
     cut = tmp_path / "cut"
     process = _start_comparison(cut)
@@ -204,6 +209,35 @@ def test_curricula_trained_side_by_side_match_one_after_the_other_and_resume_exa
         assert [s["torch_threads"] for s in arms[1]["starts"]] == [1, 1]  # resumed, not rerun
     assert [start["torch_threads"] for start in resumed["starts"]] == [1, 1]  # 2 threads / 2
     assert "uniform trains in 1 other process beside this run" in (cut / "cli.log").read_text()
+
+
+def test_workers_above_the_threads_given_say_so_and_log_apart(tmp_path: Path) -> None:
+    """workers=2 on run.threads=1 trains the compared run first, in this process (never more
+    processes than threads), says so, and still gives it its own cli.log and no output."""
+    run_dir = tmp_path / "w2t1"
+    command = [
+        sys.executable, "-m", "trmgym.cli", "run", "experiment=single_task", "env=sudoku",
+        "env.size=4", "env.blanks=2", "run.train_steps=6", "run.eval_every=3",
+        "run.eval_episodes=8", "run.batch_size=8", "run.max_reasoning_steps=2",
+        "+agent.model.hidden_size=32", "+agent.model.num_heads=2", "curriculum=ramp",
+        "curriculum.levels={blanks:[1,2]}",
+        "curriculum_comparison={against:[uniform],threshold:0.5,workers:2}", "console=false",
+        "device=cpu", "run.threads=1", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "compare/uniform" not in done.stdout + done.stderr  # console=false: nothing of it
+    main_log = (run_dir / "cli.log").read_text()
+    assert (
+        "uniform trains first, one after the other in this process "
+        "(curriculum_comparison.workers=2 on 1 torch thread (run.threads): give run.threads >= 2"
+    ) in main_log
+    arm_log = (run_dir / "compare" / "uniform" / "cli.log").read_text()
+    assert "strategy naive + curriculum uniform" in arm_log
+    assert "torch threads 1" in arm_log
+    assert "strategy naive + curriculum uniform" not in main_log
+    assert "strategy naive + curriculum ramp" in main_log  # the main run logs after it, as before
 
 
 @pytest.mark.parametrize(
