@@ -674,9 +674,14 @@ def _main(argv: list[str] | None) -> None:
                 raise
             fail(f"trmgym demo: {error}")
         return
-    from trmgym.startup import parse_command_line
+    from trmgym.startup import multirun_overrides, parse_command_line
 
-    sys.argv = ["trmgym run", *parse_command_line(rest)[1]]
+    args, hydra_argv = parse_command_line(rest)
+    if args.multirun and cfg is not None:  # keys under a swept group, as each job has them
+        flags = hydra_argv[: len(hydra_argv) - len(args.overrides)]
+        groups = cfg.hydra.runtime.choices.keys()
+        hydra_argv = [*flags, *multirun_overrides(list(args.overrides), groups)]
+    sys.argv = ["trmgym run", *hydra_argv]
     _hydra_app(run)
 
 

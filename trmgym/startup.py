@@ -25,7 +25,7 @@ import dataclasses
 import re
 import warnings
 from argparse import Namespace
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,37 @@ def parse_command_line(argv: list[str]) -> tuple[Namespace, list[str]]:
         elif value is not None:
             flags += [action.option_strings[0], str(value)]
     return args, [*flags, *args.overrides]
+
+
+def multirun_overrides(overrides: list[str], groups: Iterable[str]) -> list[str]:
+    """``overrides`` for Hydra's multirun, with ``key=value`` under a swept config group written
+    ``++key=value``.
+
+    Hydra composes a sweep's first configuration without the swept group's options (Hydra
+    issues #283 and #2888), so ``curriculum=ramp,uniform curriculum.levels=...`` fails there
+    with "Key 'levels' is not in struct" although every job composes. ``++`` sets the key in
+    each job just as the plain override does: every job was composed with the plain override
+    first (:func:`check_command_line`), so a key some job lacks is refused before the sweep
+    starts, never added.
+
+    Args:
+        overrides: the command line's overrides.
+        groups: the config groups (``cfg.hydra.runtime.choices`` of a composed job).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    groups = set(groups)
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override() and o.key_or_group in groups}
+    return [
+        f"++{o.input_line}"
+        if o.type == OverrideType.CHANGE
+        and o.key_or_group not in groups
+        and o.key_or_group.split(".", 1)[0] in swept
+        else o.input_line
+        for o in parsed
+    ]
 
 
 def _variants(overrides: list[str]) -> Iterator[list[str]]:

@@ -242,3 +242,41 @@ def test_a_ray_sweep_runs_on_a_local_ray(tmp_path: Path) -> None:
         # Ray gives a task OMP_NUM_THREADS=1; run.threads=2 is what torch uses
         log = (job / "cli.log").read_text()
         assert "threads: torch intra-op 2," in log and "OMP/MKL 2 (run.threads=2)" in log
+
+
+def test_keys_under_a_swept_group_are_set_in_every_job() -> None:
+    from trmgym.startup import multirun_overrides
+
+    groups = ["curriculum", "strategy", "env"]
+    assert multirun_overrides(
+        ["curriculum=ramp,uniform", "curriculum.levels={blanks:[1,2]}", "strategy=ewc",
+         "strategy.lam=3", "+curriculum.x=1", "seed=0,1", "env.size=4"],
+        groups,
+    ) == [
+        "curriculum=ramp,uniform", "++curriculum.levels={blanks:[1,2]}", "strategy=ewc",
+        "strategy.lam=3", "+curriculum.x=1", "seed=0,1", "env.size=4",
+    ]  # fmt: skip
+
+
+def test_a_sweep_over_a_group_with_one_of_its_keys_set_runs_every_job(tmp_path: Path) -> None:
+    """Hydra alone refuses `curriculum=ramp,uniform curriculum.levels=...` ("Key 'levels' is not
+    in struct", Hydra #283) though each job composes; trmgym runs both jobs with the levels."""
+    done = multirun(
+        tmp_path, "curriculum=ramp,uniform", "curriculum.levels={blanks:[1,2]}",
+        "experiment=single_task", "env=sudoku", "env.size=4", "env.blanks=2", "run.threads=1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = sorted((tmp_path / "sweep").glob("*/results.json"))
+    names = sorted(json.loads(r.read_text())["curriculum"]["name"] for r in runs)
+    assert names == ["ramp", "uniform"]
+    for run in runs:
+        block = json.loads(run.read_text())["curriculum"]
+        assert block["levels"] == [{"blanks": 1}, {"blanks": 2}]
+    # a key that one swept option lacks is still refused before any job runs
+    refused = multirun(
+        tmp_path, "curriculum=ramp,rehearsal", "curriculum.levels={blanks:[1,2]}",
+        "experiment=single_task", "env=sudoku", f"hydra.sweep.dir={tmp_path / 'no'}",
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "levels" in refused.stderr and not (tmp_path / "no").exists()
