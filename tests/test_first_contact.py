@@ -146,13 +146,20 @@ def test_a_bad_command_line_is_one_line_exit_2_and_leaves_nothing(
     [
         ("run.batch_size=0", "run.batch_size must be an int >= 1, got 0"),
         ("run.budget_scale=0", "run.budget_scale must be a number > 0, got 0.0"),
+        (  # experiment=curriculum_sudoku's own body sets curriculum keys
+            "experiment=curriculum_sudoku ~curriculum",
+            "curriculum sets ['levels', 'patience'] but no curriculum is chosen: choose one "
+            "(curriculum=ramp|uniform|staged|arc_stages|lp|plr|rehearsal); to train without a "
+            "curriculum, use an experiment that chooses none (e.g. experiment=single_task with "
+            "the same env)",
+        ),
     ],
 )
 def test_a_range_error_found_when_the_run_is_built_leaves_no_directory(
     override: str, message: str, tmp_path: Path
 ) -> None:
     # a subprocess: Hydra has created the run directory and configured logging by then
-    result = trmgym_cli("run", *SMOKE, override, cwd=tmp_path)
+    result = trmgym_cli("run", *SMOKE, *override.split(), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == f"trmgym run: {message}\n"
     assert files_below(tmp_path) == []  # not even runs/smoke/<time>/cli.log

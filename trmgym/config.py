@@ -457,6 +457,13 @@ PLUGIN_GROUPS = {
 def plugin_node(cfg: DictConfig, group: str = "curriculum") -> dict[str, Any]:
     """The ``curriculum`` (or ``curiosity``) node as a dict (what results.json records of it)."""
     node = cfg[group]
+    if isinstance(node, DictConfig | dict) and node and "_target_" not in node:
+        # e.g. ~curriculum under an experiment whose own body sets curriculum keys
+        raise ValueError(
+            f"{group} sets {sorted(map(str, node))} but no {group} is chosen: choose one "
+            f"({group}={PLUGIN_GROUPS[group]}); to train without a {group}, use an experiment "
+            f"that chooses none (e.g. experiment=single_task with the same env)"
+        )
     if not isinstance(node, DictConfig | dict) or "_target_" not in node:
         raise ValueError(
             f"{group} must be null or a node with a _target_ (a configs/{group} choice: "

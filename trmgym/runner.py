@@ -451,8 +451,9 @@ def check_agent_fits(
             raise ValueError(
                 f"curriculum={getattr(plugin, 'kind', plugin.name)} chooses each row's reset "
                 f"options in the TRM's training loop; agent={agent_name} trains on whole "
-                "batches of the task's own options: drop the curriculum (curriculum=null) or "
-                "use agent=trm"
+                "batches of the task's own options: leave the curriculum out (no curriculum= "
+                "override; experiment=single_task where an experiment chooses one) or use "
+                "agent=trm"
             )
         raise ValueError(
             f"plugin {plugin.name!r} implements {', '.join(hooks)}, which agent={agent_name} "

@@ -283,6 +283,16 @@ def _fields(schema: Any) -> list[str]:
     return []
 
 
+def _group_options(group: str) -> list[str]:
+    """The options of config group ``group`` (empty when it is not one); needs Hydra set up."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+    except Exception:  # noqa: BLE001 - no such group, or Hydra not set up
+        return []
+
+
 def _null_parent(overrides: list[str]) -> str | None:
     """``a.b.c=v`` where ``a.b`` is null in the configuration without it: say so."""
     from hydra import compose
@@ -302,9 +312,16 @@ def _null_parent(overrides: list[str]) -> str | None:
             if node is None:
                 parent = ".".join(parts[:depth])
                 group = parent.replace(".", "/")
-                return (
-                    f"{key}: {parent} is null in this configuration; choose one first "
-                    f"(e.g. {group}=<option>, see `trmgym run --help`), then set {key}"
+                options = _group_options(group)
+                if options:  # a config group left null: choose an option, then set its keys
+                    return (
+                        f"{key}: {parent} is null in this configuration; choose one first "
+                        f"({group}={'|'.join(options)}), then set {key}"
+                    )
+                leaf = ".".join(parts[depth:])
+                return (  # a plain node (curriculum_comparison): give it whole, or add the key
+                    f"{key}: {parent} is null in this configuration; give it whole "
+                    f"({parent}={{{leaf}: ...}}) or add the key with +{key}=..."
                 )
     return None
 

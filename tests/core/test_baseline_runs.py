@@ -263,7 +263,10 @@ class Replaying(Plugin):
             r"strategy=naive, strategy=scratch",
         ),
         ({"strategy": "ewc", "agent": DQN_CONFIG}, r"strategy=ewc .* agent=sb3_dqn"),
-        ({"plugins": [Steering()]}, r"curriculum=ramp .* drop the curriculum"),
+        (
+            {"plugins": [Steering()]},
+            r"curriculum=ramp .* leave the curriculum out \(no curriculum= override",
+        ),
         ({"plugins": [Replaying()]}, r"plugin 'my-replay' implements replay_batch"),
     ],
 )

@@ -73,9 +73,19 @@ def test_unknown_env_group_lists_choices() -> None:
         (
             ["agent.memory.capacity=8"],
             "trmgym run: agent.memory.capacity: agent.memory is null in this configuration; "
-            "choose one first (e.g. agent/memory=<option>, see `trmgym run --help`), then set "
+            "choose one first (agent/memory=bank|base_bank|none), then set "
             "agent.memory.capacity\n",
         ),
+        (  # a plain node, not a group: no option to choose
+            [
+                "curriculum=ramp",
+                "curriculum.levels={blanks:[1,2]}",
+                "curriculum_comparison.against=[uniform]",
+            ],
+            "trmgym run: curriculum_comparison.against: curriculum_comparison is null in this "
+            "configuration; give it whole (curriculum_comparison={against: ...}) or add the key "
+            "with +curriculum_comparison.against=...\n",
+        ),  # fmt: skip
         (
             ["agent.halting=foo"],
             "trmgym run: agent.halting must be one of ['bce', 'dqn'], got 'foo'\n",
