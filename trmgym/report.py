@@ -900,13 +900,16 @@ def _direction(metric: str, better: str | None) -> str:
     return metric if better is None else f"{metric} ({better} is better)"
 
 
-def _interval(stats: Mapping[str, Any], point: str = "mean", ci: str = "ci95") -> str:
-    """``"mean [low, high]"`` of one group metric; "n/a" when undefined in every run."""
+def _interval(
+    stats: Mapping[str, Any], point: str = "mean", ci: str = "ci95", form: str = "{:.3f}"
+) -> str:
+    """``"mean [low, high]"`` of one group metric, each value as ``form``; "n/a" when
+    undefined in every run."""
     if stats[point] is None:
         return "n/a"
-    text = f"{stats[point]:.3f}"
+    text = form.format(stats[point])
     if stats[ci] is not None:
-        text += f" [{stats[ci][0]:.3f}, {stats[ci][1]:.3f}]"
+        text += f" [{form.format(stats[ci][0])}, {form.format(stats[ci][1])}]"
     if stats["n_undefined"]:
         text += f" ({stats['n_undefined']} null)"
     return text
@@ -953,15 +956,15 @@ def _comparison_rows(name: str, group: Mapping[str, Any]) -> list[list[str]]:
         return []
     main, threshold = _plain(compared["main"]), _plain(compared["threshold"])
     labelled = [
-        (f"speedup {arm} / {main} to {threshold}", stats, "{:.2f}")
+        (f"speedup {arm} / {main} to {threshold}", stats, "{:.2f}", "{:.3f}")
         for arm, stats in compared["speedup"].items()
     ]
     labelled += [
-        (f"{curriculum}: env steps to {threshold}", stats, "{:,.0f}")
+        (f"{curriculum}: env steps to {threshold}", stats, "{:,.0f}", "{:,.0f}")
         for curriculum, stats in compared["steps_to_threshold"].items()
     ]
     rows = []
-    for label, stats, form in labelled:
+    for label, stats, form, pooled in labelled:
         bound = "≥ " if stats["n_lower_bound"] else ""
         per_run = [
             "n/a" if value is None else ("≥" if marked else "") + form.format(value)
@@ -972,8 +975,8 @@ def _comparison_rows(name: str, group: Mapping[str, Any]) -> list[list[str]]:
                 name,
                 str(len(stats["values"])),
                 label,
-                bound + _interval(stats),
-                bound + _interval(stats, "iqm", "iqm_ci95"),
+                bound + _interval(stats, form=pooled),
+                bound + _interval(stats, "iqm", "iqm_ci95", form=pooled),
                 ", ".join(per_run),
             ]
         )
@@ -1245,14 +1248,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a strategy=scratch run of the same sequence: print Continual World's forward "
         "transfer of the (single) run against it",
     )
+
+    def at_least(low: int) -> Any:
+        def parse(text: str) -> int:  # refused by argparse (exit 2) before anything is read
+            try:
+                value = int(text)
+            except ValueError:
+                value = None
+            if value is None or value < low:
+                raise argparse.ArgumentTypeError(f"must be an int >= {low}, got {text!r}")
+            return value
+
+        return parse
+
     parser.add_argument(
         "--reps",
-        type=int,
+        type=at_least(1),
         default=DEFAULT_REPS,
         help=f"bootstrap replications per interval (default {DEFAULT_REPS})",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the bootstrap draws (default 0)"
+        "--seed", type=at_least(0), default=0, help="seed of the bootstrap draws (default 0)"
     )
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     console = Console(highlight=False)
