@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -853,3 +854,39 @@ def test_the_comparison_line_names_each_curriculums_steps_and_speedup() -> None:
 def test_speedup_rejects_steps_outside_the_budget(args: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         compare.speedup(*args)
+
+
+def test_levels_given_as_numpy_arrays_or_scalars_are_plain_values() -> None:
+    grid = Uniform(levels={"blanks": np.array([1, 2])})
+    listed = Uniform(levels=[{"blanks": np.int64(1)}, {"blanks": np.int64(2)}])
+    assert grid.levels == listed.levels == [{"blanks": 1}, {"blanks": 2}]
+    assert all(type(level["blanks"]) is int for level in grid.levels + listed.levels)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ramp", "staged", "lp", "plr"])
+@pytest.mark.parametrize(
+    ("choices", "solved", "cells", "steps", "message"),
+    [
+        ([0, 1], [0.9, 1.0], [0.5, 0.5], [1, 1], "outcomes.solved must be bool (or 0/1"),
+        ([0, 1], [True, False], [5.0, 0.7], [1, 1], "outcomes.cell_accuracy must be fractions"),
+        ([0, 1], [True, False], [np.nan, 0.7], [1, 1], "outcomes.cell_accuracy must be"),
+        ([0, 1], [True, False], [0.5, 0.7], [1.5, 1], "outcomes.steps must be integers >= 0"),
+        ([0, 1], [True], [0.5, 0.7], [1, 1], "outcomes.solved must have one entry per choice"),
+        ([0, 2], [True, False], [0.5, 0.7], [1, 1], "choices must be level indices in [0, 2)"),
+        ([0.0, 1.0], [True, False], [0.5, 0.7], [1, 1], "choices must be a 1-D array"),
+    ],
+)
+def test_update_refuses_outcomes_outside_their_contract(
+    kind: str, choices: list, solved: list, cells: list, steps: list, message: str
+) -> None:
+    if kind == "staged":
+        scheduler = SCHEDULERS[kind](stages=[[{"blanks": 1}], [{"blanks": 2}]])
+    else:
+        scheduler = SCHEDULERS[kind](levels={"blanks": [1, 2]})
+    state = scheduler.state_dict()
+    bad = Outcomes(np.array(solved), np.array(cells), np.array(steps))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        scheduler.update(np.array(choices), bad)
+    assert str(scheduler.state_dict()) == str(state)  # nothing learnt from them
+    # 0/1 integers are solved flags; the scheduler learns from them as from bools
+    scheduler.update(np.array([0, 1]), Outcomes(np.array([1, 0]), np.array([1.0, 0.2]), [3, 4]))

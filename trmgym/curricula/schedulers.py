@@ -31,6 +31,7 @@ seeded :class:`numpy.random.Generator` each and checkpoint it with their statist
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -108,6 +109,67 @@ def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
     return str(value)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with numpy arrays as lists and numpy scalars as Python numbers, recursively."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def check_outcomes(choices: Any, outcomes: Outcomes, n_levels: int) -> tuple[np.ndarray, Outcomes]:
+    """``choices`` and ``outcomes`` of :meth:`Scheduler.update`, checked, as arrays.
+
+    Returns:
+        ``choices`` as ``[k]`` int64 and ``outcomes`` as ``[k]`` bool / float64 / int64 arrays.
+
+    Raises:
+        ValueError: naming the field: choices not integers in ``[0, n_levels)``; a field whose
+            length is not ``k``; ``solved`` not bool (or 0/1 integers); ``cell_accuracy`` not
+            finite numbers in [0, 1]; ``steps`` not integers >= 0.
+    """
+    picked = np.asarray(choices)
+    if picked.ndim != 1 or not (picked.size == 0 or np.issubdtype(picked.dtype, np.integer)):
+        raise ValueError(f"update: choices must be a 1-D array of level indices, got {choices!r}")
+    if picked.size and (picked.min() < 0 or picked.max() >= n_levels):
+        raise ValueError(
+            f"update: choices must be level indices in [0, {n_levels}), got {picked.tolist()}"
+        )
+    k = len(picked)
+    fields = {}
+    for name in Outcomes._fields:
+        value = np.asarray(getattr(outcomes, name))
+        if value.shape != (k,):
+            raise ValueError(
+                f"update: outcomes.{name} must have one entry per choice (shape ({k},)), got "
+                f"shape {value.shape}"
+            )
+        fields[name] = value
+    solved = fields["solved"]
+    if solved.dtype != np.bool_ and not (
+        np.issubdtype(solved.dtype, np.integer) and np.isin(solved, (0, 1)).all()
+    ):
+        raise ValueError(
+            f"update: outcomes.solved must be bool (or 0/1 integers), got {solved.tolist()}"
+        )
+    cells = fields["cell_accuracy"]
+    if not np.issubdtype(cells.dtype, np.number) or np.issubdtype(cells.dtype, np.complexfloating):
+        raise ValueError(f"update: outcomes.cell_accuracy must be numbers, got {cells.tolist()}")
+    if k and (not np.isfinite(cells).all() or cells.min() < 0 or cells.max() > 1):
+        raise ValueError(
+            f"update: outcomes.cell_accuracy must be fractions in [0, 1], got {cells.tolist()}"
+        )
+    steps = fields["steps"]
+    if not (k == 0 or np.issubdtype(steps.dtype, np.integer)) or (k and steps.min() < 0):
+        raise ValueError(f"update: outcomes.steps must be integers >= 0, got {steps.tolist()}")
+    return picked.astype(np.int64), Outcomes(
+        solved.astype(bool), cells.astype(np.float64), steps.astype(np.int64)
+    )
+
+
 def check_levels(levels: Any, where: str = "curriculum.levels") -> list[dict[str, Any]]:
     """Levels as a list of option mappings, in order.
 
@@ -123,6 +185,7 @@ def check_levels(levels: Any, where: str = "curriculum.levels") -> list[dict[str
         f"{where} must be a non-empty list of option mappings (e.g. [{{blanks: 4}}, "
         f"{{blanks: 8}}]) or a mapping of keys to equally long lists (e.g. {{blanks: [4, 8]}})"
     )
+    levels = _plain(levels)  # numpy arrays and scalars as lists and Python numbers
     if isinstance(levels, Mapping):
         columns = {str(k): v for k, v in levels.items()}
         if not columns or not all(
@@ -174,6 +237,21 @@ class Scheduler(Plugin):
     kind = "scheduler"
     """The short name of the scheduler (its ``configs/curriculum`` file)."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every subclass's own :meth:`update` gets its arguments checked (:func:`check_outcomes`)
+        first: a 0.9 in ``solved`` or a cell accuracy of 5 fails, naming the field."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("update")
+        if own is None or getattr(own, "_checked", False):
+            return
+
+        @functools.wraps(own)
+        def update(self: Scheduler, choices: Any, outcomes: Outcomes) -> None:
+            return own(self, *check_outcomes(choices, outcomes, len(self.levels)))
+
+        update._checked = True  # type: ignore[attr-defined]
+        cls.update = update  # type: ignore[method-assign]
+
     def __init__(self, levels: Any = None, *, seed: int = 0, restart_per_task: bool = True) -> None:
         if levels is None:
             raise ValueError(
@@ -217,7 +295,13 @@ class Scheduler(Plugin):
         return rng.choice(len(p), size=n, p=p).astype(np.int64)
 
     def update(self, choices: np.ndarray, outcomes: Outcomes) -> None:
-        """Finished puzzles: ``choices`` ``[k]`` their level indices, and their ``outcomes``."""
+        """Finished puzzles: ``choices`` ``[k]`` their level indices, and their ``outcomes``.
+
+        Raises:
+            ValueError: arguments outside their contract (:func:`check_outcomes`), in this and
+                every subclass's own ``update``.
+        """
+        check_outcomes(choices, outcomes, len(self.levels))
 
     def check_tasks(self, tasks: Sequence[Any]) -> None:
         """Check every level against every task's training env, before any training.
@@ -331,10 +415,6 @@ class Scheduler(Plugin):
     def _project(self, options: Mapping[str, Any]) -> Any:
         # numpy scalars compare as their Python values (freeze keys numbers by their type)
         return freeze({k: _plain(options.get(k, _MISSING)) for k in self._keys})
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 class _Missing:
