@@ -890,3 +890,20 @@ def test_update_refuses_outcomes_outside_their_contract(
     assert str(scheduler.state_dict()) == str(state)  # nothing learnt from them
     # 0/1 integers are solved flags; the scheduler learns from them as from bools
     scheduler.update(np.array([0, 1]), Outcomes(np.array([1, 0]), np.array([1.0, 0.2]), [3, 4]))
+
+
+def test_levels_over_the_key_that_tells_tasks_apart_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="trmgym.curricula.schedulers"):
+        Uniform(levels={"task_id": [0, 1]}).check_tasks(TASKS)
+    [record] = caplog.records
+    assert "curriculum.levels sets task_id, which tells the sequence's tasks apart" in (
+        record.getMessage()
+    )
+    assert "recolour: 0, recolour-b: 1" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trmgym.curricula.schedulers"):
+        Uniform(levels={"family": ["colour_map"]}).check_tasks(TASKS)  # no task sets it
+        Uniform(levels={"task_id": [0, 1]}).check_tasks(TASKS[:1])  # one task: its levels
+    assert caplog.records == []

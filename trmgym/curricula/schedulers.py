@@ -32,6 +32,7 @@ seeded :class:`numpy.random.Generator` each and checkpoint it with their statist
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,8 @@ import numpy as np
 
 from trmgym.envs.row_options import freeze
 from trmgym.plugins.base import Plugin, TaskDirective
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SCHEDULERS",
@@ -310,6 +313,18 @@ class Scheduler(Plugin):
             ValueError: ``curriculum.levels[k]`` with the env's own message (unknown key, value
                 out of range), naming the task.
         """
+        if len(tasks) > 1:  # a level key that tells the tasks apart makes them one task
+            for key in sorted({key for level in self.levels for key in level}):
+                values = [{**task.kwargs, **task.options}.get(key, _MISSING) for task in tasks]
+                if len({repr(v) for v in values}) > 1:
+                    log.warning(
+                        "curriculum.levels sets %s, which tells the sequence's tasks apart "
+                        "(%s): every task trains on the levels' %s instead of its own, so they "
+                        "no longer differ there",
+                        key,
+                        ", ".join(f"{t.name}: {v}" for t, v in zip(tasks, values)),
+                        key,
+                    )
         for task in tasks:
             env = task.make_vec(1, train=True, max_steps=1, canvas=None)
             source = env.unwrapped.source
