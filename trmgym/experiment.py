@@ -56,6 +56,20 @@ CURRICULUM_PURPOSE = 8
 CURIOSITY_PURPOSE = 9
 
 
+def cpu_kernels() -> str:
+    """The machine and the vector instructions torch's CPU kernels use (``"x86_64 AVX512"``).
+
+    Bit-reproducibility holds for a seed and thread count on one kind of CPU: torch picks its
+    kernels by the CPU's instruction set, and other kernels round float sums differently, so a
+    run resumed or repeated on another CPU follows another (equally valid) trajectory.
+    """
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):  # an older torch
+        capability = "unknown"
+    return f"{platform.machine()} {capability}"
+
+
 class ContinualRun:
     """Trains one agent on ``tasks`` in turn and measures forgetting and transfer.
 
@@ -452,6 +466,8 @@ class ContinualRun:
                     "chunk": state["chunk"],
                     "world_size": self.world.size,
                     "torch_threads": torch.get_num_threads(),
+                    # which kernels ran: another CPU's (AVX2 vs AVX512) rounds differently
+                    "cpu": cpu_kernels(),
                 }
             )
         total = self.offsets[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -113,12 +114,13 @@ def test_resume_after_interruption_is_identical(
     assert resumed["env_steps"] == reference["env_steps"]
     # the record says where the second start took over: the third save ends task 0
     threads = torch.get_num_threads()
+    cpu = f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"  # e.g. x86_64 AVX2
     assert reference["starts"] == [
-        {"task": 0, "chunk": 0, "world_size": 1, "torch_threads": threads}
+        {"task": 0, "chunk": 0, "world_size": 1, "torch_threads": threads, "cpu": cpu}
     ]
     assert resumed["starts"] == [
-        {"task": 0, "chunk": 0, "world_size": 1, "torch_threads": threads},
-        {"task": 1, "chunk": 0, "world_size": 1, "torch_threads": threads},
+        {"task": 0, "chunk": 0, "world_size": 1, "torch_threads": threads, "cpu": cpu},
+        {"task": 1, "chunk": 0, "world_size": 1, "torch_threads": threads, "cpu": cpu},
     ]
 
 
