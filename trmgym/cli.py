@@ -336,9 +336,17 @@ def run_with_comparison(
             )
             log.info(line)
             say(line)
-            finished = {
-                name: compare.run_here(arm.run, "as the main run") for name, arm in arms.items()
-            }
+            finished = {}
+            for name, arm in arms.items():
+                try:
+                    finished[name] = compare.run_here(arm.run, "as the main run")
+                except Exception as error:  # noqa: BLE001 - one line, as from a worker
+                    later = [n for n in arms if n not in finished and n != name]
+                    kept = (
+                        "its checkpoints are kept; the main run has not trained yet; the same "
+                        "command resumes it and trains the others"
+                    )
+                    raise arm_failed(arms, name, error, later, kept) from error
         compare_with(job, lambda: finished, cfg, run_dir)
         return job.run()
     threads = max(1, given // workers)
@@ -413,8 +421,19 @@ def compared_run_error(
             f"curriculum_comparison: a worker process ended abruptly (killed, or out of memory?) "
             f"before {', '.join(unfinished)} finished (logs: {logs}); {kept}"
         )
-    others = [n for n in unfinished if n != name]
+    return arm_failed(arms, name, error, [n for n in unfinished if n != name], kept)
+
+
+def arm_failed(
+    arms: dict[str, ComparedRun], name: str, error: BaseException, others: list[str], kept: str
+) -> ComparedRunError:
+    """The one-line error for compared run ``name`` that raised ``error``; ``others``: the
+    compared runs stopped unfinished with it; ``kept``: what is kept and how to resume."""
+    from trmgym.rundir import RunDirError
+
     stopped = f"; stopped unfinished: {', '.join(others)}" if others else ""
+    if isinstance(error, RunDirError):  # refused before anything was written: no traceback
+        return ComparedRunError(f"curriculum_comparison: the {name} run: {error}{stopped}")
     return ComparedRunError(
         f"curriculum_comparison: the {name} run failed ({type(error).__name__}: {error}; its "
         f"traceback: {arms[name].run.run_dir / 'cli.log'}){stopped}; {kept}"
@@ -446,7 +465,7 @@ def remove_failed_start(run_dir: Path) -> None:
     above it that this left empty (``runs/<experiment>/``), up to the working directory."""
     import logging as std_logging
 
-    from trmgym.rundir import LOCK_FILE, holding
+    from trmgym.rundir import LOCK_FILE, holding, release
 
     if not holding(run_dir):  # another process's directory (or another rank's): not ours
         return
@@ -458,9 +477,13 @@ def remove_failed_start(run_dir: Path) -> None:
         if isinstance(handler, std_logging.FileHandler):
             handler.close()
             root.removeHandler(handler)  # it would reopen the file on the next record
-    for path in run_dir.iterdir():
+    for path in run_dir.iterdir():  # the lock file while still held: no other start takes it
         path.unlink()
-    run_dir.rmdir()
+    release(run_dir)  # then closed: NFS drops a deleted file only when it is closed
+    try:
+        run_dir.rmdir()
+    except OSError:  # something appeared meanwhile (an NFS .nfsXXXX): leave the directory
+        return
     cwd = Path.cwd().resolve()
     parent = run_dir.resolve().parent
     while parent != cwd and cwd in parent.parents and not any(parent.iterdir()):
@@ -677,10 +700,9 @@ def _main(argv: list[str] | None) -> None:
     from trmgym.startup import multirun_overrides, parse_command_line
 
     args, hydra_argv = parse_command_line(rest)
-    if args.multirun and cfg is not None:  # keys under a swept group, as each job has them
+    if args.multirun:  # keys under a swept group, as each job has them
         flags = hydra_argv[: len(hydra_argv) - len(args.overrides)]
-        groups = cfg.hydra.runtime.choices.keys()
-        hydra_argv = [*flags, *multirun_overrides(list(args.overrides), groups)]
+        hydra_argv = [*flags, *multirun_overrides(args, config_dir())]
     sys.argv = ["trmgym run", *hydra_argv]
     _hydra_app(run)
 

@@ -977,7 +977,7 @@ def _comparison_rows(name: str, group: Mapping[str, Any]) -> list[list[str]]:
                 label,
                 bound + _interval(stats, form=pooled),
                 bound + _interval(stats, "iqm", "iqm_ci95", form=pooled),
-                ", ".join(per_run),
+                "; ".join(per_run),  # env steps have thousands separators
             ]
         )
     return rows

@@ -303,6 +303,7 @@ _CONFIGURATION_KEYS = (
     "sequence",
     "settings",
     "agent",
+    "fewshot_eval",  # the few-shot probe's protocol, where a run has one
 )
 
 

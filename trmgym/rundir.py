@@ -34,7 +34,7 @@ try:
 except ImportError:  # Windows: no flock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_FILE", "RunDirError", "RunDirInUse", "hold", "holding"]
+__all__ = ["LOCK_FILE", "RunDirError", "RunDirInUse", "hold", "holding", "release"]
 
 #: the file whose flock marks a run directory in use (it stays; only the lock is released)
 LOCK_FILE = ".trmgym.lock"
@@ -112,9 +112,20 @@ def hold(run_dir: str | os.PathLike) -> Iterator[Path]:
         yield path
     finally:
         with _guard:
-            entry = _held[key]
-            entry[1] -= 1
-            if entry[1] == 0:
-                del _held[key]
-                if entry[0] >= 0:
-                    os.close(entry[0])  # closing the descriptor releases the flock
+            entry = _held.get(key)
+            if entry is not None:  # None: released early (:func:`release`)
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _held[key]
+                    if entry[0] >= 0:
+                        os.close(entry[0])  # closing the descriptor releases the flock
+
+
+def release(run_dir: str | os.PathLike) -> None:
+    """Give up ``run_dir`` now, however many :func:`hold` blocks hold it (their ends then do
+    nothing): a refused start deleting the directory it made closes the lock file first (on
+    NFS a deleted file still open stays as ``.nfsXXXX`` and the directory cannot go)."""
+    with _guard:
+        entry = _held.pop(str(Path(run_dir).resolve()), None)
+    if entry is not None and entry[0] >= 0:
+        os.close(entry[0])

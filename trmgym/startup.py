@@ -25,7 +25,7 @@ import dataclasses
 import re
 import warnings
 from argparse import Namespace
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,35 +75,68 @@ def parse_command_line(argv: list[str]) -> tuple[Namespace, list[str]]:
     return args, [*flags, *args.overrides]
 
 
-def multirun_overrides(overrides: list[str], groups: Iterable[str]) -> list[str]:
-    """``overrides`` for Hydra's multirun, with ``key=value`` under a swept config group written
-    ``++key=value``.
+def multirun_overrides(args: Namespace, config_dir: Path) -> list[str]:
+    """``args.overrides`` for Hydra's multirun, with ``key=value`` written ``++key=value`` where
+    ``key`` lies under a swept config group and the sweep's first configuration lacks it.
 
     Hydra composes a sweep's first configuration without the swept group's options (Hydra
-    issues #283 and #2888), so ``curriculum=ramp,uniform curriculum.levels=...`` fails there
-    with "Key 'levels' is not in struct" although every job composes. ``++`` sets the key in
-    each job just as the plain override does: every job was composed with the plain override
-    first (:func:`check_command_line`), so a key some job lacks is refused before the sweep
-    starts, never added.
-
-    Args:
-        overrides: the command line's overrides.
-        groups: the config groups (``cfg.hydra.runtime.choices`` of a composed job).
+    issues #283 and #2888), so ``curriculum=ramp,uniform curriculum.levels=...`` on an
+    experiment without a curriculum fails there with "Key 'levels' is not in struct" although
+    every job composes. ``++`` sets the key in each job just as the plain override does: every
+    job was composed with the plain override first (:func:`check_command_line`), so a key some
+    job lacks is refused before the sweep starts, never added. Overrides Hydra takes as they are
+    stay as typed, so a sweep's job directories (named by its overrides) keep their names.
     """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    groups = set(groups)
-    swept = {o.key_or_group for o in parsed if o.is_sweep_override() and o.key_or_group in groups}
-    return [
-        f"++{o.input_line}"
-        if o.type == OverrideType.CHANGE
-        and o.key_or_group not in groups
-        and o.key_or_group.split(".", 1)[0] in swept
-        else o.input_line
-        for o in parsed
-    ]
+    overrides = list(args.overrides)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - Hydra reports it itself
+        return overrides
+    extra = []
+    if args.config_dir is not None:
+        extra = [f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]"]
+    absent = object()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(config_dir), version_base="1.3", job_name="cli"):
+            swept = {
+                o.key_or_group
+                for o in parsed
+                if o.is_sweep_override() and _group_options(o.key_or_group)
+            }
+            under = [
+                k
+                for k, o in enumerate(parsed)
+                if o.type == OverrideType.CHANGE
+                and not o.is_sweep_override()
+                and o.key_or_group.split(".", 1)[0] in swept
+                and not _group_options(o.key_or_group)
+            ]
+            if not under:
+                return overrides
+            # the sweep's first configuration as Hydra composes it: without the swept values
+            fixed = [
+                o.input_line
+                for k, o in enumerate(parsed)
+                if k not in under and not o.is_sweep_override()
+            ]
+            try:
+                master = compose(args.config_name or "config", overrides=[*extra, *fixed])
+            except Exception:  # noqa: BLE001 - then Hydra's own composition decides
+                return overrides
+            return [
+                f"++{o.input_line}"
+                if k in under and OmegaConf.select(master, o.key_or_group, default=absent) is absent
+                else o.input_line
+                for k, o in enumerate(parsed)
+            ]
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _variants(overrides: list[str]) -> Iterator[list[str]]:

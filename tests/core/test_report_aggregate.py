@@ -464,9 +464,9 @@ def test_curriculum_speedups_are_pooled_over_seeds_with_rliable_intervals(tmp_pa
     )
     markdown = sweep_markdown(report)
     assert "| speedup uniform / ramp to 0.8 | ≥ 1.750 [" in markdown
-    assert "1.50, 1.00, ≥4.00, n/a, 0.50 |" in markdown and "(1 null)" in markdown
+    assert "1.50; 1.00; ≥4.00; n/a; 0.50 |" in markdown and "(1 null)" in markdown
     assert "| ramp: env steps to 0.8 | ≥ 590 [" in markdown  # env steps: whole numbers
-    assert "| 400, 500, 250, ≥1,000, 800 |" in markdown
+    assert "| 400; 500; 250; ≥1,000; 800 |" in markdown
     assert "never reached the threshold within its budget" in markdown
     iqm_cell = next(line for line in markdown.splitlines() if "speedup uniform" in line)
     assert iqm_cell.split(" | ")[4].startswith("≥ ")  # the IQM is a bound too

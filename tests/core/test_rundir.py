@@ -60,6 +60,18 @@ def test_holding_is_re_entrant_in_a_process_and_exclusive_across_processes(tmp_p
         other.kill()
 
 
+def test_release_gives_the_directory_up_inside_nested_holds(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with rundir.hold(run_dir), rundir.hold(run_dir):
+        rundir.release(run_dir)  # a refused start deleting its directory closes the lock first
+        assert not rundir.holding(run_dir)
+        other = holder(run_dir)  # another process may take it at once
+        other.kill()
+        other.wait(timeout=30)
+    assert not rundir.holding(run_dir)  # the holds' ends did nothing more
+    rundir.release(run_dir)  # not held: nothing to do
+
+
 def test_the_same_directory_by_another_path_is_the_same_lock(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()

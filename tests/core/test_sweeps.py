@@ -245,17 +245,24 @@ def test_a_ray_sweep_runs_on_a_local_ray(tmp_path: Path) -> None:
 
 
 def test_keys_under_a_swept_group_are_set_in_every_job() -> None:
-    from trmgym.startup import multirun_overrides
+    """``++`` only where the sweep's first configuration lacks the key: a sweep Hydra takes as
+    it is keeps its overrides, and so its job directories' names."""
+    from trmgym.startup import multirun_overrides, parse_command_line
 
-    groups = ["curriculum", "strategy", "env"]
-    assert multirun_overrides(
-        ["curriculum=ramp,uniform", "curriculum.levels={blanks:[1,2]}", "strategy=ewc",
-         "strategy.lam=3", "+curriculum.x=1", "seed=0,1", "env.size=4"],
-        groups,
+    def rewritten(*argv: str) -> list[str]:
+        return multirun_overrides(parse_command_line(["-m", *argv])[0], config_dir())
+
+    assert rewritten(
+        "curriculum=ramp,uniform", "curriculum.levels={blanks:[1,2]}", "seed=0,1",
+        "curriculum.window=10,20", "+curriculum.x=1", "env=sudoku", "env.size=4",
     ) == [
-        "curriculum=ramp,uniform", "++curriculum.levels={blanks:[1,2]}", "strategy=ewc",
-        "strategy.lam=3", "+curriculum.x=1", "seed=0,1", "env.size=4",
+        "curriculum=ramp,uniform", "++curriculum.levels={blanks:[1,2]}", "seed=0,1",
+        "curriculum.window=10,20", "+curriculum.x=1", "env=sudoku", "env.size=4",
     ]  # fmt: skip
+    # curriculum_maze chooses a curriculum itself: Hydra composes curriculum.patience already
+    kept = ["experiment=curriculum_maze", "curriculum=ramp,lp", "curriculum.patience=640"]
+    assert rewritten(*kept) == kept
+    assert rewritten("strategy=naive,replay", "seed=0,1") == ["strategy=naive,replay", "seed=0,1"]
 
 
 def test_a_sweep_over_a_group_with_one_of_its_keys_set_runs_every_job(tmp_path: Path) -> None:

@@ -59,21 +59,25 @@ def test_rehearsal_records_its_mix_of_tasks_per_chunk(
     assert block["level_names"] == ["task=0", "task=1"]
 
 
-def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_threshold(
-    tmp_path: Path,
-) -> None:
-    run_dir = tmp_path / "cmp"
+def _tiny_comparison(run_dir: Path, comparison: str, threads: int) -> subprocess.CompletedProcess:
+    """A 6-step ramp on 4x4 Sudoku with ``curriculum_comparison=<comparison>``, run to its end."""
     command = [
         sys.executable, "-m", "trmgym.cli", "run", "experiment=single_task", "env=sudoku",
         "env.size=4", "env.blanks=2", "run.train_steps=6", "run.eval_every=3",
         "run.eval_episodes=8", "run.batch_size=8", "run.max_reasoning_steps=2",
-        "+agent.model.hidden_size=32",
-        "+agent.model.num_heads=2", "curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
-        "curriculum_comparison={against:[uniform,plr],threshold:0.01}", "console=false",
-        "device=cpu", "run.threads=2", f"hydra.run.dir={run_dir}",
+        "+agent.model.hidden_size=32", "+agent.model.num_heads=2", "curriculum=ramp",
+        "curriculum.levels={blanks:[1,2]}", f"curriculum_comparison={comparison}",
+        "console=false", "device=cpu", f"run.threads={threads}", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_threshold(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "cmp"
+    done = _tiny_comparison(run_dir, "{against:[uniform,plr],threshold:0.01}", threads=2)
     assert done.returncode == 0, done.stderr[-2000:]
     main = json.loads((run_dir / "results.json").read_text())
     block = main["curriculum"]
@@ -215,17 +219,7 @@ def test_workers_above_the_threads_given_say_so_and_log_apart(tmp_path: Path) ->
     """workers=2 on run.threads=1 trains the compared run first, in this process (never more
     processes than threads), says so, and still gives it its own cli.log and no output."""
     run_dir = tmp_path / "w2t1"
-    command = [
-        sys.executable, "-m", "trmgym.cli", "run", "experiment=single_task", "env=sudoku",
-        "env.size=4", "env.blanks=2", "run.train_steps=6", "run.eval_every=3",
-        "run.eval_episodes=8", "run.batch_size=8", "run.max_reasoning_steps=2",
-        "+agent.model.hidden_size=32", "+agent.model.num_heads=2", "curriculum=ramp",
-        "curriculum.levels={blanks:[1,2]}",
-        "curriculum_comparison={against:[uniform],threshold:0.5,workers:2}", "console=false",
-        "device=cpu", "run.threads=1", f"hydra.run.dir={run_dir}",
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    done = _tiny_comparison(run_dir, "{against:[uniform],threshold:0.5,workers:2}", threads=1)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "compare/uniform" not in done.stdout + done.stderr  # console=false: nothing of it
     main_log = (run_dir / "cli.log").read_text()
@@ -367,3 +361,28 @@ def test_a_failed_compared_run_names_every_run_that_did_not_finish(tmp_path: Pat
     line = str(compared_run_error(broken, arms, "uniform", broken["uniform"].exception()))
     assert "ended abruptly (killed, or out of memory?) before uniform, lp finished" in line
     assert str(tmp_path / "lp" / "cli.log") in line and "plr" not in line
+
+
+def test_a_compared_run_failing_in_the_main_process_is_one_line(tmp_path: Path) -> None:
+    """workers=1: the compared runs train first, in the main process; one that cannot start
+    (its directory held by another process) ends the command in one line, as from a worker,
+    naming the compared runs not trained, and leaves that directory alone."""
+    from tests.core.test_rundir import holder
+
+    run_dir = tmp_path / "serial"
+    other = holder(run_dir / "compare" / "uniform")
+    try:
+        done = _tiny_comparison(run_dir, "{against:[uniform,plr],threshold:0.5,workers:1}", 1)
+    finally:
+        other.kill()
+        other.wait(timeout=30)
+    assert done.returncode == 1, done.stderr[-2000:]
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(
+        f"trmgym run: curriculum_comparison: the uniform run: {run_dir / 'compare' / 'uniform'} "
+        "is in use by another trmgym process"
+    )
+    assert line.endswith("; stopped unfinished: plr"), line
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in (run_dir / "compare" / "uniform").iterdir()) == [".trmgym.lock"]
+    assert not (run_dir / "compare" / "plr" / "results.json").exists()
