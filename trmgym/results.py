@@ -423,7 +423,12 @@ _NAME_VALUE_CHARS = 40
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as ``{"a.b": leaf}``; lists and scalars are leaves."""
+    """Nested dicts as ``{"a.b": leaf}``; a list of records with distinct names (the plugins)
+    as a dict by name (``plugins.curriculum.class``); other lists and scalars are leaves."""
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+        names = [v.get("name") for v in value]
+        if all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
+            value = {n: {k: x for k, x in v.items() if k != "name"} for n, v in zip(names, value)}
     if not isinstance(value, Mapping) or not value:
         return {prefix: value}
     flat: dict[str, Any] = {}

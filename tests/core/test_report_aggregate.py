@@ -562,3 +562,14 @@ def test_bad_bootstrap_arguments_are_refused_before_anything_is_read(
     err = capsys.readouterr().err
     assert message in err and "replications per interval" not in err
     assert not (tmp_path / "report.json").exists()
+
+
+def test_groups_differing_in_a_plugin_are_named_by_its_readable_keys(tmp_path: Path) -> None:
+    for k, kind in enumerate(["Uniform", "PLR"]):
+        plugins = [{"name": "curriculum", "class": f"trmgym.curricula.schedulers.{kind}"}]
+        write_run(tmp_path / kind, seed=k, plugins=plugins)
+    names = [name for name, _ in group_names(group_runs(scan_runs([tmp_path])[0]))]
+    assert sorted(names) == [
+        "strategy=naive,plugins.curriculum.class=trmgym.curricula.schedulers.PLR",
+        "strategy=naive,plugins.curriculum.class=trmgym.curricula.schedulers.Uniform",
+    ]
