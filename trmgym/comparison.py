@@ -325,6 +325,9 @@ def run_compared(config: dict[str, Any], run_dir: str, note: str) -> dict[str, A
     from trmgym import rundir
     from trmgym.config import build_run
 
+    # nothing of it to this worker's stderr (the main run's terminal): a line of hold() waits
+    # for the compared run's cli.log, which is written only once the directory is held
+    logging.getLogger().addHandler(logging.NullHandler())
     with rundir.hold(run_dir) as folder:  # before a line is logged into it
         return _train_logged(lambda: build_run(OmegaConf.create(config), folder), folder, note)
 
@@ -354,12 +357,17 @@ def run_here(run: Any, note: str) -> dict[str, Any]:
 def _train_logged(build: Callable[[], Any], folder: Path, note: str) -> dict[str, Any]:
     """Build (``build()``) and train a compared run in its held directory ``folder``, logging to
     its ``cli.log`` and printing nothing."""
+    from trmgym import rundir
+
     handler = logging.FileHandler(folder / "cli.log")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
     level = root.level
     root.setLevel(logging.INFO)
+    refused = rundir.unlocked(folder)
+    if refused is not None:  # said again, now that the run's cli.log takes it
+        log.warning(rundir.UNLOCKED, folder, refused)
     logging.captureWarnings(True)  # warnings go to this run's cli.log, not the terminal
     # the terminal is the main run's (its live bar): this run's lines, printed or not, are logged
     quiet = open(os.devnull, "w")  # noqa: SIM115 - closed below

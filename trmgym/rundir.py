@@ -34,15 +34,21 @@ try:
 except ImportError:  # Windows: no flock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_FILE", "RunDirError", "RunDirInUse", "hold", "holding", "release"]
+__all__ = ["LOCK_FILE", "RunDirError", "RunDirInUse", "hold", "holding", "release", "unlocked"]
 
 #: the file whose flock marks a run directory in use (it stays; only the lock is released)
 LOCK_FILE = ".trmgym.lock"
 
 log = logging.getLogger(__name__)
+#: the warning logged when a run directory's file system refuses locks (path, reason)
+UNLOCKED = (
+    "%s: its file system refuses locks (%s), so a second start in it while this run runs "
+    "would not be refused"
+)
 
 _held: dict[str, list[int]] = {}  # resolved path -> [file descriptor (-1: unlocked), depth]
 _guard = threading.Lock()
+_refused: dict[str, str] = {}  # resolved path -> why its file system refused the lock
 
 
 class RunDirError(RuntimeError):
@@ -69,17 +75,22 @@ def _lock(path: Path) -> int:
                 "started again while its first start runs); wait for it to end, or give this "
                 "run another directory (hydra.run.dir / hydra.sweep.dir)"
             ) from None
-        log.warning(
-            "%s: its file system refuses locks (%s), so a second start in it while this run "
-            "runs would not be refused",
-            path,
-            error.strerror,
-        )
+        log.warning(UNLOCKED, path, error.strerror)
+        _refused[str(path.resolve())] = error.strerror
         return -1
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def unlocked(run_dir: str | os.PathLike) -> str | None:
+    """Why this process holds ``run_dir`` without a lock (its file system refused it: the
+    error's text), or ``None`` (locked, or not held)."""
+    key = str(Path(run_dir).resolve())
+    with _guard:
+        entry = _held.get(key)
+        return _refused.get(key) if entry is not None and entry[0] < 0 else None
 
 
 def holding(run_dir: str | os.PathLike) -> bool:

@@ -99,6 +99,18 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(
         assert rundir.holding(tmp_path / "run")
     assert not rundir.holding(tmp_path / "run")
     assert "refuses locks (No locks available)" in caplog.text
+    assert rundir.unlocked(tmp_path / "run") is None  # not held now
+
+    # a compared run in a worker: the warning reaches its own cli.log once that is open
+    from types import SimpleNamespace
+
+    from trmgym.comparison import _train_logged
+
+    arm = SimpleNamespace(run=lambda: {"done": True})
+    with rundir.hold(tmp_path / "arm") as folder:
+        assert rundir.unlocked(folder) == "No locks available"
+        assert _train_logged(lambda: arm, folder, "note") == {"done": True}
+    assert "refuses locks (No locks available)" in (tmp_path / "arm" / "cli.log").read_text()
 
 
 def test_a_directory_that_cannot_be_written_is_one_clear_error(
