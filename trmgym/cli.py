@@ -257,14 +257,14 @@ def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, ComparedRun]:
     against, _ = compare.check_comparison(cfg)
     from trmgym.curricula.schedulers import Rehearsal, Scheduler
 
-    curriculum = job.plugins[-1]
+    curriculum = curriculum_of(job)
     if not isinstance(curriculum, Scheduler) or isinstance(curriculum, Rehearsal):
         raise ValueError(
             "curriculum_comparison compares curricula over the levels of one task; "
-            f"curriculum={getattr(curriculum, 'kind', type(curriculum).__name__)} has no levels "
+            f"curriculum={getattr(curriculum, 'label', type(curriculum).__name__)} has no levels "
             "(choose ramp, uniform, staged, arc_stages, lp or plr)"
         )
-    main = curriculum.kind
+    main = curriculum.label
     if main in against:
         raise ValueError(
             f"curriculum_comparison.against lists {main!r}, the run's own curriculum; list the "
@@ -282,6 +282,13 @@ def compared_runs(cfg: Any, job: Any, run_dir: Path) -> dict[str, ComparedRun]:
         arm.threads_note = "as the main run"
         arms[name] = ComparedRun(arm, arm_cfg)
     return arms
+
+
+def curriculum_of(job: Any) -> Any:
+    """The run's curriculum plugin (a curiosity plugin may follow it), or ``None``."""
+    from trmgym.curricula.schedulers import Scheduler
+
+    return next((p for p in job.plugins if isinstance(p, Scheduler)), None)
 
 
 class ComparedRun(NamedTuple):
@@ -448,7 +455,7 @@ def compare_with(
     from trmgym import comparison as compare
 
     _, threshold = compare.check_comparison(cfg)
-    main = job.plugins[-1].kind
+    main = curriculum_of(job).label
 
     def add(results: dict[str, Any]) -> None:
         summary = compare.summarize(main, results, arms(), threshold, run_dir)

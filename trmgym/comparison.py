@@ -11,7 +11,7 @@ before it, one after the other (``workers=1``). The main run's results.json then
     "steps_to_threshold": {"ramp": 38400, "uniform": null},   # env steps, null: never reached
     "threshold": 0.8,
     "budget_env_steps": 96000,            # the main run's budget (optimizer steps * batch)
-    "speedup": {"uniform": {"ratio": 2.5, "lower_bound": true}},
+    "speedup": {"uniform": {"ratio": 2.5, "lower_bound": true, "upper_bound": false}},
     "level": {"blanks": 14},              # the evaluated level: the task's own options
     "curves": {"ramp": {"env_steps": [...], "accuracy": [...]}, ...},
     "runs": {"uniform": "compare/uniform"}
@@ -25,7 +25,10 @@ above the threshold — a resolution of ``eval_every * batch_size`` env steps.
 many env steps ``name`` needed as the main curriculum (the "uniform / ramp" of a curriculum
 paper). When ``name`` never reached the threshold it needed more than its budget, so the ratio is
 ``name``'s budget / ``steps_to_threshold[main]`` with ``lower_bound: true`` (the true speedup is
-larger); when the main curriculum never reached it, the speedup is undefined: ``null``.
+larger); when the main curriculum never reached it but ``name`` did, the main curriculum needed
+more than its budget, so the ratio is ``steps_to_threshold[name]`` / the main's budget with
+``upper_bound: true`` (the true speedup is smaller: the main curriculum was the slower one, or no
+faster); when neither reached it, the speedup is undefined: ``null``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "run_compared",
     "describe",
     "curve",
+    "bound_sign",
     "speedup",
     "steps_to_threshold",
     "summarize",
@@ -99,36 +103,45 @@ def steps_to_threshold(results: dict[str, Any], threshold: float) -> int | None:
     return None
 
 
-def speedup(main: int | None, other: int | None, budget: int) -> dict[str, Any] | None:
-    """``other / main`` env steps to threshold: ``{"ratio": float, "lower_bound": bool}``.
+def speedup(
+    main: int | None, other: int | None, budget: int, main_budget: int | None = None
+) -> dict[str, Any] | None:
+    """``other / main`` env steps to threshold: ``{"ratio", "lower_bound", "upper_bound"}``.
 
     Args:
         main: env steps the main curriculum needed (``None``: never reached).
         other: env steps the compared curriculum needed (``None``: never reached).
         budget: the compared curriculum's budget in env steps (its bound when it never reached).
+        main_budget: the main curriculum's budget (its bound when it never reached); default
+            ``budget``.
 
     Returns:
-        ``None`` when ``main`` never reached the threshold (no ratio is defined); ``lower_bound``
-        true when ``other`` never did (it needed more than ``budget``, so the speedup is at least
-        ``budget / main``).
+        ``None`` when neither reached the threshold (no ratio is defined). ``lower_bound`` true
+        when only ``other`` never did (it needed more than ``budget``, so the speedup is at least
+        ``budget / main``); ``upper_bound`` true when only ``main`` never did (it needed more
+        than ``main_budget``, so the speedup is at most ``other / main_budget``).
 
     Raises:
-        ValueError: steps that are not positive, or beyond the budget.
+        ValueError: steps that are not positive, or beyond their budget.
     """
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ValueError(f"speedup: budget must be a positive int of env steps, got {budget!r}")
-    for name, value in (("main", main), ("other", other)):
+    main_budget = budget if main_budget is None else main_budget
+    for name, value in (("budget", budget), ("main_budget", main_budget)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"speedup: {name} must be a positive int of env steps, got {value!r}")
+    for name, value, bound in (("main", main, main_budget), ("other", other, budget)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"speedup: {name} must be an int of env steps or None, got {value!r}")
-        if value is not None and not 0 < value <= budget:
+        if value is not None and not 0 < value <= bound:
             raise ValueError(
-                f"speedup: {name} must be in 1..{budget} env steps or None, got {value}"
+                f"speedup: {name} must be in 1..{bound} env steps or None, got {value}"
             )
-    if main is None:
+    if main is None and other is None:
         return None
+    if main is None:
+        return {"ratio": other / main_budget, "lower_bound": False, "upper_bound": True}
     if other is None:
-        return {"ratio": budget / main, "lower_bound": True}
-    return {"ratio": other / main, "lower_bound": False}
+        return {"ratio": budget / main, "lower_bound": True, "upper_bound": False}
+    return {"ratio": other / main, "lower_bound": False, "upper_bound": False}
 
 
 def describe(block: dict[str, Any]) -> str:
@@ -148,9 +161,17 @@ def describe(block: dict[str, Any]) -> str:
         if entry is None:
             parts.append(f"{name} {steps(name)}")
             continue
-        bound = ">= " if entry["lower_bound"] else ""
+        bound = bound_sign(entry, ">= ", "<= ")
         parts.append(f"{name} {steps(name)} ({main} {bound}{entry['ratio']:.2f}x as fast)")
     return "; ".join(parts)
+
+
+def bound_sign(entry: Any, lower: str = "≥ ", upper: str = "≤ ") -> str:
+    """``lower`` before a speedup that is a lower bound, ``upper`` before an upper bound (a
+    results.json written before upper bounds were recorded has none), else ``""``."""
+    if entry.get("lower_bound"):
+        return lower
+    return upper if entry.get("upper_bound") else ""
 
 
 def check_comparison(cfg: DictConfig) -> tuple[list[str], float]:
@@ -251,6 +272,7 @@ def arm_config(cfg: DictConfig, name: str, levels: list[dict[str, Any]]) -> Dict
             f"curriculum_comparison.against: {name!r} does not choose among levels (it has "
             "neither levels nor stages), so it cannot be compared on the same levels"
         )
+    node["name"] = name  # its label in results.json (build_curriculum), not its class's kind
     main = OmegaConf.to_container(cfg.curriculum, resolve=True)
     if main.get("seed") is not None:
         node["seed"] = main["seed"]
@@ -285,7 +307,9 @@ def summarize(
     for name, results in arms.items():
         budget = budget_env_steps(results)  # the arm's own: its lower bound, its range
         try:
-            speedups[name] = speedup(reached[main], reached[name], budget)
+            speedups[name] = speedup(
+                reached[main], reached[name], budget, budget_env_steps(main_results)
+            )
         except ValueError as error:  # never lose the finished runs over a ratio
             log.warning("curriculum comparison: no speedup for %r: %s", name, error)
             speedups[name] = None

@@ -517,11 +517,41 @@ def build_plugin_node(node: dict[str, Any], group: str, seed: int, purpose: int)
     return plugin
 
 
-def build_curriculum(node: dict[str, Any], seed: int = 0) -> Plugin:
-    """Instantiate a ``curriculum`` node (:func:`build_plugin_node`)."""
+def build_curriculum(node: dict[str, Any], seed: int = 0, name: str | None = None) -> Plugin:
+    """Instantiate a ``curriculum`` node (:func:`build_plugin_node`).
+
+    Its ``label`` (the name results.json and comparisons give it) is the node's own ``name`` key
+    when it sets one (a compared run's: its ``configs/curriculum`` name), else ``name`` (the
+    run's ``curriculum=`` choice), else the scheduler's kind.
+
+    Raises:
+        ValueError: ``curriculum.name`` not a non-empty one-line string.
+    """
     from trmgym.experiment import CURRICULUM_PURPOSE
 
-    return build_plugin_node(node, "curriculum", seed, CURRICULUM_PURPOSE)
+    node = dict(node)
+    label = node.pop("name", None)
+    if label is not None and (not isinstance(label, str) or not label.strip() or "\n" in label):
+        raise ValueError(
+            f"curriculum.name must be a non-empty one-line string (the curriculum's name in "
+            f"results.json), got {label!r}"
+        )
+    plugin = build_plugin_node(node, "curriculum", seed, CURRICULUM_PURPOSE)
+    label = label or name
+    if label is not None and hasattr(plugin, "label"):
+        plugin.label = label
+    return plugin
+
+
+def curriculum_choice() -> str | None:
+    """The ``curriculum=`` choice of the Hydra job running now (``None`` outside one, or when the
+    curriculum node was written inline)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    choice = HydraConfig.get().runtime.choices.get("curriculum")
+    return None if choice in (None, "null") else str(choice)
 
 
 def build_curiosity(node: dict[str, Any], seed: int = 0) -> Plugin:
@@ -584,7 +614,7 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
     plugin_configs = [OmegaConf.to_container(node, resolve=True) for node in cfg.plugins or []]
     if cfg.get("curriculum") is not None:
         node = curriculum_node(cfg)
-        curriculum = build_curriculum(node, seed=int(cfg.seed))
+        curriculum = build_curriculum(node, seed=int(cfg.seed), name=curriculum_choice())
         check = getattr(curriculum, "check_tasks", None)
         if check is not None:  # levels the envs refuse fail now, not at the first reset
             check(tasks)

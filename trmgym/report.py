@@ -42,6 +42,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from trmgym import metrics
+from trmgym.comparison import bound_sign
 from trmgym.logging import (
     NOT_MEASURED_NOTE,
     add_note,
@@ -223,7 +224,9 @@ def curriculum_block(results: Mapping[str, Any], source: str = "results") -> dic
     Returns:
         A copy of the block, ``level_names`` filled in from ``levels`` when absent, plus the
         history as arrays: ``env_steps`` ``[N]``, ``current_level`` ``[N]`` (NaN where null) and
-        ``probabilities`` ``[N, L]``.
+        ``probabilities`` ``[N, L]``, and the task starts' ``start_env_steps`` ``[S]``,
+        ``start_level`` ``[S]`` and ``start_probabilities`` ``[S, L]`` (empty in results written
+        before they were recorded).
 
     Raises:
         ValueError: naming ``source`` and the key, if the block is missing or malformed.
@@ -264,6 +267,26 @@ def curriculum_block(results: Mapping[str, Any], source: str = "results") -> dic
     probabilities = [_series(row, key, len(levels), source) for row in rows]
     block["probabilities"] = np.array(probabilities).reshape(count, len(levels))
     block["env_steps"] = env_steps
+    starts = _series(
+        history.get("start_env_steps", []), "curriculum.history.start_env_steps", None, source
+    )
+    if np.isnan(starts).any():
+        raise ValueError(f"{source}: curriculum.history.start_env_steps must be numbers, not null")
+    start_level = history.get("start_level", [None] * starts.size)
+    block["start_level"] = _series(
+        start_level, "curriculum.history.start_level", starts.size, source
+    )
+    start_rows = history.get("start_probabilities", [])
+    if not isinstance(start_rows, list) or len(start_rows) != starts.size:
+        raise ValueError(
+            f"{source}: curriculum.history.start_probabilities must hold one list per task start "
+            f"({starts.size})"
+        )
+    key = "curriculum.history.start_probabilities[]"
+    block["start_probabilities"] = np.array(
+        [_series(row, key, len(levels), source) for row in start_rows]
+    ).reshape(starts.size, len(levels))
+    block["start_env_steps"] = starts
     _series([block.get("threshold")], "curriculum.threshold", 1, source)
     reached = block.get("steps_to_threshold") or {}
     if not isinstance(reached, Mapping):
@@ -283,10 +306,13 @@ def curriculum_block(results: Mapping[str, Any], source: str = "results") -> dic
             or not math.isfinite(ratio)
             or ratio <= 0
             or not isinstance(entry.get("lower_bound"), bool)
+            or not isinstance(entry.get("upper_bound", False), bool)
+            or (entry.get("lower_bound") and entry.get("upper_bound"))
         ):
             raise ValueError(
                 f"{source}: curriculum.speedup.{name} must be null or "
-                f"{{ratio: number > 0, lower_bound: bool}}, got {_plain(entry)[:80]}"
+                f"{{ratio: number > 0, lower_bound: bool, upper_bound: bool}} (not both true), "
+                f"got {_plain(entry)[:80]}"
             )
     budget = block.get("budget_env_steps")
     if budget is not None and (
@@ -308,17 +334,24 @@ def curriculum_block(results: Mapping[str, Any], source: str = "results") -> dic
     return block
 
 
-def _per_chunk(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(edges, values)`` to draw each record over the training chunk it closes, "post" steps.
+def _in_force(block: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, probabilities, level)`` to draw as "post" steps: what each chunk drew from.
 
-    A record comes at the end of its chunk, so chunk ``k`` spans ``(steps[k-1], steps[k]]``; the
-    first is taken to be as long as the second (from 0 if it is the only one). The last value is
-    repeated so that the last chunk shows (a "post" step draws nothing after the last x).
+    A record (``history``) is taken at the end of a chunk, after its updates: it is what the
+    next chunk draws from, so it is drawn from its own x on. A task's first chunk draws from the
+    distribution at the task's start (``history.start_*``, from the env steps where that chunk
+    began); a start and a record at the same x: the start wins (it follows the record). Results
+    written before starts were recorded show nothing before their first record.
     """
-    if steps.size == 0:
-        return steps, values
-    first = max(steps[0] - (steps[1] - steps[0]), 0.0) if steps.size > 1 else 0.0
-    return np.concatenate([[first], steps]), np.concatenate([values, values[-1:]])
+    steps, starts = block["env_steps"], block.get("start_env_steps", np.zeros(0))
+    x = np.concatenate([steps, starts])
+    order = np.lexsort((np.r_[np.zeros(steps.size), np.ones(starts.size)], x))
+    width = block["probabilities"].shape[1]
+    p = np.concatenate(
+        [block["probabilities"], block.get("start_probabilities", np.zeros((0, width)))]
+    )
+    level = np.concatenate([block["current_level"], block.get("start_level", np.zeros(0))])
+    return x[order], p[order], level[order]
 
 
 def plot_curriculum(
@@ -327,10 +360,10 @@ def plot_curriculum(
     """The curriculum's sampling probabilities over training and, when the run compared
     curricula, each one's eval accuracy on the hardest level.
 
-    Left: the probability of each level over env steps (stacked, so a column sums to 1; each
-    record drawn over the training chunk it ends), with the scheduler's current level as a black step line on a
-    twin axis (ramp and staged schedulers;
-    samplers without one record null and get no line). Right, only with ``curves``: accuracy over
+    Left: the probability of each level over env steps (stacked, so a column sums to 1), each
+    value drawn over the env steps it was in force (:func:`_in_force`), with the scheduler's
+    current level as a black step line on a twin axis (ramps; staged schedulers and samplers
+    record none and get no line). Right, only with ``curves``: accuracy over
     env steps per compared curriculum, the threshold dashed, and where each first reached it
     marked with a diamond and a dotted vertical line (legend: "never" if it did not).
 
@@ -346,24 +379,23 @@ def plot_curriculum(
     """
     results = _coerce(results)
     block = curriculum_block(results)
-    names, steps = block["level_names"], block["env_steps"]
+    names = block["level_names"]
     curves = block.get("curves") or {}
     figure = Figure(figsize=(14.0 if curves else 7.5, 4.8), dpi=_DPI, layout="constrained")
     grid = figure.subplots(1, 2 if curves else 1, squeeze=False)[0]
     axes = grid[0]
     palette = colormaps["tab10" if len(names) <= 10 else "tab20"]
     colours = [palette(k % palette.N) for k in range(len(names))]
-    edges, probabilities = _per_chunk(steps, block["probabilities"])
+    edges, probabilities, current = _in_force(block)
     axes.stackplot(edges, probabilities.T, labels=names, colors=colours, alpha=0.85, step="post")
     axes.set_ylim(0.0, 1.0)
     axes.set_xlabel("env steps")
     axes.set_ylabel("sampling probability")
     axes.set_title(f"{_title(results)} — curriculum {block.get('name')}", parse_math=False)
     handles, labels = axes.get_legend_handles_labels()
-    if not np.isnan(block["current_level"]).all():
+    if not np.isnan(current).all():
         twin = axes.twinx()
-        level = _per_chunk(steps, block["current_level"])[1]
-        (line,) = twin.plot(edges, level, color="black", drawstyle="steps-post")
+        (line,) = twin.plot(edges, current, color="black", drawstyle="steps-post")
         twin.set_ylim(-0.5, len(names) - 0.5)
         twin.set_yticks(np.arange(len(names)), names, parse_math=False, fontsize=8)
         handles, labels = [*handles, line], [*labels, "current level"]
@@ -628,8 +660,10 @@ def _curriculum_html(results: Mapping[str, Any], image: Path) -> str:
                 return "n/a"
             entry = speedups[name]
             if entry is None:
-                return f"n/a ({e(_plain(main))} never reached it)"
-            return ("≥ " if entry["lower_bound"] else "") + f"{entry['ratio']:.2f}×"
+                if reached_by.get(main) is None and reached_by.get(name) is None:
+                    return "n/a (neither reached it)"
+                return f"n/a ({e(_plain(main))} never reached it)"  # written before upper bounds
+            return bound_sign(entry) + f"{entry['ratio']:.2f}×"
 
         rows = [
             [e(name), level, threshold, "never" if reached is None else _fmt(reached), times(name)]
@@ -648,6 +682,11 @@ def _curriculum_html(results: Mapping[str, Any], image: Path) -> str:
             note += f" within the budget of {budget:,} env steps"
         if any(entry is not None and entry["lower_bound"] for entry in speedups.values()):
             note += "; ≥: that curriculum never reached it, so it needed more than the budget"
+        if any(entry is not None and entry.get("upper_bound") for entry in speedups.values()):
+            note += (
+                f"; ≤: {e(_plain(main))} never reached it (it needed more than the budget), so "
+                "the other's steps / that budget bounds the ratio from above"
+            )
         parts += ["<h3>Compared curricula</h3>", _table(headers, rows), _note(note)]
     if steps.size:
         final = block["probabilities"][-1]
@@ -938,6 +977,13 @@ LOWER_BOUND_NOTE = (
     "its env steps count at the budget and a speedup over it at budget / the main curriculum's "
     "env steps: lower bounds, and so is a mean or IQM over them"
 )
+#: what a "≤" before a speedup means, and why a pool with both signs has no value
+UPPER_BOUND_NOTE = (
+    "≤: where the main curriculum never reached the threshold, it needed more than its budget, "
+    "so the speedup over it (the other's env steps / the main curriculum's budget) is an upper "
+    "bound, and so is a mean or IQM over them; such seeds are kept, not dropped. n/a (bounds "
+    "both ways): lower and upper bounds in one pool bound nothing"
+)
 COMPARISON_HEADERS = (
     "group",
     "n",
@@ -965,18 +1011,27 @@ def _comparison_rows(name: str, group: Mapping[str, Any]) -> list[list[str]]:
     ]
     rows = []
     for label, stats, form, pooled in labelled:
-        bound = "≥ " if stats["n_lower_bound"] else ""
+        upper = stats.get("upper_bound") or [None] * len(stats["values"])
+        bound = "≥ " if stats["n_lower_bound"] else ("≤ " if stats.get("n_upper_bound") else "")
         per_run = [
-            "n/a" if value is None else ("≥" if marked else "") + form.format(value)
-            for value, marked in zip(stats["values"], stats["lower_bound"])
+            "n/a" if value is None else ("≥" if low else "≤" if high else "") + form.format(value)
+            for value, low, high in zip(stats["values"], stats["lower_bound"], upper)
         ]
+        mean, iqm = (
+            ("n/a (bounds both ways)",) * 2
+            if stats.get("mixed_bounds")
+            else (
+                bound + _interval(stats, form=pooled),
+                bound + _interval(stats, "iqm", "iqm_ci95", form=pooled),
+            )
+        )
         rows.append(
             [
                 name,
                 str(len(stats["values"])),
                 label,
-                bound + _interval(stats, form=pooled),
-                bound + _interval(stats, "iqm", "iqm_ci95", form=pooled),
+                mean,
+                iqm,
                 "; ".join(per_run),  # env steps have thousands separators
             ]
         )
@@ -1017,6 +1072,8 @@ def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
         ]
         if any("≥" in row[-1] for row in compared):
             lines += ["", LOWER_BOUND_NOTE]
+        if any("≤" in row[-1] for row in compared):
+            lines += ["", UPPER_BOUND_NOTE]
     pairs = report["probability_of_improvement"]["pairs"]
     if pairs:
         lines += ["", "| x | y | P(x > y) on avg_accuracy (higher is better) | 95% CI |"]
@@ -1069,6 +1126,8 @@ def _group_html(name: str, group: Mapping[str, Any]) -> str:
         ]
         if any("≥" in row[-1] for row in compared):
             parts.append(_note(LOWER_BOUND_NOTE))
+        if any("≤" in row[-1] for row in compared):
+            parts.append(_note(UPPER_BOUND_NOTE))
     parts.append(
         "<h3>Mean accuracy matrix (exact solve, over the runs that measured each cell)</h3>"
     )

@@ -673,8 +673,9 @@ def check_comparison_block(results: Mapping[str, Any], source: str) -> None:
     ``curriculum`` block of ``trmgym.comparison.summarize``) has what a sweep report pools:
     ``name`` (the main curriculum) a string, ``threshold`` a number in (0, 1],
     ``budget_env_steps`` (when there) an int >= 1, ``steps_to_threshold`` ints >= 1 or null and
-    ``speedup`` null or ``{"ratio": finite > 0, "lower_bound": bool}`` per curriculum named by a
-    string. A run without a comparison passes."""
+    ``speedup`` null or ``{"ratio": finite > 0, "lower_bound": bool, "upper_bound": bool}`` (not
+    both true; ``upper_bound`` may be missing, as in results written before it was recorded) per
+    curriculum named by a string. A run without a comparison passes."""
     block = results.get("curriculum")
     if not isinstance(block, Mapping) or "speedup" not in block:
         return
@@ -720,28 +721,46 @@ def check_comparison_block(results: Mapping[str, Any], source: str) -> None:
             continue
         ratio = speedup.get("ratio") if isinstance(speedup, Mapping) else None
         bound = speedup.get("lower_bound") if isinstance(speedup, Mapping) else None
+        upper = speedup.get("upper_bound", False) if isinstance(speedup, Mapping) else None
         if (
             not isinstance(ratio, numbers.Real)
             or isinstance(ratio, bool)
             or not math.isfinite(ratio)
             or ratio <= 0
             or not isinstance(bound, bool)
+            or not isinstance(upper, bool)
+            or (bound and upper)
         ):
             raise ValueError(
                 f"{source}: curriculum.speedup.{name} must be null or "
-                f'{{"ratio": a finite number > 0, "lower_bound": true|false}}, got {speedup!r}'
+                f'{{"ratio": a finite number > 0, "lower_bound": true|false, "upper_bound": '
+                f"true|false}} (not both true), got {speedup!r}"
             )
 
 
 def _bounded_stats(
-    values: Sequence[float | None], bounds: Sequence[bool | None], reps: int, seed: int
+    values: Sequence[float | None],
+    bounds: Sequence[bool | None],
+    reps: int,
+    seed: int,
+    upper: Sequence[bool | None] | None = None,
 ) -> dict[str, Any]:
-    """:func:`bootstrap_stats` of ``values``, with which of them are lower bounds."""
-    return {
+    """:func:`bootstrap_stats` of ``values``, with which of them are lower bounds (``bounds``)
+    and which upper bounds (``upper``). Bounds both ways make no pooled value: a mean over a
+    lower and an upper bound bounds nothing, so ``mean``, ``iqm`` and their intervals are then
+    ``None`` and ``mixed_bounds`` is true (the per-run ``values`` stay)."""
+    upper = [None] * len(values) if upper is None else list(upper)
+    stats = {
         **bootstrap_stats(values, reps=reps, seed=seed),
         "n_lower_bound": sum(1 for bound in bounds if bound),
         "lower_bound": list(bounds),
+        "n_upper_bound": sum(1 for bound in upper if bound),
+        "upper_bound": upper,
     }
+    stats["mixed_bounds"] = bool(stats["n_lower_bound"] and stats["n_upper_bound"])
+    if stats["mixed_bounds"]:
+        stats.update(mean=None, ci95=None, iqm=None, iqm_ci95=None)
+    return stats
 
 
 def comparison_report(
@@ -756,8 +775,12 @@ def comparison_report(
     threshold within its budget needed more than the budget: its steps count at the budget and
     a speedup over it at budget / the main curriculum's steps, both lower bounds, marked in
     ``lower_bound`` and counted in ``n_lower_bound`` (a mean with any is a lower bound too).
-    Where the main curriculum never reached it, the speedup is undefined (left out, counted in
-    ``n_undefined``); so are steps never reached in a run that does not record its budget.
+    Where only the main curriculum never reached it, the speedup over it is an upper bound (the
+    other's steps / the main's budget), marked in ``upper_bound`` and counted in
+    ``n_upper_bound``: a seed on which the main curriculum failed is never dropped, which would
+    favour it. Bounds both ways in one pool give no pooled value (``mixed_bounds``). Where
+    neither reached it, the speedup is undefined (left out, counted in ``n_undefined``); so are
+    steps never reached in a run that does not record its budget.
     :func:`group_runs` groups runs by main curriculum, threshold and compared curricula, so
     every run of a group has a comparison of the same kind.
 
@@ -768,7 +791,8 @@ def comparison_report(
     Returns:
         ``{"main", "threshold", "speedup": {name: stats}, "steps_to_threshold": {name: stats}}``,
         stats being :func:`bootstrap_stats`'s plus ``n_lower_bound`` and ``lower_bound`` (per
-        run: whether its value is a bound, ``None`` where undefined).
+        run: whether its value is a bound, ``None`` where undefined), ``n_upper_bound`` and
+        ``upper_bound`` likewise, and ``mixed_bounds``.
     """
     blocks = [r.get("curriculum") for r in runs]
     blocks = [b if isinstance(b, Mapping) and "speedup" in b else None for b in blocks]
@@ -785,6 +809,7 @@ def comparison_report(
             [None if e is None else bool(e["lower_bound"]) for e in entries],
             reps,
             seed,
+            [None if e is None else bool(e.get("upper_bound", False)) for e in entries],
         )
     steps = {}
     for name in everyone:

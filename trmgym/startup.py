@@ -264,10 +264,7 @@ def describe_error(error: BaseException, overrides: list[str] | None = None) -> 
         where = f" of {parent}" if parent else ""
         hint = f"; allowed keys{where}: {', '.join(allowed)}" if allowed else ""
         if not allowed and key.split(".")[0] == "curriculum":
-            hint = (
-                "; allowed keys: those of the chosen curriculum's file (configs/curriculum/, "
-                "`trmgym run --cfg job` shows them); a class argument not in it takes a +"
-            )
+            hint = _curriculum_keys_hint(overrides or [])
         baseline = (_override_of("agent", overrides or []) or "=").split("=", 1)[1] or None
         typed = any(o.lstrip("+~").split("=", 1)[0] == key for o in overrides or ())
         if key.startswith("agent.") and baseline not in (None, "trm") and not typed:
@@ -308,6 +305,52 @@ def _override_of(key: str, overrides: list[str] | None) -> str | None:
         if line.lstrip("+~").split("=", 1)[0] == key:
             return line.lstrip("+~")
     return None
+
+
+def _curriculum_keys_hint(overrides: list[str]) -> str:
+    """``; allowed keys of curriculum=<choice>: ...`` for a key the chosen curriculum's file does
+    not have: the file's keys, then its class's other arguments (which take a ``+``)."""
+    import inspect
+    from importlib import resources
+
+    from hydra.utils import get_class
+
+    generic = (
+        "; allowed keys: those of the chosen curriculum's file (configs/curriculum/, "
+        "`trmgym run --cfg job` shows them); a class argument not in it takes a +"
+    )
+    configs = resources.files("trmgym.configs")
+    chosen = _override_of("curriculum", overrides)
+    choice = chosen.split("=", 1)[1] if chosen and "=" in chosen else None
+    if not choice:  # the experiment's own choice (its defaults list)
+        experiment = (_override_of("experiment", overrides) or "=quickstart").split("=", 1)[1]
+        path = configs / "experiment" / f"{experiment}.yaml"
+        if not path.is_file():
+            return generic
+        for entry in OmegaConf.load(str(path)).get("defaults") or []:
+            if isinstance(entry, DictConfig) and "override /curriculum" in entry:
+                choice = entry["override /curriculum"]
+    path = configs / "curriculum" / f"{choice}.yaml" if choice else None
+    if path is None or not path.is_file():
+        return generic
+    node = OmegaConf.load(str(path))
+    in_file = [str(k) for k in node if k not in ("_target_", "defaults")]
+    try:
+        signature = inspect.signature(get_class(str(node["_target_"])).__init__)
+    except Exception:  # a class that cannot be imported: the file's keys only
+        signature = None
+    more = [
+        name
+        for name, param in (signature.parameters.items() if signature else [])
+        if name != "self"
+        and name not in in_file
+        and param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD)
+    ]
+    more.append("name")  # the curriculum's name in results.json (config.build_curriculum)
+    hint = f"; allowed keys of curriculum={choice}: {', '.join(in_file)}"
+    if more:
+        hint += f"; its other arguments take a +: {', '.join('+curriculum.' + m for m in more)}"
+    return hint
 
 
 def _fields(schema: Any) -> list[str]:

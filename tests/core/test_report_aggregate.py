@@ -417,14 +417,22 @@ def test_a_seed_run_twice_counts_once_and_the_repeat_is_listed(tmp_path: Path) -
 
 
 # ------------------------------------------------------------------ curriculum comparisons
-def write_comparisons(folder: Path, steps: list[tuple[int | None, int | None]]) -> None:
+def write_comparisons(
+    folder: Path, steps: list[tuple[int | None, int | None]], upper: bool = False
+) -> None:
     """Runs of one group comparing ramp with uniform, seeds 0, 1, ...: ``(ramp, uniform)``
-    env steps to 0.8 per seed (None: never within the 1,000-step budget)."""
+    env steps to 0.8 per seed (None: never within the 1,000-step budget). ``upper``: as
+    written now, with ``upper_bound`` (a seed the ramp never reached gets uniform / budget);
+    else as written before upper bounds were recorded (such a seed's speedup null)."""
     for seed, (ramp, uniform) in enumerate(steps):
         speedup = None
         if ramp is not None:
             bound = uniform is None
             speedup = {"ratio": (1000 if bound else uniform) / ramp, "lower_bound": bound}
+            if upper:
+                speedup["upper_bound"] = False
+        elif upper and uniform is not None:
+            speedup = {"ratio": uniform / 1000, "lower_bound": False, "upper_bound": True}
         block = {
             "name": "ramp",
             "threshold": 0.8,
@@ -474,6 +482,35 @@ def test_curriculum_speedups_are_pooled_over_seeds_with_rliable_intervals(tmp_pa
     html_text = written.with_name("report.html").read_text()
     pooled_at = html_text.index("Curriculum comparison, pooled over the seeds")
     assert pooled_at < html_text.index("Mean accuracy matrix") and "≥4.00" in html_text
+
+
+def test_a_seed_the_main_curriculum_never_reached_counts_as_an_upper_bound(
+    tmp_path: Path,
+) -> None:
+    """Dropping the seeds where the main curriculum failed would favour it: they count at
+    other / the main's budget, marked ≤, and make the pooled mean an upper bound; lower and upper
+    bounds in one pool bound nothing, so that pool gets no value (the per-run values stay)."""
+    write_comparisons(tmp_path / "up", [(400, 600), (None, 700), (None, 500)], upper=True)
+    write_comparisons(tmp_path / "mixed", [(400, None), (None, 700), (500, 500)], upper=True)
+    groups = sweep_report([tmp_path / "up"], reps=REPS, seed=3)["groups"]
+    (group,) = groups.values()
+    speedup = group["curriculum_comparison"]["speedup"]["uniform"]
+    assert speedup["values"] == [1.5, 0.7, 0.5]  # 700 / 1000 and 500 / 1000: at most
+    assert speedup["upper_bound"] == [False, True, True] and speedup["n_upper_bound"] == 2
+    assert speedup["mean"] == pytest.approx(0.9) and not speedup["mixed_bounds"]
+    report = sweep_report([tmp_path / "up"], reps=REPS, seed=3)
+    markdown = sweep_markdown(report)
+    assert "| speedup uniform / ramp to 0.8 | ≤ 0.900 [" in markdown
+    assert "| 1.50; ≤0.70; ≤0.50 |" in markdown
+    assert "≤: where the main curriculum never reached the threshold" in markdown
+    report = sweep_report([tmp_path / "mixed"], reps=REPS, seed=3)
+    (group,) = report["groups"].values()
+    speedup = group["curriculum_comparison"]["speedup"]["uniform"]
+    assert speedup["values"] == [2.5, 0.7, 1.0] and speedup["mixed_bounds"]
+    assert speedup["mean"] is None and speedup["iqm"] is None and speedup["ci95"] is None
+    markdown = sweep_markdown(report)
+    row = next(line for line in markdown.splitlines() if "speedup uniform" in line)
+    assert "| n/a (bounds both ways) | n/a (bounds both ways) | ≥2.50; ≤0.70; 1.00 |" in row
 
 
 def test_comparisons_at_other_thresholds_or_without_one_are_not_pooled_together(

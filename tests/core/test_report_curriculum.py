@@ -128,6 +128,17 @@ def test_report_section_gives_each_curriculums_speedup_and_marks_lower_bounds(
         in (table)
     )
     assert "≥" not in curriculum
+    # as written now: the main never reached it, plr did: an upper bound (plr / ramp's budget)
+    block["speedup"] = {
+        "uniform": None,
+        "plr": {"ratio": 0.75, "lower_bound": False, "upper_bound": True},
+    }
+    curriculum = section(write_report(write_run(tmp_path / "upper", curriculum=block)).read_text())
+    table = rows(curriculum)
+    assert "<td>plr</td><td>blanks=12</td><td>0.8</td><td>9600</td><td>≤ 0.75×</td>" in table
+    neither = "<td>uniform</td><td>blanks=12</td><td>0.8</td><td>never</td><td>n/a (neither"
+    assert f"{neither} reached it)</td>" in table
+    assert "≤: ramp never reached it" in curriculum
 
 
 def test_a_sampler_without_levels_or_comparison_gets_a_shorter_section(tmp_path: Path) -> None:
@@ -156,7 +167,11 @@ def test_a_run_without_the_block_has_no_curriculum_section(tmp_path: Path) -> No
         (("speedup",), [1.5], "curriculum.speedup must map curricula to ratios"),
         (("speedup",), {"uniform": 1.5}, "curriculum.speedup.uniform must be null or"),
         (("speedup",), {"uniform": {"ratio": "2", "lower_bound": True}}, "speedup.uniform"),
-        (("speedup",), {"uniform": {"ratio": 2.0}}, "{ratio: number > 0, lower_bound: bool}"),
+        (
+            ("speedup",),
+            {"uniform": {"ratio": 2.0}},
+            "{ratio: number > 0, lower_bound: bool, upper_bound: bool}",
+        ),
         (("speedup",), {"uniform": {"ratio": float("nan"), "lower_bound": False}}, "number > 0"),
         (("speedup",), {"uniform": {"ratio": 0.0, "lower_bound": False}}, "number > 0"),
         (("budget_env_steps",), 12800.0, "budget_env_steps must be a positive int or null"),

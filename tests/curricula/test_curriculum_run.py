@@ -243,6 +243,16 @@ def test_workers_above_the_threads_given_say_so_and_log_apart(tmp_path: Path) ->
              "curriculum_comparison={against:[ramp]}"],
             "the run's own curriculum",
         ),
+        (  # named by the config chosen, not by its class (arc_stages is a Staged)
+            ["curriculum=arc_stages", "curriculum.stages=[[{blanks:1}],[{blanks:2}]]",
+             "curriculum_comparison={against:[arc_stages]}"],
+            "lists 'arc_stages', the run's own curriculum",
+        ),
+        (
+            ["curriculum=plr", "curriculum.levels={blanks:[1,2]}", "curriculum.temprature=2"],
+            "curriculum.temprature: no such key; allowed keys of curriculum=plr: levels, score, "
+            "temperature,",
+        ),
         (
             ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
              "curriculum_comparison={against:[unifrom]}"],
@@ -289,6 +299,30 @@ def test_a_bad_comparison_is_refused_in_one_line_before_anything_runs(
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr.strip().splitlines()[-1]
     assert not run_dir.exists()
+
+
+def test_curricula_are_named_by_their_config_not_their_class(tmp_path: Path) -> None:
+    """arc_stages and staged are both a Staged: a run of one compared with the other is allowed,
+    and results.json, the log line and the compared run name each by its config."""
+    run_dir = tmp_path / "named"
+    command = [
+        sys.executable, "-m", "trmgym.cli", "run", "experiment=single_task", "env=sudoku",
+        "env.size=4", "env.blanks=2", "run.train_steps=4", "run.eval_every=2",
+        "run.eval_episodes=8", "run.batch_size=8", "run.max_reasoning_steps=2",
+        "+agent.model.hidden_size=32", "+agent.model.num_heads=2", "curriculum=arc_stages",
+        "curriculum.stages=[[{blanks:1}],[{blanks:2}]]",
+        "curriculum_comparison={against:[staged],threshold:0.01,workers:1}",
+        "console=false", "device=cpu", "run.threads=1", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    block = json.loads((run_dir / "results.json").read_text())["curriculum"]
+    assert block["name"] == "arc_stages"
+    assert list(block["steps_to_threshold"]) == ["arc_stages", "staged"]
+    assert list(block["speedup"]) == ["staged"]
+    arm = json.loads((run_dir / "compare" / "staged" / "results.json").read_text())
+    assert arm["curriculum"]["name"] == "staged"
 
 
 def test_a_killed_worker_is_one_line_naming_the_run_and_the_same_command_resumes(

@@ -237,6 +237,9 @@ def test_ramp_hooks_report_levels_probabilities_and_history() -> None:
             "env_steps": [40, 80],
             "level": [0, 1],
             "probabilities": [[1.0, 0.0], [0.0, 1.0]],
+            "start_env_steps": [],  # no task started (before_task): no start recorded
+            "start_level": [],
+            "start_probabilities": [],
         },
     }
     assert ramp.reset_options(np.arange(3)) == blanks(4, 4, 4)
@@ -793,18 +796,32 @@ def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it() -> None:
 
 
 def test_speedup_is_the_other_curriculums_steps_over_the_main_ones() -> None:
-    assert compare.speedup(64, 96, 128) == {"ratio": 1.5, "lower_bound": False}
-    assert compare.speedup(64, 32, 128) == {"ratio": 0.5, "lower_bound": False}  # slower main
+    exact = {"lower_bound": False, "upper_bound": False}
+    assert compare.speedup(64, 96, 128) == {"ratio": 1.5, **exact}
+    assert compare.speedup(64, 32, 128) == {"ratio": 0.5, **exact}  # slower main
     # the other never reached it: it needed more than the budget, so at least budget / main
-    assert compare.speedup(64, None, 128) == {"ratio": 2.0, "lower_bound": True}
-    assert compare.speedup(None, 96, 128) is None  # the main never reached it: undefined
-    assert compare.speedup(None, None, 128) is None
+    assert compare.speedup(64, None, 128) == {
+        "ratio": 2.0,
+        "lower_bound": True,
+        "upper_bound": False,
+    }
+    # the main never reached it: it needed more than its budget, so at most other / budget;
+    # dropping such a seed would favour the main curriculum
+    assert compare.speedup(None, 96, 128) == {
+        "ratio": 0.75,
+        "lower_bound": False,
+        "upper_bound": True,
+    }
+    assert compare.speedup(None, 96, 256, main_budget=128)["ratio"] == 0.75  # the main's budget
+    assert compare.speedup(None, None, 128) is None  # neither: undefined
+    with pytest.raises(ValueError, match="main must be in 1..64"):
+        compare.speedup(96, 32, 128, main_budget=64)
     assert compare.budget_env_steps(results_of([0.1, 0.5, 0.9])) == 80
     assert compare.budget_env_steps(results_of([0.1], budget_scale=0.5)) == 40
 
 
 def test_summarize_bounds_each_curriculum_by_its_own_budget(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     main = results_of([0.1, 0.9, 0.9])  # 0.8 first reached after 8 optimizer steps: 64 env steps
     longer = results_of([0.1, 0.2, 0.3, 0.4], {"name": "t", "train_steps": 16})  # never: > 128
@@ -813,15 +830,33 @@ def test_summarize_bounds_each_curriculum_by_its_own_budget(
     assert block["steps_to_threshold"] == {"ramp": 64, "uniform": None, "plr": 32}
     assert block["budget_env_steps"] == 80
     assert block["speedup"] == {
-        "uniform": {"ratio": 2.0, "lower_bound": True},  # its own budget, 128, not the main's 80
-        "plr": {"ratio": 0.5, "lower_bound": False},
+        "uniform": {"ratio": 2.0, "lower_bound": True, "upper_bound": False},  # its own budget
+        "plr": {"ratio": 0.5, "lower_bound": False, "upper_bound": False},  # (128), not main's 80
     }
-    # a compared run whose budget is below the main run's steps: no ratio, a warning, nothing lost
-    odd = results_of([0.1, 0.9], {"name": "t", "train_steps": 1})
+    # the main curriculum never reached it: an upper bound over the main's budget (80)
+    never = results_of([0.1, 0.2, 0.3])
+    block = compare.summarize("ramp", never, {"plr": faster}, 0.8, tmp_path)
+    assert block["speedup"] == {"plr": {"ratio": 0.4, "lower_bound": False, "upper_bound": True}}
+    assert "ramp never in 80" in compare.describe(block)
+    assert "(ramp <= 0.40x as fast)" in compare.describe(block)
+    # a compared run whose budget (8) is below the main run's steps (64): each is checked
+    # against its own budget, so the ratio stands (it was refused when main was checked
+    # against the other's budget)
+    odd = results_of([0.9, 0.9], {"name": "t", "train_steps": 1})
+    block = compare.summarize("ramp", main, {"uniform": odd}, 0.8, tmp_path)
+    assert block["speedup"] == {
+        "uniform": {"ratio": 8 / 64, "lower_bound": False, "upper_bound": False}
+    }
+
+    # a ratio that cannot be formed: no ratio, a warning, nothing lost
+    def refuse(*args: object) -> None:
+        raise ValueError("bad")
+
+    monkeypatch.setattr(compare, "speedup", refuse)
     with caplog.at_level("WARNING", logger="trmgym.comparison"):
         block = compare.summarize("ramp", main, {"uniform": odd}, 0.8, tmp_path)
     assert block["speedup"] == {"uniform": None}
-    assert "no speedup for 'uniform'" in caplog.text
+    assert "no speedup for 'uniform': bad" in caplog.text
 
 
 def test_the_comparison_line_names_each_curriculums_steps_and_speedup() -> None:
@@ -907,3 +942,126 @@ def test_levels_over_the_key_that_tells_tasks_apart_are_warned_about(
         Uniform(levels={"family": ["colour_map"]}).check_tasks(TASKS)  # no task sets it
         Uniform(levels={"task_id": [0, 1]}).check_tasks(TASKS[:1])  # one task: its levels
     assert caplog.records == []
+
+
+# ------------------------------------------------------- state, copies and odd inputs
+def _every_scheduler(levels: int = 3) -> list[Scheduler]:
+    values = list(range(1, levels + 1))
+    return [
+        Uniform(blanks(*values)),
+        DifficultyRamp(blanks(*values), window=2),
+        LearningProgress(blanks(*values)),
+        PLR(blanks(*values)),
+        Staged([[level] for level in blanks(*values)], window=2),
+    ]
+
+
+def test_a_state_over_another_number_of_levels_is_refused_and_changes_nothing() -> None:
+    for big, small in zip(_every_scheduler(3), _every_scheduler(2)):
+        big.update(np.array([2, 2, 1, 0]), outcomes([0, 1, 1, 1]))
+        big.on_chunk_end(0, 1, 8)
+        before = str(small.state_dict())
+        with pytest.raises(ValueError, match="over 3 levels, this one has 2"):
+            small.load_state_dict(big.state_dict())
+        old = big.state_dict()
+        del old["n_levels"]  # as a checkpoint written before n_levels was recorded
+        if isinstance(small, LearningProgress | PLR):  # statistics per level: they misfit
+            with pytest.raises(ValueError, match="the state does not fit"):
+                small.load_state_dict(old)
+        assert str(small.state_dict()) == before  # all or nothing
+        assert len(small.probabilities()) == 2
+    with pytest.raises(ValueError, match="the state is a 'lp' scheduler's, this is 'plr'"):
+        PLR(blanks(1, 2)).load_state_dict(LearningProgress(blanks(1, 2)).state_dict())
+    with pytest.raises(ValueError, match=r"state lacks \['rng', 'history', 'stats'\]"):
+        Uniform(blanks(1, 2)).load_state_dict({})
+    with pytest.raises(ValueError, match="state must be a mapping"):
+        Uniform(blanks(1, 2)).load_state_dict([1, 2])
+
+
+def test_state_dict_and_results_are_copies() -> None:
+    for scheduler in [*_every_scheduler(2), Rehearsal()]:
+        scheduler.on_chunk_end(0, 1, 8)
+        kept = str(scheduler.state_dict())
+        state, results = scheduler.state_dict(), scheduler.results()
+        state["history"]["probabilities"][0][0] = 99.0
+        results["history"]["probabilities"][0][0] = 99.0
+        results["levels"][0]["blanks" if "blanks" in results["levels"][0] else "task"] = 99
+        state["rng"]["state"]["state"] = 0
+        assert str(scheduler.state_dict()) == kept, type(scheduler).__name__
+
+
+def test_levels_of_bytes_are_refused_and_numpy_inputs_are_accepted() -> None:
+    for bad in (b"48", bytearray(b"48")):
+        with pytest.raises(ValueError, match="curriculum.levels must be a non-empty list"):
+            DifficultyRamp({"blanks": bad})
+    with pytest.raises(ValueError, match="curriculum.levels must be a non-empty list"):
+        DifficultyRamp(b"48")
+    ramp = DifficultyRamp(blanks(1, 2), restart_per_task=np.bool_(False))
+    assert ramp.restart_per_task is False
+    stages = [[{"blanks": 1}], [{"blanks": 2}], [{"blanks": 3}]]
+    staged = Staged(np.array(stages, dtype=object), stage_episodes=np.array([5, 6]))
+    assert staged.stages == stages and staged.stage_episodes == [5, 6]
+    assert Staged(stages, stage_episodes=np.int64(4)).stage_episodes == [4, 4]
+
+
+def test_update_takes_empty_lists_tuples_and_mappings_and_names_what_it_refuses() -> None:
+    for scheduler in _every_scheduler(2):
+        before = str(scheduler.state_dict())
+        scheduler.update([], Outcomes([], [], []))  # nothing finished: nothing changes
+        scheduler.update(np.array([], dtype=np.int64), ([], [], []))
+        assert str(scheduler.state_dict()) == before
+    lp = LearningProgress(blanks(1, 2))
+    lp.update([0, 1], ([True, False], [1.0, 0.5], [3, 4]))  # a plain tuple
+    lp.update([0], {"solved": [True], "cell_accuracy": [1.0], "steps": [2]})  # a mapping
+    assert lp.seen.tolist() == [2, 1]
+    for bad in ({"solved": [True]}, ([True], [1.0]), "solved"):
+        with pytest.raises(ValueError, match=r"update: outcomes must be an Outcomes\("):
+            lp.update([0], bad)
+
+
+def test_sample_names_a_bad_generator_or_count() -> None:
+    for scheduler in _every_scheduler(2):
+        with pytest.raises(ValueError, match="sample: rng must be a numpy.random.Generator"):
+            scheduler.sample(None, 3)
+        for n in (-1, 1.5, True):
+            with pytest.raises(ValueError, match="sample: n must be an int >= 0"):
+                scheduler.sample(np.random.default_rng(0), n)
+        assert scheduler.sample(np.random.default_rng(0), np.int64(0)).shape == (0,)
+
+
+def test_rehearsal_is_usable_on_task_0_and_refuses_a_negative_task() -> None:
+    rehearsal = Rehearsal()
+    assert rehearsal.levels == [{"task": 0}]
+    rehearsal.update([0], Outcomes([True], [1.0], [1]))  # task 0's own puzzles
+    assert rehearsal.probabilities().tolist() == [1.0]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="before_task: task_index must be an int >= 0"):
+            rehearsal.before_task(bad)
+    assert rehearsal.task == 0 and rehearsal.levels == [{"task": 0}]
+
+
+def test_each_task_start_records_the_distribution_its_first_chunk_drew_from() -> None:
+    """A record closes its chunk (what the next chunk draws from); what a task's first chunk
+    drew from is kept at the env steps where it began, and the plot draws both that way."""
+    from trmgym.report import _in_force, curriculum_block
+
+    ramp = DifficultyRamp(blanks(1, 2), window=1)
+    ramp.before_task(0)
+    ramp.update([0], outcomes([1]))  # climbs within the first chunk
+    ramp.on_chunk_end(0, 10, 80)
+    ramp.on_chunk_end(0, 20, 160)
+    ramp.before_task(1)  # restart_per_task: back to level 0 for task 1
+    ramp.on_chunk_end(1, 30, 240)
+    history = ramp.results()["history"]
+    assert history["level"] == [1, 1, 0]
+    assert history["start_env_steps"] == [0, 160] and history["start_level"] == [0, 0]
+    assert history["start_probabilities"] == [[1.0, 0.0], [1.0, 0.0]]
+    x, p, level = _in_force(curriculum_block({"curriculum": ramp.results()}))
+    # level 0 over [0, 80), 1 over [80, 160), back to 0 from 160 (task 1's start)
+    assert x.tolist() == [0, 80, 160, 160, 240]
+    assert level.tolist() == [0, 1, 1, 0, 0]  # at 160 the start follows the record: it wins
+    assert p[:, 1].tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]
+    # the start survives a checkpoint round trip
+    again = DifficultyRamp(blanks(1, 2), window=1)
+    again.load_state_dict(ramp.state_dict())
+    assert again.results()["history"] == history

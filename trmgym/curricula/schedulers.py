@@ -31,6 +31,7 @@ seeded :class:`numpy.random.Generator` each and checkpoint it with their statist
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -134,6 +135,7 @@ def check_outcomes(choices: Any, outcomes: Outcomes, n_levels: int) -> tuple[np.
             length is not ``k``; ``solved`` not bool (or 0/1 integers); ``cell_accuracy`` not
             finite numbers in [0, 1]; ``steps`` not integers >= 0.
     """
+    outcomes = _as_outcomes(outcomes)
     picked = np.asarray(choices)
     if picked.ndim != 1 or not (picked.size == 0 or np.issubdtype(picked.dtype, np.integer)):
         raise ValueError(f"update: choices must be a 1-D array of level indices, got {choices!r}")
@@ -152,14 +154,20 @@ def check_outcomes(choices: Any, outcomes: Outcomes, n_levels: int) -> tuple[np.
             )
         fields[name] = value
     solved = fields["solved"]
-    if solved.dtype != np.bool_ and not (
-        np.issubdtype(solved.dtype, np.integer) and np.isin(solved, (0, 1)).all()
+    if (
+        k
+        and solved.dtype != np.bool_
+        and not (np.issubdtype(solved.dtype, np.integer) and np.isin(solved, (0, 1)).all())
     ):
         raise ValueError(
             f"update: outcomes.solved must be bool (or 0/1 integers), got {solved.tolist()}"
         )
     cells = fields["cell_accuracy"]
-    if not np.issubdtype(cells.dtype, np.number) or np.issubdtype(cells.dtype, np.complexfloating):
+    if k and (
+        not np.issubdtype(cells.dtype, np.number)
+        or np.issubdtype(cells.dtype, np.complexfloating)
+        or np.issubdtype(cells.dtype, np.bool_)
+    ):
         raise ValueError(f"update: outcomes.cell_accuracy must be numbers, got {cells.tolist()}")
     if k and (not np.isfinite(cells).all() or cells.min() < 0 or cells.max() > 1):
         raise ValueError(
@@ -170,6 +178,27 @@ def check_outcomes(choices: Any, outcomes: Outcomes, n_levels: int) -> tuple[np.
         raise ValueError(f"update: outcomes.steps must be integers >= 0, got {steps.tolist()}")
     return picked.astype(np.int64), Outcomes(
         solved.astype(bool), cells.astype(np.float64), steps.astype(np.int64)
+    )
+
+
+def _as_outcomes(outcomes: Any) -> Outcomes:
+    """``outcomes`` as :class:`Outcomes`: one already, a ``(solved, cell_accuracy, steps)``
+    tuple or list, or a mapping with those three keys.
+
+    Raises:
+        ValueError: anything else, naming the accepted forms.
+    """
+    if isinstance(outcomes, Outcomes):
+        return outcomes
+    fields = Outcomes._fields
+    if isinstance(outcomes, Mapping) and set(outcomes) == set(fields):
+        return Outcomes(**{name: outcomes[name] for name in fields})
+    if isinstance(outcomes, tuple | list) and len(outcomes) == len(fields):
+        return Outcomes(*outcomes)
+    raise ValueError(
+        "update: outcomes must be an Outcomes(solved, cell_accuracy, steps), a tuple of those "
+        f"three arrays or a mapping with exactly the keys {list(fields)}, got "
+        f"{type(outcomes).__name__} {outcomes!r}"[:300]
     )
 
 
@@ -192,14 +221,19 @@ def check_levels(levels: Any, where: str = "curriculum.levels") -> list[dict[str
     if isinstance(levels, Mapping):
         columns = {str(k): v for k, v in levels.items()}
         if not columns or not all(
-            isinstance(v, Sequence) and not isinstance(v, str) for v in columns.values()
+            isinstance(v, Sequence) and not isinstance(v, str | bytes | bytearray)
+            for v in columns.values()
         ):
             raise ValueError(f"{shape}, got {levels!r}")
         lengths = {len(v) for v in columns.values()}
         if len(lengths) != 1:
             raise ValueError(f"{shape}; the lists have different lengths: {levels!r}")
         levels = [dict(zip(columns, row)) for row in zip(*columns.values())]
-    if isinstance(levels, str) or not isinstance(levels, Sequence) or not levels:
+    if (
+        isinstance(levels, str | bytes | bytearray)
+        or not isinstance(levels, Sequence)
+        or not levels
+    ):
         raise ValueError(f"{shape}, got {levels!r}")
     out = []
     for k, level in enumerate(levels):
@@ -262,12 +296,17 @@ class Scheduler(Plugin):
                 "of each level, e.g. curriculum.levels={blanks:[4,8,12]}"
             )
         self.levels = check_levels(levels)
+        if isinstance(restart_per_task, np.bool_):
+            restart_per_task = bool(restart_per_task)
         if not isinstance(restart_per_task, bool):
             raise ValueError(
                 f"curriculum.restart_per_task must be true or false, got {restart_per_task!r}"
             )
         self.restart_per_task = restart_per_task
         self.seed = _count("seed", seed, 0)
+        #: the name results.json and comparisons give this curriculum: its configs/curriculum
+        #: choice (``trmgym run`` sets it, e.g. ``arc_stages``), else :attr:`kind`
+        self.label = self.kind
         self.rng = np.random.default_rng(self.seed)
         self._keys = sorted({key for level in self.levels for key in level})
         self._index = {self._project(level): k for k, level in enumerate(self.levels)}
@@ -276,7 +315,13 @@ class Scheduler(Plugin):
             "env_steps": [],
             "level": [],
             "probabilities": [],
+            # the distribution in force at the start of each task (a record above closes its
+            # chunk, so it cannot say what the first chunk of a task was drawn from)
+            "start_env_steps": [],
+            "start_level": [],
+            "start_probabilities": [],
         }
+        self._start: tuple[int | None, list[float]] | None = None
         self.reset()
 
     # ----------------------------------------------------------------- the scheduler contract
@@ -293,7 +338,12 @@ class Scheduler(Plugin):
         return None
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``[n]`` int64 level indices for ``n`` new puzzles, drawn from :meth:`probabilities`."""
+        """``[n]`` int64 level indices for ``n`` new puzzles, drawn from :meth:`probabilities`.
+
+        Raises:
+            ValueError: ``rng`` not a :class:`numpy.random.Generator` or ``n`` not an int >= 0.
+        """
+        _check_sample(rng, n)
         p = self.probabilities()
         return rng.choice(len(p), size=n, p=p).astype(np.int64)
 
@@ -348,7 +398,13 @@ class Scheduler(Plugin):
     def before_task(self, task_index: int) -> TaskDirective | None:
         if self.restart_per_task:
             self.reset()
+        self._mark_start()
         return None
+
+    def _mark_start(self) -> None:
+        """A task starts now: its first chunk draws from the distribution of this moment (kept
+        in ``history.start_*`` at that chunk's end, :meth:`on_chunk_end`)."""
+        self._start = (self.current_level, [float(x) for x in self.probabilities()])
 
     def reset_options(self, rows: np.ndarray) -> list[dict[str, Any] | None]:
         return [dict(self.levels[c]) for c in self.sample(self.rng, len(rows)).tolist()]
@@ -383,6 +439,16 @@ class Scheduler(Plugin):
         )
 
     def on_chunk_end(self, task_index: int, step: int, env_steps: int) -> None:
+        """Record the distribution now (``history``: it governs the next chunk) and, after a task
+        start, the one the chunk began with (``history.start_*``, at the env steps where the
+        chunk began)."""
+        if self._start is not None:
+            level, start = self._start
+            self._start = None
+            began = self.history["env_steps"][-1] if self.history["env_steps"] else 0
+            self.history.setdefault("start_env_steps", []).append(int(began))
+            self.history.setdefault("start_level", []).append(level)
+            self.history.setdefault("start_probabilities", []).append(start)
         p = self.probabilities()
         self.history["step"].append(int(step))
         self.history["env_steps"].append(int(env_steps))
@@ -401,23 +467,68 @@ class Scheduler(Plugin):
     def results(self) -> dict[str, Any]:
         """The ``curriculum`` block of results.json: levels and the probabilities over time."""
         return {
-            "name": self.kind,
-            "levels": [dict(level) for level in self.levels],
+            "name": self.label,
+            "levels": copy.deepcopy(self.levels),
             "level_names": [level_name(level) for level in self.levels],
-            "history": {k: list(v) for k, v in self.history.items()},
+            "history": copy.deepcopy(self.history),
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "rng": self.rng.bit_generator.state,
-            "history": {k: list(v) for k, v in self.history.items()},
-            "stats": self._stats(),
-        }
+        """Everything needed to resume exactly (a copy: editing it changes nothing here)."""
+        return copy.deepcopy(
+            {
+                "kind": self.kind,
+                "n_levels": len(self.levels),
+                "rng": self.rng.bit_generator.state,
+                "history": self.history,
+                "stats": self._stats(),
+            }
+        )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; all or nothing.
+
+        Raises:
+            ValueError: not a state of this kind of scheduler over as many levels, or a part of
+                it that does not fit (the scheduler is left as it was).
+        """
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, Mapping):
+            raise ValueError(
+                f"{where}: state must be a mapping from state_dict(), got {type(state).__name__}"
+            )
+        missing = [key for key in ("rng", "history", "stats") if key not in state]
+        if missing:
+            raise ValueError(
+                f"{where}: state lacks {missing}; expected the keys of state_dict(): "
+                "kind, n_levels, rng, history, stats"
+            )
+        kind = state.get("kind", self.kind)
+        if kind != self.kind:
+            raise ValueError(f"{where}: the state is a {kind!r} scheduler's, this is {self.kind!r}")
+        self._check_state_levels(state.get("n_levels"), where)
+        before = self.state_dict()
+        try:
+            self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+            self.history = {k: list(v) for k, v in copy.deepcopy(state["history"]).items()}
+            self._load_stats(state["stats"])
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as error:
+            self._restore(before)
+            raise ValueError(
+                f"{where}: the state does not fit ({type(error).__name__}: {error})"
+            ) from None
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
-        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.history = state["history"]
         self._load_stats(state["stats"])
+
+    def _check_state_levels(self, n_levels: Any, where: str) -> None:
+        if n_levels is not None and n_levels != len(self.levels):
+            raise ValueError(
+                f"{where}: the state is of a scheduler over {n_levels} levels, this one has "
+                f"{len(self.levels)}"
+            )
 
     # -------------------------------------------------------------------------------- helpers
     def _stats(self) -> dict[str, Any]:
@@ -430,6 +541,32 @@ class Scheduler(Plugin):
     def _project(self, options: Mapping[str, Any]) -> Any:
         # numpy scalars compare as their Python values (freeze keys numbers by their type)
         return freeze({k: _plain(options.get(k, _MISSING)) for k in self._keys})
+
+
+def _check_sample(rng: Any, n: Any) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            f"sample: rng must be a numpy.random.Generator (np.random.default_rng(seed)), got "
+            f"{type(rng).__name__}"
+        )
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"sample: n must be an int >= 0 (puzzles to draw), got {n!r}")
+
+
+def _sized(stats: Mapping[str, Any], key: str, n: int, dtype: Any) -> np.ndarray:
+    """``stats[key]`` as a ``[n]`` array of ``dtype`` (a state of another size fails)."""
+    value = np.array(stats[key], dtype=dtype)
+    if value.shape != (n,):
+        raise ValueError(f"stats.{key} has shape {value.shape}, this scheduler needs ({n},)")
+    return value
+
+
+def _index(stats: Mapping[str, Any], key: str, high: int) -> int:
+    """``stats[key]`` as an int in ``[0, high)``."""
+    value = stats[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < high:
+        raise ValueError(f"stats.{key} must be an int in [0, {high}), got {value!r}")
+    return int(value)
 
 
 class _Missing:
@@ -580,7 +717,7 @@ class DifficultyRamp(Scheduler):
         }
 
     def _load_stats(self, stats: Mapping[str, Any]) -> None:
-        self.level, self.moves = int(stats["level"]), int(stats["moves"])
+        self.level, self.moves = _index(stats, "level", len(self.levels)), int(stats["moves"])
         self.at_level = int(stats["at_level"])
         self.recent = _Window(self.window)
         self.recent.values = [float(v) for v in stats["recent"]]
@@ -619,6 +756,7 @@ class Staged(Scheduler):
         seed: int = 0,
         restart_per_task: bool = True,
     ) -> None:
+        stages, stage_episodes = _plain(stages), _plain(stage_episodes)  # numpy as lists
         if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
             raise ValueError(
                 "curriculum.stages must be a non-empty list of stages, each a list of levels "
@@ -717,7 +855,8 @@ class Staged(Scheduler):
         return {"stage": self.stage, "done": self.stage_done, "recent": list(self.recent.values)}
 
     def _load_stats(self, stats: Mapping[str, Any]) -> None:
-        self.stage, self.stage_done = int(stats["stage"]), int(stats["done"])
+        self.stage = _index(stats, "stage", len(self.stages))
+        self.stage_done = int(stats["done"])
         self.recent = _Window(self.window)
         self.recent.values = [float(v) for v in stats["recent"]]
 
@@ -804,9 +943,9 @@ class LearningProgress(Scheduler):
         }
 
     def _load_stats(self, stats: Mapping[str, Any]) -> None:
-        self.ema_fast = np.array(stats["fast"], dtype=np.float64)
-        self.ema_slow = np.array(stats["slow"], dtype=np.float64)
-        self.seen = np.array(stats["seen"], dtype=np.int64)
+        n = len(self.levels)
+        fast, slow = _sized(stats, "fast", n, np.float64), _sized(stats, "slow", n, np.float64)
+        self.ema_fast, self.ema_slow, self.seen = fast, slow, _sized(stats, "seen", n, np.int64)
 
 
 class PLR(Scheduler):
@@ -915,9 +1054,10 @@ class PLR(Scheduler):
         }
 
     def _load_stats(self, stats: Mapping[str, Any]) -> None:
-        self.scores = np.array(stats["scores"], dtype=np.float64)
-        self.seen = np.array(stats["seen"], dtype=bool)
-        self.last_sampled = np.array(stats["last_sampled"], dtype=np.int64)
+        n = len(self.levels)
+        scores, seen = _sized(stats, "scores", n, np.float64), _sized(stats, "seen", n, bool)
+        last = _sized(stats, "last_sampled", n, np.int64)
+        self.scores, self.seen, self.last_sampled = scores, seen, last
         self.sampled = int(stats["sampled"])
 
 
@@ -943,12 +1083,27 @@ class Rehearsal(Scheduler):
         self.ratio = _number("ratio", ratio, 0.0, 1.0, open_high=True)  # 1: no current task
         self.task = 0
         super().__init__([{"rehearsal": True}], seed=seed, restart_per_task=False)
-        self.levels = []  # the tasks seen so far, as {"task": j}
+        self._set_task(0)  # levels: the tasks seen so far, as {"task": j}
 
     def before_task(self, task_index: int) -> None:
+        """Task ``task_index`` (an int >= 0) of the sequence starts: tasks ``0..task_index`` are
+        the levels from now on."""
+        self._set_task(task_index)
+        self._mark_start()
+        return None
+
+    def _set_task(self, task_index: Any) -> None:
+        if (
+            isinstance(task_index, bool)
+            or not isinstance(task_index, numbers.Integral)
+            or task_index < 0
+        ):
+            raise ValueError(f"before_task: task_index must be an int >= 0, got {task_index!r}")
         self.task = int(task_index)
         self.levels = [{TASK_KEY: j} for j in range(self.task + 1)]
-        return None
+
+    def _check_state_levels(self, n_levels: Any, where: str) -> None:
+        """Any number: the levels are the tasks seen so far, restored with the task."""
 
     def check_tasks(self, tasks: Sequence[Any]) -> None:
         """Every task must be playable on every later task's training env: the same env id and
@@ -1000,9 +1155,10 @@ class Rehearsal(Scheduler):
         width = max((len(p) for p in self.history["probabilities"]), default=0)
         block["levels"] = [{TASK_KEY: j} for j in range(width)]
         block["level_names"] = [f"task={j}" for j in range(width)]
-        block["history"]["probabilities"] = [
-            p + [0.0] * (width - len(p)) for p in self.history["probabilities"]
-        ]
+        for key in ("probabilities", "start_probabilities"):
+            block["history"][key] = [
+                p + [0.0] * (width - len(p)) for p in self.history.get(key, [])
+            ]
         block["ratio"] = self.ratio
         return block
 
@@ -1010,7 +1166,7 @@ class Rehearsal(Scheduler):
         return {"task": self.task}
 
     def _load_stats(self, stats: Mapping[str, Any]) -> None:
-        self.before_task(int(stats["task"]))
+        self._set_task(stats["task"])
 
 
 #: the schedulers by :attr:`Scheduler.kind` (the ``configs/curriculum`` files)
