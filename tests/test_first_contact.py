@@ -112,6 +112,40 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
             ["-m", "seed=0", "--cfg", "job"],
             "trmgym run: --cfg prints one configuration: drop -m (--multirun) to see a job's",
         ),
+        # NaN passes every `value < 0` check and inf every `value > 0` one: no setting takes
+        # either, wherever it is (a diverged lr=inf run once reported zero forgetting)
+        (["agent.lr=inf"], "trmgym run: agent.lr must be a finite number, got inf"),
+        (["agent.dqn.lr=nan"], "trmgym run: agent.dqn.lr must be a finite number, got nan"),
+        (
+            ["experiment=curiosity_maze", "curiosity=rnd", "curiosity.coef=-inf"],
+            "trmgym run: curiosity.coef must be a finite number, got -inf",
+        ),
+        (
+            ["-m", "strategy=ewc", "strategy.ewc_lambda=1,inf"],
+            "trmgym run: strategy.ewc_lambda must be a finite number, got inf",
+        ),
+        # a few-shot experiment reads fewshot.*, meta.*, agent.*, seed, device, console and
+        # run.threads: anything else would be silently ignored, a sequence would make it a
+        # continual run, and a fewshot choice on a continual run needs eval.fewshot
+        (
+            ["experiment=fewshot_arcgen", "strategy=ewc", "run.train_steps=7"],
+            "trmgym run: strategy=ewc run.train_steps=7 is not used: "
+            "experiment=fewshot_arcgen is a few-shot experiment, which reads fewshot.*, meta.*, "
+            "agent.*, seed, device, console and run.threads only (its budgets are fewshot.* "
+            "and meta.*)",
+        ),
+        (
+            ["experiment=fewshot_arcgen", "sequence=arcgen-8"],
+            "trmgym run: sequence=arcgen-8 turns experiment=fewshot_arcgen into a continual "
+            "run, which reads neither fewshot.* nor meta.*; drop it, or add eval.fewshot=true "
+            "to a continual experiment to measure few-shot transfer after each task",
+        ),
+        (
+            ["fewshot=arcgen"],
+            "trmgym run: fewshot=arcgen is not used: a continual run reads the fewshot node "
+            "only with eval.fewshot=true (few-shot transfer after each task); add it, or use "
+            "experiment=fewshot_arcgen",
+        ),
         # a key added with + is checked against its node's schema
         (
             ["+run.budget_scal=0.1"],

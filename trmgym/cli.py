@@ -111,6 +111,7 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
 
     from trmgym import checkpoint, rundir
     from trmgym.config import build_run
+    from trmgym.experiment import TrainingDiverged
     from trmgym.results import RESULTS_FILE
 
     hydra_cfg = HydraConfig.get()
@@ -147,7 +148,10 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
         # a run directory belongs to one configuration: check before .hydra/ is (re)written
         job.check_resumable(saved)
         arms = compared_runs(cfg, job, run_dir)  # checked now: nothing trains before
-        if in_sweep and (run_dir / RESULTS_FILE).is_file():
+        # finished: nothing to train, and nothing to rewrite — a start with other display or
+        # thread settings must not relabel results trained with the first ones (a comparison
+        # adding curricula goes on: its new runs train, the main block is rewritten)
+        if (in_sweep or not arms) and (run_dir / RESULTS_FILE).is_file():
             results = finished_results(run_dir, saved)
             message = f"{job_label}already finished ({RESULTS_FILE}), skipped"
             log.info("%s: %s", message, run_dir)
@@ -176,7 +180,7 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
             results = run_with_comparison(job, arms, cfg, run_dir)
         else:
             results = job.run()
-    except ComparedRunError as error:
+    except (ComparedRunError, TrainingDiverged) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         message = f"trmgym run: {job_label}{error}"
@@ -513,7 +517,15 @@ def interrupted_message(run_dir: Path, hydra_cfg: Any) -> str:
         progress = json.loads(saved["progress"])
         where = f"at its last checkpoint (task {progress['task'] + 1}, chunk {progress['chunk']})"
     overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.run.dir=")]
-    command = shlex.join(["trmgym", "run", *overrides, f"hydra.run.dir={run_dir}"])
+    # the user's --config-dir (a sequence or experiment of their own may live there)
+    config_dirs = [
+        ["--config-dir", str(source.path).removeprefix("file://")]
+        for source in hydra_cfg.runtime.get("config_sources") or []
+        if source.get("provider") == "command-line" and source.get("schema") == "file"
+    ]
+    command = shlex.join(
+        ["trmgym", "run", *sum(config_dirs, []), *overrides, f"hydra.run.dir={run_dir}"]
+    )
     return f"interrupted; the same command resumes {run_dir} {where}:\n  {command}"
 
 

@@ -67,14 +67,9 @@ COMPARE_DIR = "compare"
 
 def _budget(results: dict[str, Any]) -> int:
     """The single task's budget in optimizer steps."""
-    settings = results["settings"]
-    task = results["tasks"][0]
-    return max(
-        1,
-        round(
-            (task.get("train_steps") or settings["train_steps"]) * settings.get("budget_scale", 1)
-        ),
-    )
+    from trmgym.results import task_budget
+
+    return task_budget(results["settings"], results["tasks"][0])
 
 
 def budget_env_steps(results: dict[str, Any]) -> int:

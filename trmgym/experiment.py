@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,30 @@ def cpu_kernels() -> str:
     except (AttributeError, RuntimeError):  # an older torch
         capability = "unknown"
     return f"{platform.machine()} {capability}"
+
+
+class TrainingDiverged(RuntimeError):
+    """The agent's weights became NaN or infinite: every number after it would be meaningless
+    (a NaN network solves nothing, so it "forgets" nothing). The last checkpoint, written before
+    the chunk that diverged, is kept."""
+
+
+def check_finite_weights(agent: Any, task: str, chunk: int, shown: Mapping[str, Any]) -> None:
+    """Raise :class:`TrainingDiverged` if any parameter of ``agent.model`` (a torch module; other
+    models are not checked) is NaN or infinite after chunk ``chunk`` of ``task``."""
+    import torch
+
+    model = getattr(agent, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingDiverged(
+            f"training diverged: {len(bad)} weight tensor(s) of the agent are NaN or infinite "
+            f"after chunk {chunk + 1} of task {task!r} (first: {bad[0]}; the chunk's last "
+            f"{', '.join(f'{k} {v}' for k, v in shown.items()) or 'values: none'}); lower "
+            "agent.lr or agent.grad_clip. Checkpoints from before this chunk are kept"
+        )
 
 
 class ContinualRun:
@@ -498,6 +522,7 @@ class ContinualRun:
                     c = state["chunk"]
                     steps = min(s.eval_every, budget - c * s.eval_every)
                     shown = self._train_chunk(i, c, steps, state, logger)
+                    check_finite_weights(self.agent, self.tasks[i].name, c, shown)
                     current = self.evaluate(self.agent, i)
                     state["curves"][i].append(current.accuracy)
                     global_step = self.offsets[i] + c * s.eval_every + steps

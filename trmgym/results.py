@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import numbers
 import os
@@ -29,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from trmgym import metrics
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_REPS",
@@ -55,6 +58,7 @@ __all__ = [
     "summary_stats",
     "sweep_report",
     "t_critical",
+    "task_budget",
     "validate_results",
     "write_results",
 ]
@@ -959,12 +963,22 @@ _COMPARABLE_TASK_KEYS = (
 )
 _COMPARABLE_SETTINGS = (
     "train_steps",
+    "budget_scale",
     "eval_every",
+    "eval_episodes",
     "batch_size",
     "max_reasoning_steps",
     "task_labels",
     "canvas",
 )
+
+
+def task_budget(settings: Mapping[str, Any], task: Mapping[str, Any]) -> int:
+    """The optimizer steps a task of a results.json trained for: its ``train_steps`` (else
+    ``settings.train_steps``) times ``settings.budget_scale``, rounded, at least 1 — what
+    :class:`trmgym.experiment.ContinualRun` runs."""
+    budget = task.get("train_steps") or settings["train_steps"]
+    return max(1, round(budget * settings.get("budget_scale", 1)))
 
 
 def check_reference(
@@ -1016,20 +1030,29 @@ def check_reference(
 def _sample_times(results: Mapping[str, Any], lengths: list[int]) -> list[list[float]] | None:
     """Each task's curve sample times in [0, 1]: 0, then the end of every training chunk.
 
-    Chunks are ``settings.eval_every`` steps, the last one cut at the task's budget, so the last
-    interval may be shorter. ``None`` (equal spacing) when the results do not record budgets.
+    Chunks are ``settings.eval_every`` steps, the last one cut at the task's budget (scaled by
+    ``settings.budget_scale``, :func:`task_budget`), so the last interval may be shorter.
+    ``None`` (equal spacing) when the results do not record budgets; a warning when they do but
+    the curves do not fit them.
     """
     settings, tasks = results.get("settings") or {}, results.get("tasks") or []
     every = settings.get("eval_every")
-    if not every or len(tasks) != len(lengths):
+    if not every or len(tasks) != len(lengths) or not settings.get("train_steps"):
         return None
     times = []
-    for task, length in zip(tasks, lengths):
-        budget = task.get("train_steps") or settings.get("train_steps")
-        if not budget:
-            return None
+    for j, (task, length) in enumerate(zip(tasks, lengths)):
+        budget = task_budget(settings, task)
         ends = list(range(every, budget, every)) + [budget]
         if len(ends) + 1 != length:
+            log.warning(
+                "forward transfer: task %d's curve has %d points, its budget of %d steps in "
+                "chunks of %d gives %d; its samples are spaced equally",
+                j,
+                length,
+                budget,
+                every,
+                len(ends) + 1,
+            )
             return None
         times.append([0.0, *(end / budget for end in ends)])
     return times

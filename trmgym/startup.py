@@ -22,6 +22,7 @@ sweep over both halting modes needs) are warnings instead (:func:`unused_overrid
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import warnings
 from argparse import Namespace
@@ -214,6 +215,21 @@ def check_command_line(command: str, args: Namespace, config_dir: Path) -> DictC
     return first
 
 
+def _non_finite(value: Any, key: str = "") -> Iterator[tuple[str, float]]:
+    """``(key, value)`` of every NaN or infinite float in a config container (``hydra`` left
+    out): no trmgym setting takes one, and NaN passes every ``value < 0`` range check."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield key, value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if not key and name == "hydra":
+                continue
+            yield from _non_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            yield from _non_finite(item, f"{key}[{k}]")
+
+
 def check_ranges(cfg: DictConfig, overrides: list[str]) -> None:
     """The range checks of the ``run`` and ``agent`` schemas and the sequence's task entries
     (what :func:`trmgym.config.build_run` checks first), for one job of a command line, so that
@@ -225,6 +241,10 @@ def check_ranges(cfg: DictConfig, overrides: list[str]) -> None:
     """
     from trmgym.config import build_tasks
 
+    bad = next(_non_finite(OmegaConf.to_container(cfg, resolve=False)), None)
+    if bad is not None:
+        key, value = bad
+        raise UsageError(f"{key} must be a finite number, got {value}")
     try:
         OmegaConf.to_object(cfg.run)
         OmegaConf.to_object(cfg.agent)
@@ -244,7 +264,9 @@ def describe_error(error: BaseException, overrides: list[str] | None = None) -> 
         group = _missing_group(str(error))
         chosen = _override_of(group, overrides) if group else None
         what = chosen or (f"group {group}" if group else "a config group option")
-        return f"{what}: no such option; allowed: {', '.join(sorted(error.options))}"
+        # the schemas' own names (base_*) are what the YAML options build on, not options
+        options = sorted(o for o in error.options if not o.startswith("base_"))
+        return f"{what}: no such option; allowed: {', '.join(options)}"
     if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
         found = _CONVERT.search(str(cause))
         if found:
@@ -364,9 +386,10 @@ def _group_options(group: str) -> list[str]:
     from hydra.core.global_hydra import GlobalHydra
 
     try:
-        return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+        options = GlobalHydra.instance().config_loader().get_group_options(group)
     except Exception:  # noqa: BLE001 - no such group, or Hydra not set up
         return []
+    return sorted(o for o in options if not o.startswith("base_"))  # schemas, not options
 
 
 def _null_parent(overrides: list[str]) -> str | None:
@@ -479,6 +502,8 @@ def _check_unused(cfg: DictConfig, overrides: list[str], command: str) -> None:
             )
         return
     sequence = cfg.get("sequence")
+    if command == "run":
+        _check_fewshot_overrides(cfg, keys, experiment)
     if sequence is not None:
         name = sequence.get("name", "?")
         chose = next((line for key, line in keys if key == "sequence"), None)
@@ -527,6 +552,59 @@ def _check_unused(cfg: DictConfig, overrides: list[str], command: str) -> None:
     demo = [line for key, line in keys if _under(key, "demo")]
     if demo:
         warnings.warn(f"{' '.join(demo)}: used by trmgym demo only", UserWarning, stacklevel=2)
+
+
+#: what a few-shot experiment (``fewshot`` set, ``sequence`` null) does not read
+_FEWSHOT_IGNORES = (
+    "env",
+    "strategy",
+    "curriculum",
+    "curriculum_comparison",
+    "curiosity",
+    "plugins",
+)
+
+
+def _check_fewshot_overrides(cfg: DictConfig, keys: list[tuple[str, str]], experiment: Any) -> None:
+    """A few-shot experiment reads ``fewshot``, ``meta``, ``agent``, ``seed``, ``device``,
+    ``console`` and ``run.threads`` only; a ``fewshot`` choice on a continual run is read only
+    with ``eval.fewshot=true``. Anything else given is refused, naming it.
+
+    Raises:
+        UsageError: an override the run would ignore, or a sequence that would turn a few-shot
+            experiment into a continual run.
+    """
+    if cfg.get("fewshot") is None:
+        return
+    chose = [line for key, line in keys if key == "sequence"]
+    if cfg.get("sequence") is not None:
+        if OmegaConf.select(cfg, "eval.fewshot", default=False):
+            return
+        given = [line for key, line in keys if key == "fewshot" or _under(key, "fewshot")]
+        if chose and experiment is not None and str(experiment).startswith("fewshot"):
+            raise UsageError(
+                f"{chose[0]} turns experiment={experiment} into a continual run, which reads "
+                "neither fewshot.* nor meta.*; drop it, or add eval.fewshot=true to a continual "
+                "experiment to measure few-shot transfer after each task"
+            )
+        if given:
+            raise UsageError(
+                f"{' '.join(given)} is not used: a continual run reads the fewshot node only "
+                "with eval.fewshot=true (few-shot transfer after each task); add it, or use "
+                "experiment=fewshot_arcgen"
+            )
+        return
+    ignored = [
+        line
+        for key, line in keys
+        if key.split(".", 1)[0] in _FEWSHOT_IGNORES or (_under(key, "run") and key != "run.threads")
+    ]
+    if ignored:
+        raise UsageError(
+            f"{' '.join(ignored)} is not used: experiment={experiment} is a few-shot experiment, "
+            "which reads fewshot.*, meta.*, agent.*, seed, device, console and run.threads only "
+            "(its budgets are fewshot.* and meta.*)"
+        )
 
 
 _DEMO_IGNORES = (

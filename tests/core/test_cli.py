@@ -73,7 +73,7 @@ def test_unknown_env_group_lists_choices() -> None:
         (
             ["agent.memory.capacity=8"],
             "trmgym run: agent.memory.capacity: agent.memory is null in this configuration; "
-            "choose one first (agent/memory=bank|base_bank|none), then set "
+            "choose one first (agent/memory=bank|none), then set "
             "agent.memory.capacity\n",
         ),
         (  # a plain node, not a group: no option to choose
@@ -222,3 +222,59 @@ def test_configs_found_from_an_installed_wheel(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "id: trmgym/ARCGen-v0" in result.stdout
     assert trmgym.__version__ != "0.0.0+unknown"
+
+
+def test_a_finished_run_started_again_changes_nothing(tmp_path: Path) -> None:
+    """Starting a finished run again with other thread or logging settings (not part of its
+    configuration) trains nothing and rewrites nothing: results.json keeps the threads it was
+    trained with, .hydra/ keeps its overrides."""
+    run_dir = tmp_path / "run"
+    tiny = [
+        "run",
+        "experiment=smoke",
+        "device=cpu",
+        "console=false",
+        f"hydra.run.dir={run_dir}",
+        "run.train_steps=2",
+        "run.eval_every=2",
+        "run.eval_episodes=4",
+    ]
+    first = run_cli(*tiny, "run.threads=2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    kept = {
+        name: (run_dir / name).read_bytes()
+        for name in ("results.json", "report.html", ".hydra/overrides.yaml", ".hydra/config.yaml")
+    }
+    again = run_cli(*tiny, "run.threads=1", "run.log_every=5")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already finished (results.json), skipped" in again.stdout
+    assert {name: (run_dir / name).read_bytes() for name in kept} == kept
+
+
+def test_the_resume_command_keeps_the_users_config_dir(tmp_path: Path) -> None:
+    """A sequence of the user's own lives in their --config-dir: the command Ctrl-C prints must
+    name it, or it fails with `sequence=...: no such option`."""
+    from omegaconf import OmegaConf
+
+    from trmgym.cli import interrupted_message
+
+    hydra_cfg = OmegaConf.create(
+        {
+            "overrides": {"task": ["experiment=continual", "sequence=sud3"]},
+            "runtime": {
+                "config_sources": [
+                    {"path": "pkg://trmgym.configs", "schema": "pkg", "provider": "main"},
+                    {
+                        "path": "file:///home/me/my configs",
+                        "schema": "file",
+                        "provider": "command-line",
+                    },
+                ]
+            },
+        }
+    )
+    message = interrupted_message(tmp_path / "run", hydra_cfg)
+    assert message.splitlines()[1].strip() == (
+        "trmgym run --config-dir '/home/me/my configs' experiment=continual sequence=sud3 "
+        f"hydra.run.dir={tmp_path / 'run'}"
+    )

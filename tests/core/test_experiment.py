@@ -388,3 +388,21 @@ def test_a_run_holds_its_directory_and_clears_what_a_killed_save_left(tmp_path: 
     run.run()
     assert seen == [True, False]
     assert not rundir.holding(tmp_path)
+
+
+def test_a_run_whose_weights_diverge_stops_naming_it_and_writes_no_results(
+    tmp_path: Path,
+) -> None:
+    """An lr of 1e6 turns the weights to NaN in the first chunk; a NaN network solves nothing, so
+    it would report zero forgetting and BWT as if it retained everything. The run stops instead,
+    before evaluating, checkpointing or writing results, and says what to change."""
+    from trmgym.experiment import TrainingDiverged
+
+    agent = dataclasses.replace(AGENT, lr=1e6, grad_clip=0.0)
+    run = ContinualRun(
+        TASKS, agent, {"name": "naive"}, SETTINGS, tmp_path, seed=3, device="cpu", console=False
+    )
+    with pytest.raises(TrainingDiverged, match="training diverged: .* NaN or infinite after"):
+        run.run()
+    assert not (tmp_path / "results.json").exists()
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))

@@ -98,10 +98,45 @@ def test_a_short_last_chunk_gives_a_short_last_interval() -> None:
     )
 
 
+def test_sample_times_follow_the_scaled_budget(caplog: pytest.LogCaptureFixture) -> None:
+    # train_steps 100 at budget_scale 0.9: 90 steps, evaluations after 40, 80 and 90, so the
+    # samples sit at 0, 4/9, 8/9, 1 — not at 0, .4, .8, 1 (the unscaled budget's)
+    settings = {"train_steps": 100, "budget_scale": 0.9, "eval_every": 40}
+    run = {
+        **RUN,
+        "sequence": ["a"],
+        "accuracy_matrix": [[1.0]],
+        "random_init_accuracy": [0.0],
+        "curves": [[0.0, 0.0, 1.0]],
+        "settings": settings,
+        "tasks": [{"name": "a"}],
+    }
+    scratch = {**run, "strategy": "scratch", "curves": [[1.0, 1.0, 1.0]]}
+    # run area .5 * (1/9) * 1 = 1/18; reference 4/9 * .5 + 5/9 = 7/9; FT = (1/18 - 7/9) / (2/9)
+    assert forward_transfer(run, scratch)["ft_per_task"] == pytest.approx(
+        [(1 / 18 - 7 / 9) / (2 / 9)]
+    )
+    # a curve that does not fit the recorded budget: equal spacing, and a warning saying so
+    odd = {**run, "curves": [[0.0, 1.0]]}
+    with caplog.at_level("WARNING", logger="trmgym.results"):
+        forward_transfer(odd, {**odd, "strategy": "scratch"})
+    assert "task 0's curve has 3 points, its budget of 90 steps in chunks of 40 gives 4" in (
+        caplog.text
+    )
+
+
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
         ({"settings": {"eval_every": 5}}, r"run.eval_every differs from the run's \(5 vs 10\)"),
+        (
+            {"settings": {"eval_every": 10, "train_steps": 20, "budget_scale": 0.5}},
+            r"run.budget_scale differs from the run's \(0.5 vs 1.0\)",
+        ),
+        (
+            {"settings": {"eval_every": 10, "train_steps": 20, "eval_episodes": 8}},
+            r"run.eval_episodes differs from the run's \(8 vs 64\)",
+        ),
         (
             {"tasks": [{"train_steps": 40}, {"train_steps": None}]},
             r"tasks\[0\].train_steps differs from the run's \(40 vs None\)",
@@ -115,7 +150,12 @@ def test_a_short_last_chunk_gives_a_short_last_interval() -> None:
 def test_a_reference_with_other_budgets_or_tasks_is_refused(changes: dict, match: str) -> None:
     run = {
         **RUN,
-        "settings": {"eval_every": 10, "train_steps": 20},
+        "settings": {
+            "eval_every": 10,
+            "train_steps": 20,
+            "budget_scale": 1.0,
+            "eval_episodes": 64,
+        },
         "tasks": [
             {"train_steps": None, "kwargs": {"size": 4}},
             {"train_steps": None, "kwargs": {"size": 4}},

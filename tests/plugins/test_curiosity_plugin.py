@@ -79,7 +79,7 @@ def test_state_loaded_before_the_first_env_is_applied_when_the_bonus_is_built() 
     ("kwargs", "message"),
     [
         ({"bonus": "icm"}, r"curiosity.bonus must be one of \['count', 'rnd', 'surprise', 'comb"),
-        ({"coef": -1.0}, "curiosity.coef must be a float >= 0"),
+        ({"coef": -1.0}, "curiosity.coef must be a finite float >= 0"),
         ({"update_every": 0}, "curiosity.update_every must be an int >= 1"),
         ({"bonus": "combined"}, "curiosity.parts must be given with curiosity.bonus=combined"),
         ({"parts": {"a": {"bonus": "count"}}}, "curiosity.parts must be given with"),

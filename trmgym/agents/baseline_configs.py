@@ -9,6 +9,7 @@ and what it returns (:class:`ChunkResult`); the agents themselves live in
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
@@ -197,13 +198,13 @@ def _positive_int(value: Any, key: str) -> None:
 def _number_in(
     value: Any, key: str, low: float, high: float | None, *, low_open: bool = False
 ) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
     if not ok:
         bounds = f"{'>' if low_open else '>='} {low:g}" + (
             "" if high is None else f" and <= {high:g}"
         )
-        raise ValueError(f"{key} must be a number {bounds}, got {value!r}")
+        raise ValueError(f"{key} must be a finite number {bounds}, got {value!r}")
 
 
 # ------------------------------------------------------------------------- the agent protocol

@@ -21,6 +21,7 @@ treated as terminal for bootstrapping.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,8 +108,8 @@ class DQNHaltingConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"agent.dqn.{name} must lie in [0, 1], got {value}")
-        if not self.lr > 0:
-            raise ValueError(f"agent.dqn.lr must be > 0, got {self.lr}")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"agent.dqn.lr must be a finite number > 0, got {self.lr}")
 
 
 class QNetwork(nn.Module):

@@ -13,6 +13,7 @@ The carry is detached between steps, so each step is its own small backward pass
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -101,9 +102,16 @@ class TRMAgentConfig:
             )
         for name in ("lr", "halt_loss_weight", "weight_decay", "grad_clip"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0 or (name == "lr" and value == 0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+                or (name == "lr" and value == 0)
+            ):
                 raise ValueError(
-                    f"agent.{name} must be a number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}"
+                    f"agent.{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, "
+                    f"got {value!r}"
                 )
         if not 0 <= self.beta2 < 1:
             raise ValueError(f"agent.beta2 must lie in [0, 1), got {self.beta2}")

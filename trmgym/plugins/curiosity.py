@@ -24,6 +24,7 @@ surprise — Pathak et al. 2017 (ICM). See :mod:`trmgym.curiosity`.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,8 +109,13 @@ class Curiosity(Plugin):
         allowed = [*BONUSES, "combined"]
         if bonus not in allowed:
             raise ValueError(f"curiosity.bonus must be one of {allowed}, got {bonus!r}")
-        if isinstance(coef, bool) or not isinstance(coef, int | float) or not coef >= 0:
-            raise ValueError(f"curiosity.coef must be a float >= 0, got {coef!r}")
+        if (
+            isinstance(coef, bool)
+            or not isinstance(coef, int | float)
+            or not math.isfinite(coef)
+            or not coef >= 0
+        ):
+            raise ValueError(f"curiosity.coef must be a finite float >= 0, got {coef!r}")
         if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
             raise ValueError(f"curiosity.update_every must be an int >= 1, got {update_every!r}")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
