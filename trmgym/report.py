@@ -1053,6 +1053,11 @@ def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
         )
     ]
     lines += [f"skipped {item['path']}: {item['reason']}" for item in report["skipped"]]
+    lines += [
+        f"unfinished {path}: a checkpoint but no {RESULTS_FILE} (interrupted or still running; "
+        "the same command resumes it): not in any group"
+        for path in report.get("unfinished", [])
+    ]
     better = {m: s["better"] for g in report["groups"].values() for m, s in g["metrics"].items()}
     headers = ["group", "n", *(_direction(m, better.get(m)) for m in TABLE_METRICS)]
     lines += ["", "| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
@@ -1171,7 +1176,14 @@ def write_sweep_html(report: Mapping[str, Any], folder: str | Path) -> Path:
     parts = [
         "<h1>trmgym sweep report</h1>",
         f"<p>{report['n_found']} results.json found, {report['n_read']} read, "
-        f"{len(report['skipped'])} skipped. Intervals: {e(boot['method'])}, "
+        f"{len(report['skipped'])} skipped"
+        + (
+            f"; {len(report['unfinished'])} unfinished run(s) (a checkpoint, no results.json) "
+            f"in no group: {e(', '.join(report['unfinished']))}"
+            if report.get("unfinished")
+            else ""
+        )
+        + f". Intervals: {e(boot['method'])}, "
         f"{boot['reps']} replications, seed {boot['seed']} — R. Agarwal et al., "
         "“Deep Reinforcement Learning at the Edge of the Statistical Precipice”, NeurIPS 2021. "
         "IQM: interquartile mean (mean of the middle 50% of runs).</p>",

@@ -859,7 +859,8 @@ def sweep_report(
         "iqm_ci95", "n_defined", "n_undefined", "values"}}, "curriculum_comparison" (runs with
         a curriculum comparison only: :func:`comparison_report`)}}, "n_found", "n_read",
         "skipped": [{"path", "reason"}] (unreadable files, and repeats of a seed within a group:
-        each seed counts once), "probability_of_improvement": {"metric", "better",
+        each seed counts once), "unfinished": [run directories with a checkpoint but no
+        results.json, in no group], "probability_of_improvement": {"metric", "better",
         "definition", "pairs": [{"x", "y", "p_x_better", "ci95", "n_x", "n_y"}]}, "bootstrap"}``,
         no NaN anywhere (undefined is ``null``). ``config`` holds what tells the group apart,
         ``values`` one entry per run in the order of ``runs``.
@@ -868,7 +869,8 @@ def sweep_report(
         ValueError: if ``reps`` or ``seed`` is out of range.
     """
     _check_bootstrap(reps, seed)
-    loaded, skipped, n_found = scan_runs(paths)
+    unfinished: list[Path] = []
+    loaded, skipped, n_found = scan_runs(paths, unfinished)
     unreadable = len(skipped)
     groups = group_runs(loaded)
     named = sorted(zip(group_names(groups), groups), key=lambda item: _natural_text(item[0][0]))
@@ -914,6 +916,7 @@ def sweep_report(
             "n_read": len(loaded),
             "n_repeats": len(skipped) - unreadable,
             "skipped": skipped,
+            "unfinished": [str(path) for path in unfinished],
             "probability_of_improvement": {
                 "metric": "avg_accuracy",
                 "better": "higher",
@@ -1124,8 +1127,12 @@ def _natural(path: Path) -> list[Any]:
     return _natural_text(str(path))
 
 
-def _walk_runs(root: Path, errors: list[dict[str, str]]) -> list[Path]:
-    """Folders holding results.json at ``root`` or any depth below; unreadable folders -> ``errors``."""
+def _walk_runs(
+    root: Path, errors: list[dict[str, str]], unfinished: list[Path] | None = None
+) -> list[Path]:
+    """Folders holding results.json at ``root`` or any depth below; unreadable folders ->
+    ``errors``; folders with a checkpoint (``checkpoints/last.pt``) but no results.json — runs
+    that have not finished — -> ``unfinished``."""
 
     def unreadable(error: OSError) -> None:
         errors.append({"path": str(error.filename), "reason": f"cannot list ({error.strerror})"})
@@ -1135,6 +1142,12 @@ def _walk_runs(root: Path, errors: list[dict[str, str]]) -> list[Path]:
         if RESULTS_FILE in files:
             found.append(Path(folder))
             subfolders.clear()  # a run's own checkpoints/, tb/, plots/, .hydra/ hold no runs
+        elif unfinished is not None and "checkpoints" in subfolders:
+            if (Path(folder) / "checkpoints" / "last.pt").is_file():
+                unfinished.append(Path(folder))
+                subfolders.remove("checkpoints")
+    if unfinished is not None:
+        unfinished.sort(key=_natural)
     return sorted(found, key=_natural)
 
 
@@ -1155,7 +1168,7 @@ def _reason(error: ValueError, path: Path) -> str:
 
 
 def scan_runs(
-    paths: Iterable[str | Path],
+    paths: Iterable[str | Path], unfinished: list[Path] | None = None
 ) -> tuple[list[tuple[Path, dict[str, Any]]], list[dict[str, str]], int]:
     """Find and read every run below ``paths``, skipping (not stopping at) broken ones.
 
@@ -1168,12 +1181,14 @@ def scan_runs(
         results.json that is unreadable, not JSON, fails validation (a missing key, a matrix that
         is not T x T, a metric that is not a finite number or null) or whose
         ``.hydra/overrides.yaml`` is not YAML, and per folder that could not be listed;
-        ``n_found`` counts the results.json files found (read or skipped).
+        ``n_found`` counts the results.json files found (read or skipped). ``unfinished``,
+        when given, gets the run directories below ``paths`` that hold a checkpoint but no
+        results.json (interrupted or still running: a group's seed may be missing).
     """
     run_dirs: list[Path] = []
     skipped: list[dict[str, str]] = []
     for path in map(Path, paths):
-        found = [path.parent] if path.is_file() else _walk_runs(path, skipped)
+        found = [path.parent] if path.is_file() else _walk_runs(path, skipped, unfinished)
         run_dirs += [d for d in found if d not in run_dirs]
     loaded = []
     for run_dir in run_dirs:

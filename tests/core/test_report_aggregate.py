@@ -610,3 +610,21 @@ def test_groups_differing_in_a_plugin_are_named_by_its_readable_keys(tmp_path: P
         "strategy=naive,plugins.curriculum.class=trmgym.curricula.schedulers.PLR",
         "strategy=naive,plugins.curriculum.class=trmgym.curricula.schedulers.Uniform",
     ]
+
+
+def test_an_unfinished_seed_is_named_not_silently_missing(tmp_path: Path) -> None:
+    """A sweep job interrupted before results.json (a checkpoint only) is in no group: the report
+    says so, so a 2-of-3-seed group does not pass for the whole sweep."""
+    write_seeds(tmp_path, "naive", [0.5, 0.6])
+    unfinished = tmp_path / "naive_2"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    (unfinished / "checkpoints" / "last.pt").write_bytes(b"x")
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)  # no checkpoint yet: not a run
+    report = sweep_report([tmp_path], reps=REPS)
+    assert report["unfinished"] == [str(unfinished)]
+    (group,) = report["groups"].values()
+    assert group["n_runs"] == 2
+    markdown = sweep_markdown(report)
+    assert f"unfinished {unfinished}: a checkpoint but no results.json" in markdown
+    _, written = write_sweep_report([tmp_path], reps=REPS)
+    assert "1 unfinished run(s)" in written.with_name("report.html").read_text()
