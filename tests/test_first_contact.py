@@ -115,6 +115,10 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
         # NaN passes every `value < 0` check and inf every `value > 0` one: no setting takes
         # either, wherever it is (a diverged lr=inf run once reported zero forgetting)
         (["agent.lr=inf"], "trmgym run: agent.lr must be a finite number, got inf"),
+        (
+            ["seed=99999999999999999999"],
+            "trmgym run: seed must be an int in [0, 2**63 - 1], got 99999999999999999999",
+        ),
         (["agent.dqn.lr=nan"], "trmgym run: agent.dqn.lr must be a finite number, got nan"),
         (
             ["experiment=curiosity_maze", "curiosity=rnd", "curiosity.coef=-inf"],

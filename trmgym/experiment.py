@@ -70,6 +70,11 @@ def cpu_kernels() -> str:
     return f"{platform.machine()} {capability}"
 
 
+#: the largest run seed: an int64 (torch's generators overflow past 2**64 - 1 once a purpose or
+#: rank is mixed in)
+MAX_SEED = 2**63 - 1
+
+
 class TrainingDiverged(RuntimeError):
     """The agent's weights became NaN or infinite: every number after it would be meaningless
     (a NaN network solves nothing, so it "forgets" nothing). The last checkpoint, written before
@@ -153,8 +158,12 @@ class ContinualRun:
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, int | np.integer)
+            or not 0 <= seed <= MAX_SEED
+        ):
+            raise ValueError(f"seed must be an int in [0, 2**63 - 1], got {seed!r}")
         if not isinstance(console, bool):
             raise ValueError(f"console must be true or false, got {console!r}")
         #: this process's place in a data-parallel run (``World()``: a single process)

@@ -240,7 +240,11 @@ def check_ranges(cfg: DictConfig, overrides: list[str]) -> None:
         UsageError: naming the key (and the job's overrides in a sweep).
     """
     from trmgym.config import build_tasks
+    from trmgym.experiment import MAX_SEED
 
+    seed = cfg.get("seed")
+    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed must be an int in [0, 2**63 - 1], got {seed}")
     bad = next(_non_finite(OmegaConf.to_container(cfg, resolve=False)), None)
     if bad is not None:
         key, value = bad

@@ -346,9 +346,10 @@ def test_a_difficulty_probe_the_last_task_cannot_take_fails_at_start_up(tmp_path
         ContinualRun(TASKS, AGENT, {"name": "naive"}, settings, tmp_path, device="cpu")
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, True])
+@pytest.mark.parametrize("seed", [-1, 1.5, True, 2**63, 10**20])
 def test_bad_seed_is_named(tmp_path: Path, seed) -> None:
-    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+    # past an int64 torch's generators overflow ("Overflow when unpacking long long")
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*63 - 1\]"):
         ContinualRun(TASKS, AGENT, {"name": "naive"}, SETTINGS, tmp_path, seed=seed, device="cpu")
 
 
