@@ -375,9 +375,16 @@ class ContinualRun:
                 f"{where} was written by an older trmgym without its configuration, so resuming "
                 "it cannot be checked; start the run in a new directory"
             )
-        found = checkpoint.first_difference(json.loads(saved["config"]), self.run_config())
+        saved_config, current = json.loads(saved["config"]), self.run_config()
+        found = checkpoint.first_difference(saved_config, current)
         if found is not None:
             key, before, now = found
+            names = [
+                (c.get("strategy") or {}).get("name") if isinstance(c, dict) else None
+                for c in (saved_config, current)
+            ]
+            if key.startswith("strategy.") and names[0] != names[1]:  # by name, not its class
+                key, before, now = "strategy", names[0], names[1]
             for k, record in enumerate(self.plugin_records):  # the config's own name for it
                 prefix = f"plugins[{k}].config"
                 if record["name"] == "curriculum" and key.startswith(prefix):

@@ -61,6 +61,7 @@ from trmgym.results import (
     load_results,
     results_path,
     sweep_report,
+    task_budget,
     validate_results,
 )
 
@@ -843,14 +844,27 @@ def write_report(run_dir: str | Path) -> Path:
     plots = write_plots(folder)
     names, e = results["sequence"], html.escape
     tasks = results.get("tasks") or [{"name": name} for name in names]
+    settings = results.get("settings") or {}
+
+    def budget(task: Mapping[str, Any]) -> str:
+        """The optimizer steps the task trained for (after ``run.budget_scale``)."""
+        if not settings.get("train_steps"):
+            return "n/a"
+        steps = task_budget(settings, task)
+        scale = settings.get("budget_scale", 1)
+        own = task.get("train_steps") or settings["train_steps"]
+        return f"{steps:,}" + ("" if scale == 1 else f" ({own:,} × {scale:g})")
+
     rows = [
         [str(k), _fmt(t.get("name")), _fmt(t.get("env_id"))]
-        + [_fmt(t.get(key, {})) for key in ("kwargs", "train_kwargs", "eval_kwargs")]
+        + [_fmt(t.get(key, {})) for key in ("kwargs", "options", "train_kwargs", "eval_kwargs")]
+        + [budget(t)]
         for k, t in enumerate(tasks)
     ]
+    headers = ["#", "task", "env id", "kwargs", "reset options", "train kwargs", "eval kwargs"]
     parts = [
         f"<h1>{e(_title(results))}</h1>\n<h2>Sequence</h2>",
-        _table(["#", "task", "env id", "kwargs", "train kwargs", "eval kwargs"], rows),
+        _table([*headers, "train steps"], rows),
         _settings_html(results),
         "<h2>Metrics</h2>",
         _metrics_html(results),

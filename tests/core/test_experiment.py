@@ -262,8 +262,21 @@ def test_resuming_with_different_settings_is_refused_before_anything_is_written(
         ContinualRun(
             TASKS, AGENT, {"name": "replay"}, smaller, tmp_path, seed=3, device="cpu", console=False
         ).run()
-    with pytest.raises(ValueError, match="strategy.name was 'replay' there and is 'ewc' now"):
+    with pytest.raises(ValueError, match="strategy was 'replay' there and is 'ewc' now"):
         make_run(tmp_path, "ewc").run()
+    # as trmgym run builds it: the class path comes first, but the strategy is named by name
+    targeted = ContinualRun(
+        TASKS,
+        AGENT,
+        {"_target_": "trmgym.plugins.strategies.EWC", "name": "ewc"},
+        SETTINGS,
+        tmp_path,
+        seed=3,
+        device="cpu",
+        console=False,
+    )
+    with pytest.raises(ValueError, match="strategy was 'replay' there and is 'ewc' now"):
+        targeted.run()
     assert snapshot() == before  # nothing written, nothing lost
     # the same settings resume (console is display-only and threads change only speed)
     resumed = ContinualRun(
@@ -365,7 +378,7 @@ def test_load_checkpoint_restores_a_finished_run_for_analysis(tmp_path: Path) ->
         assert torch.equal(a, b)
     assert again.evaluate(again.agent, 0).accuracy == results["accuracy_matrix"][-1][0]
     assert make_run(tmp_path / "empty", "naive").load_checkpoint() is None
-    with pytest.raises(ValueError, match="strategy.name was 'naive' there and is 'ewc' now"):
+    with pytest.raises(ValueError, match="strategy was 'naive' there and is 'ewc' now"):
         make_run(tmp_path, "ewc").load_checkpoint()
 
 

@@ -420,3 +420,18 @@ def test_main_errors_name_the_path(tmp_path: Path) -> None:
     (bad / "results.json").write_text("{")
     with pytest.raises(SystemExit, match=re.escape(str(bad / "results.json")) + ".*not valid JSON"):
         main([str(bad)])
+
+
+def test_the_sequence_table_shows_each_tasks_options_and_trained_steps(tmp_path: Path) -> None:
+    """Tasks told apart by reset options only (the quickstart's task_id) must not look alike, and
+    the steps shown are the ones trained: own or the run's, times run.budget_scale."""
+    tasks = make_results()["tasks"]
+    tasks[1] = {**tasks[1], "options": {"task_id": 1}, "train_steps": 135}
+    settings = {"train_steps": 150, "eval_every": 25, "batch_size": 4, "budget_scale": 0.3}
+    run = write_run(tmp_path / "run", tasks=tasks, settings=settings)
+    text = write_report(run).read_text()
+    table = text[text.index("<h2>Sequence</h2>") : text.index("<h2>Strategy")]
+    assert "<th>reset options</th>" in table and "<th>train steps</th>" in table
+    assert "<td>{&quot;task_id&quot;: 1}</td>" in table
+    assert "<td>45 (150 × 0.3)</td>" in table  # the run's budget, scaled
+    assert "<td>40 (135 × 0.3)</td>" in table  # its own, scaled (round(40.5) = 40)
