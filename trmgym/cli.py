@@ -137,7 +137,7 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
     try:
         if fewshot:  # a few-shot experiment: checked, then run after .hydra/ is written
             return _fewshot_run(cfg, run_dir, hydra_cfg, job_label)
-        job = build_run(cfg, run_dir)
+        job = _build_with_warnings(build_run, cfg, run_dir, job_label)
         run_dir = job.run_dir  # under torchrun: rank 0's directory, on every rank
         if (run_dir / "fewshot.json").is_file():
             raise ValueError(
@@ -198,6 +198,21 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
 
     distributed.shutdown()  # every rank finished: leave the process group together
     return results
+
+
+def _build_with_warnings(build: Callable[..., Any], cfg: Any, run_dir: Path, label: str) -> Any:
+    """``build(cfg, run_dir)``, its warnings (e.g. a memory bank no strategy writes to) printed
+    one line each, as start-up warnings are, and kept in the run's cli.log."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        job = build(cfg, run_dir)
+    for warning in caught:
+        line = f"trmgym run: {label}warning: {warning.message}"
+        print(line, file=sys.stderr, flush=True)
+        log.info("warning: %s", warning.message)  # cli.log (the console has it already)
+    return job
 
 
 def _fewshot_run(cfg: Any, run_dir: Path, hydra_cfg: Any, job_label: str) -> dict[str, Any]:

@@ -278,3 +278,22 @@ def test_the_resume_command_keeps_the_users_config_dir(tmp_path: Path) -> None:
         "trmgym run --config-dir '/home/me/my configs' experiment=continual sequence=sud3 "
         f"hydra.run.dir={tmp_path / 'run'}"
     )
+
+
+def test_a_warning_of_building_the_run_is_one_line_and_in_cli_log(tmp_path: Path) -> None:
+    """A memory bank that the strategy never writes is worth a warning: one line on stderr, as
+    start-up warnings are (not Python's two-line form with its source line), and in cli.log."""
+    run_dir = tmp_path / "run"
+    done = run_cli(
+        "run", "experiment=smoke", "device=cpu", "console=false", f"hydra.run.dir={run_dir}",
+        "agent/memory=bank", "strategy=replay", "run.train_steps=2", "run.eval_every=2",
+        "run.eval_episodes=4",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    warned = [line for line in done.stderr.splitlines() if "never writes the bank" in line]
+    assert warned == [
+        "trmgym run: warning: agent.memory is set but strategy=replay never writes the bank: it "
+        "stays empty and the reader adds nothing (strategy=memory or memory_replay write it)"
+    ]
+    assert "UserWarning" not in done.stderr
+    assert "warning: agent.memory is set but strategy=replay" in (run_dir / "cli.log").read_text()
