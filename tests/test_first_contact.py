@@ -115,6 +115,11 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
         # NaN passes every `value < 0` check and inf every `value > 0` one: no setting takes
         # either, wherever it is (a diverged lr=inf run once reported zero forgetting)
         (["agent.lr=inf"], "trmgym run: agent.lr must be a finite number, got inf"),
+        (  # a plain YAML node (no schema): its own keys are listed
+            ["experiment=single_task", "env=sudoku", "env.sizee=4"],
+            "trmgym run: env.sizee: no such key; allowed keys of env: id, name, size, blanks, "
+            "action_mode, reward, train, eval (a new key takes a +)",
+        ),
         (
             ["seed=99999999999999999999"],
             "trmgym run: seed must be an int in [0, 2**63 - 1], got 99999999999999999999",
@@ -184,6 +189,7 @@ def test_a_bad_command_line_is_one_line_exit_2_and_leaves_nothing(
     [
         ("run.batch_size=0", "run.batch_size must be an int >= 1, got 0"),
         ("run.budget_scale=0", "run.budget_scale must be a number > 0, got 0.0"),
+        ("+agent.model.h_cycles=0", "agent.model.h_cycles must be a positive int, got 0"),
         (  # experiment=curriculum_sudoku's own body sets curriculum keys
             "experiment=curriculum_sudoku ~curriculum",
             "curriculum sets ['levels', 'patience'] but no curriculum is chosen: choose one "

@@ -291,6 +291,9 @@ def describe_error(error: BaseException, overrides: list[str] | None = None) -> 
         hint = f"; allowed keys{where}: {', '.join(allowed)}" if allowed else ""
         if not allowed and key.split(".")[0] == "curriculum":
             hint = _curriculum_keys_hint(overrides or [])
+        elif not allowed and parent and overrides:  # a plain YAML node (env): its own keys
+            keys = _node_keys(parent, key, overrides)
+            hint = f"; allowed keys{where}: {', '.join(keys)} (a new key takes a +)" if keys else ""
         baseline = (_override_of("agent", overrides or []) or "=").split("=", 1)[1] or None
         typed = any(o.lstrip("+~").split("=", 1)[0] == key for o in overrides or ())
         if key.startswith("agent.") and baseline not in (None, "trm") and not typed:
@@ -394,6 +397,19 @@ def _group_options(group: str) -> list[str]:
     except Exception:  # noqa: BLE001 - no such group, or Hydra not set up
         return []
     return sorted(o for o in options if not o.startswith("base_"))  # schemas, not options
+
+
+def _node_keys(parent: str, key: str, overrides: list[str]) -> list[str]:
+    """The keys of node ``parent`` in the configuration composed without the override(s) that
+    set ``key`` (empty when that fails or it is not a mapping); needs Hydra set up."""
+    from hydra import compose
+
+    rest = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
+    try:
+        node = OmegaConf.select(compose("config", overrides=rest), parent, default=None)
+    except Exception:  # noqa: BLE001 - another override is the problem
+        return []
+    return [str(k) for k in node] if isinstance(node, DictConfig) else []
 
 
 def _null_parent(overrides: list[str]) -> str | None:

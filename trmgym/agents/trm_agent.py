@@ -150,7 +150,15 @@ def model_config(
     overrides.update(config.model)
     if device.type == "cuda":
         overrides.setdefault("forward_dtype", "bfloat16")
-    return getattr(TRMConfig, config.size)(**overrides)
+    try:
+        return getattr(TRMConfig, config.size)(**overrides)
+    except ValueError as error:  # TRMConfig names its own fields: say where they are set
+        message = str(error)
+        fields = TRMConfig.__dataclass_fields__
+        first = message.split(" ", 1)[0].strip("(")
+        if first in config.model and first in fields:
+            message = f"agent.model.{message}"
+        raise ValueError(message) from None
 
 
 class AgentCarry(NamedTuple):
