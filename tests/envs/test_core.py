@@ -107,6 +107,10 @@ def test_edit_mode_writes_one_cell_and_halts() -> None:
     assert not term and obs["answer"][row, col] == token
     _, _, term, _, _ = env.step(env.action_space.n - 1)
     assert term
+    # stepping on would pay the solve bonus again, every step: an ended episode needs reset()
+    with pytest.raises(RuntimeError, match=r"the episode has ended .* call reset\(\)"):
+        env.step(env.action_space.n - 1)
+    _, info = env.reset(seed=4)
     with pytest.raises(ValueError, match=r"allowed: 0\.\.312"):
         env.step(env.action_space.n)
     with pytest.raises(TypeError, match="action_mode='grid'"):
@@ -121,6 +125,8 @@ def test_edit_mode_can_solve_by_edits() -> None:
         _, _, _, _, info = env.step((row * 4 + col) * VOCAB_SIZE + int(info["target"][row, col]))
     _, reward, term, _, info = env.step(env.action_space.n - 1)
     assert term and info["solved"] and reward == pytest.approx(1.0 - 0.01)
+    with pytest.raises(RuntimeError, match="the episode has ended"):
+        env.step(env.action_space.n - 1)  # no second solve bonus
 
 
 def test_options_are_checked_and_used() -> None:
@@ -234,3 +240,14 @@ def test_draws_already_solved_at_reset_are_redrawn() -> None:
         np.testing.assert_array_equal(info["shift"], obs["task_id"] + 1)  # extras follow
     with pytest.raises(ValueError, match=r"already solved at reset .* in 200 redraws"):
         LazyVectorEnv(num_envs=2, lazy=1.0).reset(seed=0)
+
+
+def test_a_truncated_episode_also_needs_reset() -> None:
+    env = ToyEnv(action_mode="edit", expose_target=True, max_steps=1)
+    env.reset(seed=0)
+    _, _, term, trunc, _ = env.step(0)  # one write, no halt: the step limit
+    assert trunc and not term
+    with pytest.raises(RuntimeError, match="the episode has ended"):
+        env.step(0)
+    env.reset(seed=0)
+    env.step(0)  # a new episode steps again

@@ -136,6 +136,7 @@ class PuzzleEnv(gym.Env):
         self.observation_space = self.core.observation_space()
         self.action_space = self.core.action_space()
         self._has_puzzle = False
+        self._ended = False
 
     @property
     def num_tasks(self) -> int:
@@ -153,11 +154,16 @@ class PuzzleEnv(gym.Env):
         super().reset(seed=seed)
         self.core.reset(self.np_random, np.zeros(1, dtype=np.int64), options)
         self._has_puzzle = True
+        self._ended = False
         return self.core.observation(0), self.core.info(0, self.expose_target)
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if not self._has_puzzle:
             raise RuntimeError("call reset() before step()")
+        if self._ended:  # stepping on would pay the solve bonus again, every step
+            raise RuntimeError(
+                "the episode has ended (terminated or truncated); call reset() before step()"
+            )
         if self.action_mode == "grid":
             if not isinstance(action, dict):
                 raise TypeError(
@@ -184,13 +190,9 @@ class PuzzleEnv(gym.Env):
             reward, terminated = self.core.step(halt)
         obs = self.core.observation(0)
         ended = bool(terminated[0])
-        return (
-            obs,
-            float(reward[0]),
-            ended,
-            not ended and int(self.core.steps[0]) >= self.max_steps,
-            self.core.info(0, self.expose_target),
-        )
+        truncated = not ended and int(self.core.steps[0]) >= self.max_steps
+        self._ended = ended or truncated
+        return (obs, float(reward[0]), ended, truncated, self.core.info(0, self.expose_target))
 
     def action_masks(self) -> np.ndarray:
         """``[n_actions]`` bool mask of the Discrete actions worth taking (sb3-contrib's
