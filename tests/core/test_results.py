@@ -73,12 +73,9 @@ def test_missing_reference_file_is_named(tmp_path: Path) -> None:
         check_reference(tmp_path / "nowhere", ["a", "b"])
 
 
-def test_a_short_last_chunk_gives_a_short_last_interval() -> None:
-    # budget 5, eval_every 2: evaluations after steps 2, 4 and 5, so the samples sit at
-    # 0, .4, .8, 1 (not equally spaced). Run curve [0, 0, 0, 1]: area .5 * .2 * 1 = .1;
-    # reference [0, 1, 1, 1]: area .5 * .4 + .6 = .8. FT = (.1 - .8) / (1 - .8) = -3.5.
-    settings = {"train_steps": 5, "eval_every": 2}
-    tasks = [{"name": "a"}]
+def one_task_runs(settings: dict) -> tuple[dict, dict]:
+    """A one-task run with curve [0, 0, 1] (after a start of 0) and its scratch reference with
+    [1, 1, 1], recording ``settings``."""
     run = {
         **RUN,
         "sequence": ["a"],
@@ -86,9 +83,16 @@ def test_a_short_last_chunk_gives_a_short_last_interval() -> None:
         "random_init_accuracy": [0.0],
         "curves": [[0.0, 0.0, 1.0]],
         "settings": settings,
-        "tasks": tasks,
+        "tasks": [{"name": "a"}],
     }
-    scratch = {**run, "strategy": "scratch", "curves": [[1.0, 1.0, 1.0]]}
+    return run, {**run, "strategy": "scratch", "curves": [[1.0, 1.0, 1.0]]}
+
+
+def test_a_short_last_chunk_gives_a_short_last_interval() -> None:
+    # budget 5, eval_every 2: evaluations after steps 2, 4 and 5, so the samples sit at
+    # 0, .4, .8, 1 (not equally spaced). Run curve [0, 0, 0, 1]: area .5 * .2 * 1 = .1;
+    # reference [0, 1, 1, 1]: area .5 * .4 + .6 = .8. FT = (.1 - .8) / (1 - .8) = -3.5.
+    run, scratch = one_task_runs({"train_steps": 5, "eval_every": 2})
     assert forward_transfer(run, scratch)["ft_per_task"] == pytest.approx([-3.5])
     # equally spaced (no budgets recorded) would give areas 1/6 and 5/6 instead
     bare = {k: v for k, v in run.items() if k not in ("settings", "tasks")}
@@ -101,17 +105,7 @@ def test_a_short_last_chunk_gives_a_short_last_interval() -> None:
 def test_sample_times_follow_the_scaled_budget(caplog: pytest.LogCaptureFixture) -> None:
     # train_steps 100 at budget_scale 0.9: 90 steps, evaluations after 40, 80 and 90, so the
     # samples sit at 0, 4/9, 8/9, 1 — not at 0, .4, .8, 1 (the unscaled budget's)
-    settings = {"train_steps": 100, "budget_scale": 0.9, "eval_every": 40}
-    run = {
-        **RUN,
-        "sequence": ["a"],
-        "accuracy_matrix": [[1.0]],
-        "random_init_accuracy": [0.0],
-        "curves": [[0.0, 0.0, 1.0]],
-        "settings": settings,
-        "tasks": [{"name": "a"}],
-    }
-    scratch = {**run, "strategy": "scratch", "curves": [[1.0, 1.0, 1.0]]}
+    run, scratch = one_task_runs({"train_steps": 100, "budget_scale": 0.9, "eval_every": 40})
     # run area .5 * (1/9) * 1 = 1/18; reference 4/9 * .5 + 5/9 = 7/9; FT = (1/18 - 7/9) / (2/9)
     assert forward_transfer(run, scratch)["ft_per_task"] == pytest.approx(
         [(1 / 18 - 7 / 9) / (2 / 9)]
