@@ -395,3 +395,29 @@ def test_ctrl_c_says_how_to_resume_and_the_resume_says_where(tmp_path: Path) -> 
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert any(line.startswith("resuming from task ") for line in again.stdout.splitlines())
+
+
+def test_a_run_directory_that_cannot_be_made_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hydra would make the directory before trmgym runs and fail with a traceback."""
+    (tmp_path / "afile").write_text("a user's file")
+    cases = [
+        (["hydra.run.dir=afile"], "hydra.run.dir=afile: that path is a file, not a folder"),
+        (["hydra.run.dir=afile/run"], "hydra.run.dir=afile/run: afile is a file, not a folder"),
+        (
+            ["-m", "seed=0,1", "hydra.sweep.dir=afile"],
+            "hydra.sweep.dir=afile: that path is a file, not a folder",
+        ),
+    ]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for overrides, message in cases:
+            with pytest.raises(SystemExit) as stop:
+                main(["run", "experiment=smoke", *overrides])
+            assert stop.value.code == 2
+            assert capsys.readouterr().err == f"trmgym run: {message}\n"
+    finally:
+        os.chdir(cwd)
+    assert (tmp_path / "afile").read_text() == "a user's file"

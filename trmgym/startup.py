@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import warnings
 from argparse import Namespace
@@ -209,10 +210,33 @@ def check_command_line(command: str, args: Namespace, config_dir: Path) -> DictC
                 unused_overrides(cfg, overrides, command, strict=not args.cfg)
                 if command == "run" and not args.cfg:
                     check_ranges(cfg, overrides)
+                    check_output_dir(cfg, "hydra.sweep.dir" if args.multirun else "hydra.run.dir")
                 first = cfg if first is None else first
     finally:
         GlobalHydra.instance().clear()
     return first
+
+
+def check_output_dir(cfg: DictConfig, key: str) -> None:
+    """Refuse a run (or sweep) directory that cannot be made: an existing file, or below one,
+    or below a folder this process may not write to.
+
+    Raises:
+        UsageError: naming ``key`` and the path.
+    """
+    try:
+        folder = Path(str(OmegaConf.select(cfg, key, throw_on_missing=True)))
+    except Exception:  # noqa: BLE001 - an interpolation only the running app resolves
+        return
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{key}={folder}: that path is a file, not a folder")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if existing is None or existing == folder:
+        return
+    if not existing.is_dir():
+        raise UsageError(f"{key}={folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{key}={folder}: cannot create it in {existing} (not writable)")
 
 
 def _non_finite(value: Any, key: str = "") -> Iterator[tuple[str, float]]:
