@@ -150,8 +150,9 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
         arms = compared_runs(cfg, job, run_dir)  # checked now: nothing trains before
         # finished: nothing to train, and nothing to rewrite — a start with other display or
         # thread settings must not relabel results trained with the first ones (a comparison
-        # adding curricula goes on: its new runs train, the main block is rewritten)
-        if (in_sweep or not arms) and (run_dir / RESULTS_FILE).is_file():
+        # adding curricula not run yet goes on: they train, the main block is rewritten)
+        arms_done = all((arm.run.run_dir / RESULTS_FILE).is_file() for arm in arms.values())
+        if (in_sweep or arms_done) and (run_dir / RESULTS_FILE).is_file():
             results = finished_results(run_dir, saved)
             message = f"{job_label}already finished ({RESULTS_FILE}), skipped"
             log.info("%s: %s", message, run_dir)

@@ -619,7 +619,8 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
         if check is not None:  # levels the envs refuse fail now, not at the first reset
             check(tasks)
         plugins.append(curriculum)
-        plugin_configs.append(node)
+        # its name labels results only: not configuration (a run recorded without it resumes)
+        plugin_configs.append({k: v for k, v in node.items() if k != "name"})
     if cfg.get("curiosity") is not None:
         node = plugin_node(cfg, "curiosity")
         curiosity = build_curiosity(node, seed=int(cfg.seed))

@@ -82,14 +82,24 @@ class TrainingDiverged(RuntimeError):
 
 
 def check_finite_weights(agent: Any, task: str, chunk: int, shown: Mapping[str, Any]) -> None:
-    """Raise :class:`TrainingDiverged` if any parameter of ``agent.model`` (a torch module; other
-    models are not checked) is NaN or infinite after chunk ``chunk`` of ``task``."""
+    """Raise :class:`TrainingDiverged` if any parameter of ``agent.model`` or of the DQN halting
+    head's Q-networks (torch modules; other models are not checked) is NaN or infinite after
+    chunk ``chunk`` of ``task``."""
     import torch
 
-    model = getattr(agent, "model", None)
-    if not isinstance(model, torch.nn.Module):
-        return
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    halting = getattr(agent, "dqn", None)  # the DQN halting head's Q-networks too
+    modules = {
+        "": getattr(agent, "model", None),
+        "dqn.q.": getattr(halting, "q", None),
+        "dqn.q_target.": getattr(halting, "q_target", None),
+    }
+    bad = [
+        prefix + name
+        for prefix, module in modules.items()
+        if isinstance(module, torch.nn.Module)
+        for name, p in module.named_parameters()
+        if not torch.isfinite(p).all()
+    ]
     if bad:
         raise TrainingDiverged(
             f"training diverged: {len(bad)} weight tensor(s) of the agent are NaN or infinite "
@@ -612,7 +622,8 @@ class ContinualRun:
             f"strategy {strategy}"
             + (" (" + ", ".join(f"{k}={v}" for k, v in keys.items()) + ")" if keys else "")
             + "".join(
-                f" + {p.name}" + (f" {p.kind}" if getattr(p, "kind", None) else "")
+                f" + {p.name}"
+                + (f" {getattr(p, 'label', p.kind)}" if getattr(p, "kind", None) else "")
                 for p in list(self.plugins)[1:]
             ),
         ]

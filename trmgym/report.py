@@ -335,24 +335,21 @@ def curriculum_block(results: Mapping[str, Any], source: str = "results") -> dic
     return block
 
 
-def _in_force(block: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, probabilities, level)`` to draw as "post" steps: what each chunk drew from.
+def _per_chunk(block: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(edges, probabilities, level)`` to draw each record over the training chunk it closes,
+    as "post" steps.
 
-    A record (``history``) is taken at the end of a chunk, after its updates: it is what the
-    next chunk draws from, so it is drawn from its own x on. A task's first chunk draws from the
-    distribution at the task's start (``history.start_*``, from the env steps where that chunk
-    began); a start and a record at the same x: the start wins (it follows the record). Results
-    written before starts were recorded show nothing before their first record.
+    A record (``history``) is taken at the end of a chunk: what the scheduler reached during it,
+    so chunk ``k`` spans ``(env_steps[k-1], env_steps[k]]``, the first from 0. A level reached
+    within a chunk shows from that chunk's start (the resolution is one chunk,
+    ``run.eval_every`` steps). The last value is repeated so that the last chunk shows.
     """
-    steps, starts = block["env_steps"], block.get("start_env_steps", np.zeros(0))
-    x = np.concatenate([steps, starts])
-    order = np.lexsort((np.r_[np.zeros(steps.size), np.ones(starts.size)], x))
-    width = block["probabilities"].shape[1]
-    p = np.concatenate(
-        [block["probabilities"], block.get("start_probabilities", np.zeros((0, width)))]
-    )
-    level = np.concatenate([block["current_level"], block.get("start_level", np.zeros(0))])
-    return x[order], p[order], level[order]
+    steps = block["env_steps"]
+    if steps.size == 0:
+        return steps, block["probabilities"], block["current_level"]
+    edges = np.concatenate([[0.0], steps]) if steps[0] > 0 else np.concatenate([steps[:1], steps])
+    p, level = block["probabilities"], block["current_level"]
+    return edges, np.concatenate([p, p[-1:]]), np.concatenate([level, level[-1:]])
 
 
 def plot_curriculum(
@@ -362,7 +359,7 @@ def plot_curriculum(
     curricula, each one's eval accuracy on the hardest level.
 
     Left: the probability of each level over env steps (stacked, so a column sums to 1), each
-    value drawn over the env steps it was in force (:func:`_in_force`), with the scheduler's
+    record drawn over the training chunk it closes (:func:`_per_chunk`), with the scheduler's
     current level as a black step line on a twin axis (ramps; staged schedulers and samplers
     record none and get no line). Right, only with ``curves``: accuracy over
     env steps per compared curriculum, the threshold dashed, and where each first reached it
@@ -387,7 +384,7 @@ def plot_curriculum(
     axes = grid[0]
     palette = colormaps["tab10" if len(names) <= 10 else "tab20"]
     colours = [palette(k % palette.N) for k in range(len(names))]
-    edges, probabilities, current = _in_force(block)
+    edges, probabilities, current = _per_chunk(block)
     axes.stackplot(edges, probabilities.T, labels=names, colors=colours, alpha=0.85, step="post")
     axes.set_ylim(0.0, 1.0)
     axes.set_xlabel("env steps")

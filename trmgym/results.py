@@ -1142,10 +1142,10 @@ def _walk_runs(
         if RESULTS_FILE in files:
             found.append(Path(folder))
             subfolders.clear()  # a run's own checkpoints/, tb/, plots/, .hydra/ hold no runs
-        elif unfinished is not None and "checkpoints" in subfolders:
-            if (Path(folder) / "checkpoints" / "last.pt").is_file():
+        elif "checkpoints" in subfolders and (Path(folder) / "checkpoints" / "last.pt").is_file():
+            if unfinished is not None:
                 unfinished.append(Path(folder))
-                subfolders.remove("checkpoints")
+            subfolders.clear()  # its compare/<name>/ runs are part of it, not runs of their own
     if unfinished is not None:
         unfinished.sort(key=_natural)
     return sorted(found, key=_natural)

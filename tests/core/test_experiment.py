@@ -420,3 +420,18 @@ def test_a_run_whose_weights_diverge_stops_naming_it_and_writes_no_results(
         run.run()
     assert not (tmp_path / "results.json").exists()
     assert not list((tmp_path / "checkpoints").glob("*.pt"))
+
+
+def test_a_diverged_dqn_halting_head_stops_the_run_too(tmp_path: Path) -> None:
+    """The Q-networks of the DQN halting head are weights of the agent: NaN there means it never
+    halts (or always does), and the numbers after it mean nothing."""
+    from trmgym.experiment import TrainingDiverged
+
+    dqn = dataclasses.replace(AGENT.dqn, lr=1e12, learning_starts=1, batch_size=8)
+    agent = dataclasses.replace(AGENT, halting="dqn", dqn=dqn)
+    run = ContinualRun(
+        TASKS, agent, {"name": "naive"}, SETTINGS, tmp_path, seed=3, device="cpu", console=False
+    )
+    with pytest.raises(TrainingDiverged, match=r"\(first: dqn\.q"):
+        run.run()
+    assert not (tmp_path / "results.json").exists()

@@ -619,11 +619,13 @@ def test_an_unfinished_seed_is_named_not_silently_missing(tmp_path: Path) -> Non
     unfinished = tmp_path / "naive_2"
     (unfinished / "checkpoints").mkdir(parents=True)
     (unfinished / "checkpoints" / "last.pt").write_bytes(b"x")
+    # its compared curriculum finished first (workers=1): part of it, not a run of its own
+    write_run(unfinished / "compare" / "uniform", seed=2, strategy="naive")
     (tmp_path / "empty" / "checkpoints").mkdir(parents=True)  # no checkpoint yet: not a run
     report = sweep_report([tmp_path], reps=REPS)
     assert report["unfinished"] == [str(unfinished)]
     (group,) = report["groups"].values()
-    assert group["n_runs"] == 2
+    assert group["n_runs"] == 2 and report["n_read"] == 2
     markdown = sweep_markdown(report)
     assert f"unfinished {unfinished}: a checkpoint but no results.json" in markdown
     _, written = write_sweep_report([tmp_path], reps=REPS)

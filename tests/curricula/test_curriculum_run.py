@@ -323,6 +323,25 @@ def test_curricula_are_named_by_their_config_not_their_class(tmp_path: Path) -> 
     assert list(block["speedup"]) == ["staged"]
     arm = json.loads((run_dir / "compare" / "staged" / "results.json").read_text())
     assert arm["curriculum"]["name"] == "staged"
+    # the name labels results only: not in the recorded configuration, so a comparison run
+    # before names were recorded still resumes
+    (record,) = [p for p in arm["plugins"] if p["name"] == "curriculum"]
+    assert "name" not in record["config"]
+    # started again: every curriculum finished, so nothing trains and nothing is rewritten
+    kept = (
+        (run_dir / "results.json").read_bytes(),
+        (run_dir / "compare" / "staged" / "results.json").read_bytes(),
+    )
+    again = subprocess.run(
+        [*command[:-2], "run.threads=2", command[-1]],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already finished (results.json), skipped" in again.stdout
+    assert kept == (
+        (run_dir / "results.json").read_bytes(),
+        (run_dir / "compare" / "staged" / "results.json").read_bytes(),
+    )
 
 
 def test_a_killed_worker_is_one_line_naming_the_run_and_the_same_command_resumes(

@@ -1041,9 +1041,9 @@ def test_rehearsal_is_usable_on_task_0_and_refuses_a_negative_task() -> None:
 
 
 def test_each_task_start_records_the_distribution_its_first_chunk_drew_from() -> None:
-    """A record closes its chunk (what the next chunk draws from); what a task's first chunk
-    drew from is kept at the env steps where it began, and the plot draws both that way."""
-    from trmgym.report import _in_force, curriculum_block
+    """A record closes its chunk; what a task's first chunk drew from is kept too, at the env
+    steps where it began (the plot draws each record over the chunk it closes)."""
+    from trmgym.report import _per_chunk, curriculum_block
 
     ramp = DifficultyRamp(blanks(1, 2), window=1)
     ramp.before_task(0)
@@ -1056,11 +1056,12 @@ def test_each_task_start_records_the_distribution_its_first_chunk_drew_from() ->
     assert history["level"] == [1, 1, 0]
     assert history["start_env_steps"] == [0, 160] and history["start_level"] == [0, 0]
     assert history["start_probabilities"] == [[1.0, 0.0], [1.0, 0.0]]
-    x, p, level = _in_force(curriculum_block({"curriculum": ramp.results()}))
-    # level 0 over [0, 80), 1 over [80, 160), back to 0 from 160 (task 1's start)
-    assert x.tolist() == [0, 80, 160, 160, 240]
-    assert level.tolist() == [0, 1, 1, 0, 0]  # at 160 the start follows the record: it wins
-    assert p[:, 1].tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]
+    edges, p, level = _per_chunk(curriculum_block({"curriculum": ramp.results()}))
+    # each record over the chunk it closes, from 0: the climb within chunk 1 shows there, the
+    # restart of task 1 over its first chunk, and the last chunk keeps its width
+    assert edges.tolist() == [0, 80, 160, 240]
+    assert level.tolist() == [1, 1, 0, 0]
+    assert p[:, 1].tolist() == [1.0, 1.0, 0.0, 0.0]
     # the start survives a checkpoint round trip
     again = DifficultyRamp(blanks(1, 2), window=1)
     again.load_state_dict(ramp.state_dict())
