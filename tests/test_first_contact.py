@@ -115,6 +115,18 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
         # NaN passes every `value < 0` check and inf every `value > 0` one: no setting takes
         # either, wherever it is (a diverged lr=inf run once reported zero forgetting)
         (["agent.lr=inf"], "trmgym run: agent.lr must be a finite number, got inf"),
+        (  # stable-baselines3 seeds numpy's legacy generator: 32 bits
+            ["experiment=curiosity_maze", "seed=4294967296"],
+            "trmgym run: seed must be an int in [0, 2**32 - 1] with agent=sb3_ppo, got 4294967296",
+        ),
+        (  # agent.model holds overrides, added with +: not "no such key" and a wrong list
+            ["agent.model.hidden_size=64"],
+            "trmgym run: agent.model.hidden_size: no such key; agent.model holds overrides of "
+            "the TRM's fields: give one with +agent.model.hidden_size=... if it is one "
+            "(vocab_size, seq_len, grid_height, grid_width, hidden_size, num_heads, expansion, "
+            "h_cycles, l_cycles, num_layers, block, pos_encoding, num_task_embeddings, "
+            "puzzle_emb_len, rope_theta, rms_norm_eps, loss, forward_dtype)",
+        ),
         (  # a plain YAML node (no schema): its own keys are listed
             ["experiment=single_task", "env=sudoku", "env.sizee=4"],
             "trmgym run: env.sizee: no such key; allowed keys of env: id, name, size, blanks, "
@@ -140,8 +152,8 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
             ["experiment=fewshot_arcgen", "strategy=ewc", "run.train_steps=7"],
             "trmgym run: strategy=ewc run.train_steps=7 is not used: "
             "experiment=fewshot_arcgen is a few-shot experiment, which reads fewshot.*, meta.*, "
-            "agent.*, seed, device, console and run.threads only (its budgets are fewshot.* "
-            "and meta.*)",
+            "agent.* (not its halting or dqn), seed, device, console and run.threads only (its "
+            "budgets are fewshot.* and meta.*)",
         ),
         (
             ["experiment=fewshot_arcgen", "sequence=arcgen-8"],
@@ -421,3 +433,24 @@ def test_a_run_directory_that_cannot_be_made_is_one_line(
     finally:
         os.chdir(cwd)
     assert (tmp_path / "afile").read_text() == "a user's file"
+
+
+def test_a_sweep_over_experiments_warns_about_what_one_of_them_ignores() -> None:
+    """`-m experiment=quickstart,fewshot_arcgen run.budget_scale=0.04`: the quickstart job reads
+    it, the few-shot job does not; refusing would stop the whole sweep, so the few-shot job's
+    share is a one-line warning naming the job."""
+    from trmgym.cli import config_dir
+    from trmgym.startup import check_command_line, parse_command_line
+
+    argv = ["-m", "experiment=quickstart,fewshot_arcgen", "run.budget_scale=0.04"]
+    args, _ = parse_command_line(argv)
+    with pytest.warns(UserWarning) as caught:
+        check_command_line("run", args, config_dir())
+    messages = [str(w.message) for w in caught]
+    assert any(
+        m.startswith(
+            "experiment=fewshot_arcgen run.budget_scale=0.04: run.budget_scale=0.04 is "
+            "not used: experiment=fewshot_arcgen is a few-shot experiment"
+        )
+        for m in messages
+    ), messages

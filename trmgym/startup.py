@@ -207,7 +207,9 @@ def check_command_line(command: str, args: Namespace, config_dir: Path) -> DictC
                 except Exception as error:  # noqa: BLE001 - reworded below
                     raise UsageError(describe_error(error, overrides)) from None
                 # --cfg only prints: what a run would refuse is a warning there
-                unused_overrides(cfg, overrides, command, strict=not args.cfg)
+                unused_overrides(
+                    cfg, overrides, command, strict=not args.cfg, sweep=bool(args.multirun)
+                )
                 if command == "run" and not args.cfg:
                     check_ranges(cfg, overrides)
                     check_output_dir(cfg, "hydra.sweep.dir" if args.multirun else "hydra.run.dir")
@@ -269,6 +271,11 @@ def check_ranges(cfg: DictConfig, overrides: list[str]) -> None:
     seed = cfg.get("seed")
     if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
         raise UsageError(f"seed must be an int in [0, 2**63 - 1], got {seed}")
+    agent = OmegaConf.select(cfg, "hydra.runtime.choices.agent", default=None)
+    if str(agent).startswith("sb3") and isinstance(seed, int) and seed > 2**32 - 1:
+        raise UsageError(  # stable-baselines3 seeds numpy's legacy generator
+            f"seed must be an int in [0, 2**32 - 1] with agent={agent}, got {seed}"
+        )
     bad = next(_non_finite(OmegaConf.to_container(cfg, resolve=False)), None)
     if bad is not None:
         key, value = bad
@@ -315,6 +322,13 @@ def describe_error(error: BaseException, overrides: list[str] | None = None) -> 
         hint = f"; allowed keys{where}: {', '.join(allowed)}" if allowed else ""
         if not allowed and key.split(".")[0] == "curriculum":
             hint = _curriculum_keys_hint(overrides or [])
+        elif parent == "agent.model":  # overrides of the TRM's fields, added with +
+            from trmgym.agents.trm import TRMConfig
+
+            hint = (
+                f"; agent.model holds overrides of the TRM's fields: give one with "
+                f"+{key}=... if it is one ({', '.join(_fields(TRMConfig))})"
+            )
         elif not allowed and parent and overrides:  # a plain YAML node (env): its own keys
             keys = _node_keys(parent, key, overrides)
             hint = f"; allowed keys{where}: {', '.join(keys)} (a new key takes a +)" if keys else ""
@@ -484,7 +498,12 @@ def _under(key: str, node: str) -> bool:
 
 
 def unused_overrides(
-    cfg: DictConfig, overrides: list[str], command: str = "run", *, strict: bool = True
+    cfg: DictConfig,
+    overrides: list[str],
+    command: str = "run",
+    *,
+    strict: bool = True,
+    sweep: bool = False,
 ) -> None:
     """Refuse overrides that the composed run ignores; warn about ignorable ones.
 
@@ -500,14 +519,14 @@ def unused_overrides(
         UsageError: naming the override and what to do instead (a warning when not ``strict``).
     """
     try:
-        _check_unused(cfg, overrides, command)
+        _check_unused(cfg, overrides, command, sweep)
     except UsageError as error:
         if strict:
             raise
         warnings.warn(str(error), UserWarning, stacklevel=2)
 
 
-def _check_unused(cfg: DictConfig, overrides: list[str], command: str) -> None:
+def _check_unused(cfg: DictConfig, overrides: list[str], command: str, sweep: bool = False) -> None:
     from trmgym.config import TrmgymConfig
 
     experiment = OmegaConf.select(cfg, "hydra.runtime.choices.experiment", default=None)
@@ -547,7 +566,13 @@ def _check_unused(cfg: DictConfig, overrides: list[str], command: str) -> None:
         return
     sequence = cfg.get("sequence")
     if command == "run":
-        _check_fewshot_overrides(cfg, keys, experiment)
+        try:
+            _check_fewshot_overrides(cfg, keys, experiment)
+        except UsageError as error:
+            if not sweep:
+                raise
+            # a sweep over experiments (or eval.fewshot) gives every job the other's values
+            warnings.warn(f"{' '.join(overrides)}: {error}", UserWarning, stacklevel=2)
     if sequence is not None:
         name = sequence.get("name", "?")
         chose = next((line for key, line in keys if key == "sequence"), None)
@@ -606,6 +631,7 @@ _FEWSHOT_IGNORES = (
     "curriculum_comparison",
     "curiosity",
     "plugins",
+    "eval",
 )
 
 
@@ -641,13 +667,16 @@ def _check_fewshot_overrides(cfg: DictConfig, keys: list[tuple[str, str]], exper
     ignored = [
         line
         for key, line in keys
-        if key.split(".", 1)[0] in _FEWSHOT_IGNORES or (_under(key, "run") and key != "run.threads")
+        if key.split(".", 1)[0] in _FEWSHOT_IGNORES
+        or (_under(key, "run") and key != "run.threads")
+        or _under(key, "agent.halting")  # the few-shot methods train the TRM, not its halting
+        or _under(key, "agent.dqn")
     ]
     if ignored:
         raise UsageError(
             f"{' '.join(ignored)} is not used: experiment={experiment} is a few-shot experiment, "
-            "which reads fewshot.*, meta.*, agent.*, seed, device, console and run.threads only "
-            "(its budgets are fewshot.* and meta.*)"
+            "which reads fewshot.*, meta.*, agent.* (not its halting or dqn), seed, device, "
+            "console and run.threads only (its budgets are fewshot.* and meta.*)"
         )
 
 
