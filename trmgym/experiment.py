@@ -208,9 +208,9 @@ class ContinualRun:
             )
         )
         #: per-task training budgets and the global step at which each task starts
+        scaled = {"train_steps": settings.train_steps, "budget_scale": settings.budget_scale}
         self.budgets = [
-            max(1, round((t.train_steps or settings.train_steps) * settings.budget_scale))
-            for t in tasks
+            results_io.task_budget(scaled, {"train_steps": t.train_steps}) for t in tasks
         ]
         self.offsets = [int(x) for x in np.cumsum([0, *self.budgets])]
         self.agent_config, self.device = agent_config, device
