@@ -4,8 +4,8 @@
   leaf ``trmgym.checks`` aside);
 - no room imports the core modules (``cli``, ``runner``, ``experiment``, ``checkpoint``,
   ``results``, ``report``, ``logging``, ``rundir``, ``config``, ``threads``); ``trmgym.metrics``,
-  ``trmgym.distributed`` (torch.distributed helpers) and ``trmgym.workers`` (spawned worker
-  pools) are leaves any room may use, and import nothing of trmgym themselves;
+  ``trmgym.distributed`` (torch.distributed helpers), ``trmgym.workers`` (spawned worker
+  pools) and ``trmgym.atomic`` (atomic writes Ctrl-C cannot cut) are leaves any room may use, and import nothing of trmgym themselves;
 - the rooms' own order: ``agents`` may use ``envs``/``memory``/``curiosity``; ``plugins``,
   ``meta`` and ``curricula`` may use ``agents`` and ``envs``; nothing below imports what is above.
 """
@@ -32,7 +32,13 @@ CORE = (
     "threads",
     "fewshot_job",
 )
-LEAVES = ("trmgym.checks", "trmgym.metrics", "trmgym.distributed", "trmgym.workers")
+LEAVES = (
+    "trmgym.checks",
+    "trmgym.metrics",
+    "trmgym.distributed",
+    "trmgym.workers",
+    "trmgym.atomic",
+)
 #: what each room may import besides itself and the leaves
 ALLOWED = {
     "envs": (),

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from trmgym.atomic import deferred_interrupt
+
 _ARRAY = "__ndarray__"
 LAST, PREVIOUS = "last.pt", "previous.pt"
 
@@ -124,24 +126,26 @@ def save_atomic(state: dict[str, Any], directory: str | os.PathLike) -> Path:
     """Write ``state`` as ``directory/last.pt`` atomically, keeping the previous as ``previous.pt``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(to_tensors(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        last = directory / LAST
-        if last.exists():
-            _keep_as_previous(last, directory / PREVIOUS)
-        os.replace(tmp, last)  # last.pt is never absent once written: no window without it
-        dir_fd = os.open(directory, os.O_RDONLY)
+    tensors = to_tensors(state)
+    with deferred_interrupt():  # Ctrl-C inside torch.save's zip writer would become a RuntimeError
+        fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=directory)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(tensors, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            last = directory / LAST
+            if last.exists():
+                _keep_as_previous(last, directory / PREVIOUS)
+            os.replace(tmp, last)  # last.pt is never absent once written: no window without it
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return directory / LAST
 
 

@@ -30,6 +30,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
 import trmgym
+from trmgym.atomic import surfaced_interrupts
 
 COMMANDS = ("run", "demo", "report")
 #: exit status of a command line or configuration refused before anything ran (argparse's)
@@ -201,6 +202,7 @@ def _run(cfg: Any, held: Any) -> dict[str, Any]:
     return results
 
 
+@surfaced_interrupts()  # Ctrl-C in a library's clean-up: still an interrupt
 def _build_with_warnings(build: Callable[..., Any], cfg: Any, run_dir: Path, label: str) -> Any:
     """``build(cfg, run_dir)``, its warnings (e.g. a memory bank no strategy writes to) printed
     one line each, as start-up warnings are, and kept in the run's cli.log."""

@@ -27,6 +27,7 @@ from trmgym import checkpoint, distributed, metrics, report, rundir
 from trmgym import results as results_io
 from trmgym.agents.baseline_configs import BaselineAgentConfig, EnvLearner
 from trmgym.agents.trm_agent import TRMAgent, TRMAgentConfig
+from trmgym.atomic import surfaced_interrupts
 from trmgym.config import RunSettings
 from trmgym.logging import RunLogger, matrix_table, metrics_table
 from trmgym.plugins import Plugin, Plugins, Strategy, make_strategy
@@ -491,10 +492,11 @@ class ContinualRun:
             trmgym.rundir.RunDirInUse: another process is running in ``run_dir`` (nothing is
                 written then).
         """
-        if not self.world.is_main:  # rank 0 alone writes the directory, and holds it
-            return self._run()
-        with rundir.hold(self.run_dir):
-            return self._run()
+        with surfaced_interrupts():  # Ctrl-C in a library's clean-up: still an interrupt
+            if not self.world.is_main:  # rank 0 alone writes the directory, and holds it
+                return self._run()
+            with rundir.hold(self.run_dir):
+                return self._run()
 
     def _run(self) -> dict[str, Any]:
         s, T = self.settings, len(self.tasks)

@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from trmgym.atomic import surfaced_interrupts
+
 __all__ = ["check_fewshot", "fewshot_settings", "run_fewshot_job"]
 
 
@@ -81,6 +83,7 @@ def build_model(config: Any, device: Any) -> Any:
     return TRM(config).to(device)
 
 
+@surfaced_interrupts()  # Ctrl-C in a library's clean-up: still an interrupt
 def run_fewshot_job(cfg: Any, run_dir: Path, say: Any = print) -> dict[str, Any]:
     """Run the few-shot experiment of ``cfg`` in ``run_dir``; returns the ``fewshot.json`` doc."""
     import torch

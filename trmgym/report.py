@@ -42,6 +42,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from trmgym import metrics
+from trmgym.atomic import write_text_atomic
 from trmgym.comparison import bound_sign
 from trmgym.logging import (
     NOT_MEASURED_NOTE,
@@ -913,10 +914,7 @@ def _write_html(out: Path, title: str, parts: Sequence[str]) -> Path:
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n"
         "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_text_atomic(out, document)
 
 
 def aggregate_table(aggregate: Mapping[str, Any]) -> Table:
@@ -1233,10 +1231,7 @@ def write_sweep_html(report: Mapping[str, Any], folder: str | Path) -> Path:
 
 def _write_text(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (a reader never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, text)
 
 
 def _report_folder(paths: Sequence[Path]) -> Path:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from trmgym import metrics
+from trmgym.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +186,8 @@ def write_results(run_dir: str | Path, results: Mapping[str, Any]) -> Path:
     Returns:
         The path written. The file never holds NaN or Infinity (see :func:`json_ready`).
     """
-    path = Path(run_dir) / RESULTS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(json_ready(results), indent=2, allow_nan=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    text = json.dumps(json_ready(results), indent=2, allow_nan=False)
+    return write_text_atomic(Path(run_dir) / RESULTS_FILE, text)
 
 
 # ------------------------------------------------------------------------------- aggregate

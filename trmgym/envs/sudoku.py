@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from trmgym.atomic import deferred_interrupt
 from trmgym.envs import sudoku_gen
 from trmgym.envs.base import PuzzleEnv
 from trmgym.envs.holdout import splitmix64 as _splitmix64
@@ -242,11 +243,12 @@ class SudokuSource(PuzzleSource):
             warnings.warn(f"cannot write Sudoku cache {path}: {error}", stacklevel=3)
             return
         try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, puzzles=pool[0], solutions=pool[1])
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
+            with deferred_interrupt():  # a Ctrl-C is delivered once the file is in place
+                with os.fdopen(handle, "wb") as file:
+                    np.savez(file, puzzles=pool[0], solutions=pool[1])
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(temporary, path)
         except BaseException as error:
             Path(temporary).unlink(missing_ok=True)
             if not isinstance(error, OSError):

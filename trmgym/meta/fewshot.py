@@ -55,6 +55,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import as_completed
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -65,6 +66,7 @@ from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm import TRM
 from trmgym.agents.trm_agent import gradient_update
 from trmgym.agents.update import GradientUpdate
+from trmgym.atomic import write_atomic, write_text_atomic
 from trmgym.envs.arc_data import load_arc_tasks
 from trmgym.envs.arcgen import ARCGenSource, _program_order
 from trmgym.envs.arcgen_families import FAMILIES
@@ -578,7 +580,8 @@ class _MethodJob(NamedTuple):
                 else:
                     for split, scores in evaluate_splits(learner, batches, k, config.steps).items():
                         scored[split, k] = scores, list(config.steps)
-            torch.save(model.state_dict(), self.checkpoints / f"fewshot_{method}.pt")
+            weights = model.state_dict()
+            write_atomic(self.checkpoints / f"fewshot_{method}.pt", partial(torch.save, weights))
         return [  # in the order split, then k
             _entry(split, k, scored[split, k][1], scored[split, k][0], seed)
             for split in batches
@@ -775,6 +778,4 @@ def _summary(entries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _write(path: Path, doc: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(doc, indent=2))
