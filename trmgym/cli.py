@@ -30,7 +30,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
 import trmgym
-from trmgym.atomic import surfaced_interrupts
+from trmgym.atomic import surfaced_interrupts, write_text_atomic
 
 COMMANDS = ("run", "demo", "report")
 #: exit status of a command line or configuration refused before anything ran (argparse's)
@@ -599,9 +599,13 @@ def save_hydra_files(cfg: Any, run_dir: Path) -> None:
     saved = cfg.copy()
     with open_dict(saved):  # resolved, so build_run can rebuild the run from this file alone
         saved.experiment_name = str(cfg.experiment_name)
-    OmegaConf.save(saved, folder / "config.yaml")
-    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
-    OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), folder / "overrides.yaml")
+    files = {  # what OmegaConf.save writes, each file atomically
+        "config.yaml": saved,
+        "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
+        "overrides.yaml": OmegaConf.create(list(hydra_cfg.overrides.task)),
+    }
+    for name, node in files.items():
+        write_text_atomic(folder / name, OmegaConf.to_yaml(node))
 
 
 def scripted_step(

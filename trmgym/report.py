@@ -42,7 +42,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from trmgym import metrics
-from trmgym.atomic import write_text_atomic
+from trmgym.atomic import write_atomic, write_text_atomic
 from trmgym.comparison import bound_sign
 from trmgym.logging import (
     NOT_MEASURED_NOTE,
@@ -104,7 +104,12 @@ def _finish(figure: Figure, path: str | Path | None) -> np.ndarray:
     canvas.draw()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
+        write_atomic(  # a report being read never shows half a picture
+            path,
+            lambda handle: figure.savefig(
+                handle, format="png", dpi=_DPI, metadata={"Software": None}
+            ),
+        )
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 

@@ -208,3 +208,27 @@ def test_a_run_whose_save_fails_because_of_a_ctrl_c_is_interrupted_and_resumes_e
     resumed = make(tmp_path / "cut").run()
     assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
     assert resumed["metrics"] == whole["metrics"]
+
+
+def test_a_plot_interrupted_while_saved_is_a_whole_png(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    from trmgym import report
+
+    real_savefig = Figure.savefig
+
+    def savefig_with_ctrl_c(self, *args, **kwargs):
+        ctrl_c()
+        return real_savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig_with_ctrl_c)
+    figure = Figure(figsize=(2, 1))
+    figure.add_subplot().plot([0, 1], [1, 0])
+    path = tmp_path / "plots" / "curve.png"
+    with pytest.raises(KeyboardInterrupt):
+        report._finish(figure, path)
+    assert imread(path).shape[:2] == (report._DPI * 1, report._DPI * 2)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["curve.png"]
