@@ -550,7 +550,14 @@ class ContinualRun:
                     c = state["chunk"]
                     steps = min(s.eval_every, budget - c * s.eval_every)
                     shown = self._train_chunk(i, c, steps, state, logger)
-                    check_finite_weights(self.agent, self.tasks[i].name, c, shown)
+                    try:
+                        check_finite_weights(self.agent, self.tasks[i].name, c, shown)
+                    except TrainingDiverged as error:
+                        if main:  # for `trmgym report` and the next start: where, and why
+                            record = {"task": i, "task_name": self.tasks[i].name, "chunk": c}
+                            record.update(env_steps=state["env_steps"], message=str(error))
+                            results_io.write_diverged(self.run_dir, record)
+                        raise
                     current = self.evaluate(self.agent, i)
                     state["curves"][i].append(current.accuracy)
                     global_step = self.offsets[i] + c * s.eval_every + steps
@@ -637,6 +644,13 @@ class ContinualRun:
                 else "the end (every task trained)"
             )
             lines.append(f"resuming from {where}, step {done} of {self.offsets[-1]}")
+        diverged = results_io.read_diverged(self.run_dir)
+        if diverged is not None and state["task"] < T:
+            lines.append(
+                f"warning: this run diverged before ({results_io.DIVERGED_FILE}: "
+                f"{diverged['message']}); resuming repeats the same steps unless the code "
+                "changed: to change agent.lr or agent.grad_clip, start a new run directory"
+            )
         return lines
 
     def _loss_fn(self, task_index: int):  # noqa: ANN202
@@ -849,6 +863,8 @@ class ContinualRun:
         if not self.world.is_main:
             return results
         path = results_io.write_results(self.run_dir, results)
+        # finished after all (a resume with other code): the mark of a divergence is history
+        (self.run_dir / results_io.DIVERGED_FILE).unlink(missing_ok=True)
         logger.log_hparams(results, self.offsets[-1])  # TensorBoard's HPARAMS tab
         plots = report.write_plots(self.run_dir)
         logger.image(

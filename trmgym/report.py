@@ -1072,6 +1072,10 @@ def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
         "the same command resumes it): not in any group"
         for path in report.get("unfinished", [])
     ]
+    lines += [
+        f"diverged {item['path']}: {item['message']} (resuming repeats it): not in any group"
+        for item in report.get("diverged", [])
+    ]
     better = {m: s["better"] for g in report["groups"].values() for m, s in g["metrics"].items()}
     headers = ["group", "n", *(_direction(m, better.get(m)) for m in TABLE_METRICS)]
     lines += ["", "| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
@@ -1197,6 +1201,12 @@ def write_sweep_html(report: Mapping[str, Any], folder: str | Path) -> Path:
             if report.get("unfinished")
             else ""
         )
+        + (
+            f"; {len(report['diverged'])} run(s) whose training diverged (diverged.json), in no "
+            "group: " + e("; ".join(f"{d['path']}: {d['message']}" for d in report["diverged"]))
+            if report.get("diverged")
+            else ""
+        )
         + f". Intervals: {e(boot['method'])}, "
         f"{boot['reps']} replications, seed {boot['seed']} — R. Agarwal et al., "
         "“Deep Reinforcement Learning at the Edge of the Statistical Precipice”, NeurIPS 2021. "
@@ -1275,9 +1285,14 @@ def write_sweep_report(
     if not report["groups"]:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report["skipped"])
         where = ", ".join(map(str, paths))
+        stopped = [
+            f"unfinished {path} (the same command resumes it)" for path in report["unfinished"]
+        ]
+        stopped += [f"diverged {d['path']} ({d['message']})" for d in report["diverged"]]
         raise ValueError(
             f"{where}: no readable {RESULTS_FILE} at any depth"
             + (f" ({reasons})" if reasons else "")
+            + (f"; {'; '.join(stopped)}" if stopped else "")
         )
     folder = _report_folder(paths)
     text = json.dumps(json_ready(report), indent=2, allow_nan=False)

@@ -65,6 +65,9 @@ __all__ = [
 ]
 
 RESULTS_FILE = "results.json"
+#: written when training diverged (:class:`trmgym.experiment.TrainingDiverged`), removed when
+#: the run finishes: where and why, so that ``trmgym report`` and a restart can say so
+DIVERGED_FILE = "diverged.json"
 REQUIRED_KEYS = ("sequence", "strategy", "seed", "accuracy_matrix", "metrics")
 METRIC_NAMES = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps")
 # Two-sided 95% Student-t critical values t_{0.975, df} for df = 1..30; 1.96 (normal) beyond.
@@ -178,6 +181,29 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def write_diverged(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write ``record`` (``task``, ``chunk``, ``env_steps``, ``message``) as
+    ``run_dir/diverged.json`` (:data:`DIVERGED_FILE`), atomically."""
+    return write_text_atomic(
+        Path(run_dir) / DIVERGED_FILE, json.dumps(json_ready(record), indent=2)
+    )
+
+
+def read_diverged(run_dir: str | Path) -> dict[str, Any] | None:
+    """The record of ``run_dir/diverged.json``, ``None`` when there is none. A file that cannot
+    be read or parsed still marks the run diverged: its ``message`` says what is wrong with it."""
+    path = Path(run_dir) / DIVERGED_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return {"message": f"{DIVERGED_FILE} unreadable ({error})"}
+    if not isinstance(record, dict) or not isinstance(record.get("message"), str):
+        return {"message": f"{DIVERGED_FILE} holds no message"}
+    return record
 
 
 def write_results(run_dir: str | Path, results: Mapping[str, Any]) -> Path:
@@ -858,7 +884,9 @@ def sweep_report(
         a curriculum comparison only: :func:`comparison_report`)}}, "n_found", "n_read",
         "skipped": [{"path", "reason"}] (unreadable files, and repeats of a seed within a group:
         each seed counts once), "unfinished": [run directories with a checkpoint but no
-        results.json, in no group], "probability_of_improvement": {"metric", "better",
+        results.json, in no group: the same command resumes them], "diverged": [{"path",
+        "message"}: runs whose training diverged (diverged.json), in no group],
+        "probability_of_improvement": {"metric", "better",
         "definition", "pairs": [{"x", "y", "p_x_better", "ci95", "n_x", "n_y"}]}, "bootstrap"}``,
         no NaN anywhere (undefined is ``null``). ``config`` holds what tells the group apart,
         ``values`` one entry per run in the order of ``runs``.
@@ -869,6 +897,7 @@ def sweep_report(
     _check_bootstrap(reps, seed)
     unfinished: list[Path] = []
     loaded, skipped, n_found = scan_runs(paths, unfinished)
+    stopped = [(path, read_diverged(path)) for path in unfinished]
     unreadable = len(skipped)
     groups = group_runs(loaded)
     named = sorted(zip(group_names(groups), groups), key=lambda item: _natural_text(item[0][0]))
@@ -914,7 +943,12 @@ def sweep_report(
             "n_read": len(loaded),
             "n_repeats": len(skipped) - unreadable,
             "skipped": skipped,
-            "unfinished": [str(path) for path in unfinished],
+            "unfinished": [str(path) for path, why in stopped if why is None],
+            "diverged": [
+                {"path": str(path), "message": why["message"]}
+                for path, why in stopped
+                if why is not None
+            ],
             "probability_of_improvement": {
                 "metric": "avg_accuracy",
                 "better": "higher",
@@ -1129,8 +1163,8 @@ def _walk_runs(
     root: Path, errors: list[dict[str, str]], unfinished: list[Path] | None = None
 ) -> list[Path]:
     """Folders holding results.json at ``root`` or any depth below; unreadable folders ->
-    ``errors``; folders with a checkpoint (``checkpoints/last.pt``) but no results.json — runs
-    that have not finished — -> ``unfinished``."""
+    ``errors``; folders with a checkpoint (``checkpoints/last.pt``) or a ``diverged.json`` but
+    no results.json — runs that have not finished — -> ``unfinished``."""
 
     def unreadable(error: OSError) -> None:
         errors.append({"path": str(error.filename), "reason": f"cannot list ({error.strerror})"})
@@ -1140,7 +1174,9 @@ def _walk_runs(
         if RESULTS_FILE in files:
             found.append(Path(folder))
             subfolders.clear()  # a run's own checkpoints/, tb/, plots/, .hydra/ hold no runs
-        elif "checkpoints" in subfolders and (Path(folder) / "checkpoints" / "last.pt").is_file():
+        elif DIVERGED_FILE in files or (
+            "checkpoints" in subfolders and (Path(folder) / "checkpoints" / "last.pt").is_file()
+        ):
             if unfinished is not None:
                 unfinished.append(Path(folder))
             subfolders.clear()  # its compare/<name>/ runs are part of it, not runs of their own
@@ -1180,8 +1216,9 @@ def scan_runs(
         is not T x T, a metric that is not a finite number or null) or whose
         ``.hydra/overrides.yaml`` is not YAML, and per folder that could not be listed;
         ``n_found`` counts the results.json files found (read or skipped). ``unfinished``,
-        when given, gets the run directories below ``paths`` that hold a checkpoint but no
-        results.json (interrupted or still running: a group's seed may be missing).
+        when given, gets the run directories below ``paths`` that hold a checkpoint or a
+        ``diverged.json`` but no results.json (interrupted, still running or diverged: a
+        group's seed may be missing).
     """
     run_dirs: list[Path] = []
     skipped: list[dict[str, str]] = []

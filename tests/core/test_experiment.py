@@ -420,6 +420,25 @@ def test_a_run_whose_weights_diverge_stops_naming_it_and_writes_no_results(
         run.run()
     assert not (tmp_path / "results.json").exists()
     assert not list((tmp_path / "checkpoints").glob("*.pt"))
+    # where and why, for `trmgym report` (no checkpoint says so) and the next start
+    record = json.loads((tmp_path / "diverged.json").read_text())
+    assert {k: record[k] for k in ("task", "task_name", "chunk")} == {
+        "task": 0,
+        "task_name": "recolour",
+        "chunk": 0,
+    }
+    assert record["env_steps"] == SETTINGS.eval_every * SETTINGS.batch_size
+    assert record["message"].startswith("training diverged: ")
+    banner = run._banner(run._fresh_state(), resumed=True, done=0)
+    assert banner[-1].startswith("warning: this run diverged before (diverged.json: training")
+    assert banner[-1].endswith("to change agent.lr or agent.grad_clip, start a new run directory")
+
+
+def test_a_run_that_finishes_drops_the_mark_of_an_earlier_divergence(tmp_path: Path) -> None:
+    (tmp_path / "diverged.json").write_text('{"message": "from a plugin bug, since fixed"}')
+    make_run(tmp_path).run()
+    assert (tmp_path / "results.json").is_file()
+    assert not (tmp_path / "diverged.json").exists()
 
 
 def test_a_diverged_dqn_halting_head_stops_the_run_too(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from rliable import library, metrics
 from tests.core.test_report import METRICS, write_run
 from trmgym.report import main, sweep_markdown, write_sweep_report
 from trmgym.results import (
+    DIVERGED_FILE,
     bootstrap_stats,
     find_runs,
     group_names,
@@ -25,6 +26,7 @@ from trmgym.results import (
     improvement_probability,
     scan_runs,
     sweep_report,
+    write_diverged,
 )
 
 REPS = 200  # small: each interval is a few hundred rliable replications
@@ -630,3 +632,41 @@ def test_an_unfinished_seed_is_named_not_silently_missing(tmp_path: Path) -> Non
     assert f"unfinished {unfinished}: a checkpoint but no results.json" in markdown
     _, written = write_sweep_report([tmp_path], reps=REPS)
     assert "1 unfinished run(s)" in written.with_name("report.html").read_text()
+
+
+def test_a_diverged_run_is_named_with_its_reason_not_called_resumable(tmp_path: Path) -> None:
+    """diverged.json marks a run whose training diverged: listed with its message apart from
+    the resumable ones, even when it diverged before its first checkpoint."""
+    write_seeds(tmp_path, "naive", [0.5, 0.6])
+    early = tmp_path / "naive_2"  # diverged in its first chunk: no checkpoint at all
+    early.mkdir()
+    write_diverged(early, {"task": 0, "chunk": 0, "message": "training diverged: lr too high"})
+    late = tmp_path / "naive_3"  # diverged later: a checkpoint from before it
+    (late / "checkpoints").mkdir(parents=True)
+    (late / "checkpoints" / "last.pt").write_bytes(b"x")
+    (late / DIVERGED_FILE).write_text("{not json")
+    report = sweep_report([tmp_path], reps=REPS)
+    assert report["unfinished"] == []
+    assert report["diverged"] == [
+        {"path": str(early), "message": "training diverged: lr too high"},
+        {"path": str(late), "message": report["diverged"][1]["message"]},
+    ]
+    assert report["diverged"][1]["message"].startswith("diverged.json unreadable")
+    markdown = sweep_markdown(report)
+    assert f"diverged {early}: training diverged: lr too high (resuming repeats it)" in markdown
+    _, written = write_sweep_report([tmp_path], reps=REPS)
+    assert "2 run(s) whose training diverged" in written.with_name("report.html").read_text()
+
+
+def test_a_folder_of_only_stopped_runs_says_which_they_are(tmp_path: Path) -> None:
+    cut = tmp_path / "cut"
+    (cut / "checkpoints").mkdir(parents=True)
+    (cut / "checkpoints" / "last.pt").write_bytes(b"x")
+    (tmp_path / "nan").mkdir()
+    write_diverged(tmp_path / "nan", {"message": "training diverged: NaN"})
+    with pytest.raises(ValueError) as refused:
+        write_sweep_report([tmp_path], reps=REPS)
+    assert str(refused.value) == (
+        f"{tmp_path}: no readable results.json at any depth; unfinished {cut} (the same command "
+        f"resumes it); diverged {tmp_path / 'nan'} (training diverged: NaN)"
+    )
