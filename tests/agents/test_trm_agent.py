@@ -384,3 +384,41 @@ def test_training_on_sudoku_4x4_improves_evaluation(halting: str) -> None:
     trained = held_out()
     assert trained > untrained + 0.3
     assert trained > 0.7
+
+
+@pytest.mark.parametrize(
+    ("model", "tasks", "message"),
+    [
+        (
+            {"num_heads": 5},  # the preset's hidden_size is settable there too: both named
+            0,
+            "agent.model.hidden_size (64) must be divisible by agent.model.num_heads (5)",
+        ),
+        (
+            {"pos_encoding": "rope", "block": "mlp_mixer"},
+            0,
+            "agent.model.pos_encoding='rope' needs agent.model.block='attention'; use 'learned' "
+            "or 'rowcol'",
+        ),
+        (  # num_task_embeddings comes from the sequence's task count, not agent.model
+            {"puzzle_emb_len": 0},
+            3,
+            "agent.model.puzzle_emb_len must be >= 1 when num_task_embeddings > 0, got 0",
+        ),
+        (
+            {"num_task_embeddings": 2, "puzzle_emb_len": 0},
+            0,
+            "agent.model.puzzle_emb_len must be >= 1 when agent.model.num_task_embeddings > 0, "
+            "got 0",
+        ),
+    ],
+)
+def test_model_errors_name_every_field_where_it_is_set(
+    model: dict, tasks: int, message: str
+) -> None:
+    from trmgym.agents.trm_agent import model_config
+
+    config = TRMAgentConfig(size="tiny", model=model)
+    with pytest.raises(ValueError) as refused:
+        model_config(config, (4, 4), tasks, torch.device("cpu"))
+    assert str(refused.value) == message

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -147,17 +148,15 @@ def model_config(
         "grid_width": canvas[1],
         "num_task_embeddings": int(num_tasks),
     }
+    derived = set(overrides) - set(config.model)  # from the env and the sequence, not the user
     overrides.update(config.model)
     if device.type == "cuda":
         overrides.setdefault("forward_dtype", "bfloat16")
     try:
         return getattr(TRMConfig, config.size)(**overrides)
-    except ValueError as error:  # TRMConfig names its own fields: say where they are set
-        message = str(error)
-        fields = TRMConfig.__dataclass_fields__
-        first = message.split(" ", 1)[0].strip("(")
-        if first in config.model and first in fields:
-            message = f"agent.model.{message}"
+    except ValueError as error:  # TRMConfig names its own fields: say where each one is set
+        settable = "|".join(sorted(set(TRMConfig.__dataclass_fields__) - derived, key=len)[::-1])
+        message = re.sub(rf"(?<![\w.])({settable})(?!\w)", r"agent.model.\1", str(error))
         raise ValueError(message) from None
 
 
