@@ -55,8 +55,10 @@ from trmgym.logging import (
 from trmgym.results import (
     DEFAULT_REPS,
     METRIC_NAMES,
+    MISMATCH_TOLERANCE,
     RESULTS_FILE,
     as_matrix,
+    check_metrics,
     forward_transfer,
     json_ready,
     load_results,
@@ -87,7 +89,6 @@ REPORT_FILE = "report.json"
 #: the columns of the printed sweep table
 TABLE_METRICS = ("avg_accuracy", "avg_forgetting", "bwt", "fwt")
 
-MISMATCH_TOLERANCE = 1e-9
 _DPI = 100
 
 
@@ -467,46 +468,6 @@ def write_plots(run_dir: str | Path) -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------------------------- report
-def check_metrics(results: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    """Compare the stored metrics with :func:`trmgym.metrics.summarize` of the saved matrix.
-
-    Returns:
-        ``(rows, error)``: one row per metric (and per-task forgetting) with ``metric``,
-        ``stored``, ``recomputed`` and ``mismatch`` (differ by more than 1e-9, or only one is
-        missing); ``error`` is the reason the metrics could not be recomputed, else ``None``.
-    """
-    stored = dict(results["metrics"])
-    steps = results.get("reasoning_steps_matrix")
-    try:
-        fresh = metrics.summarize(
-            results["accuracy_matrix"],
-            results.get("random_init_accuracy"),
-            reasoning_steps=steps[-1] if steps else None,
-        )
-    except (TypeError, ValueError) as error:
-        fresh, reason = {}, str(error)
-    else:
-        reason = None
-    pairs = [(name, stored.get(name), fresh.get(name), True) for name in METRIC_NAMES]
-    # Metrics summarize does not compute (e.g. a forward-transfer AUC) are shown, not checked.
-    pairs += [(name, stored[name], None, False) for name in sorted(set(stored) - set(METRIC_NAMES))]
-    if reason is None and isinstance(results.get("forgetting"), list):
-        saved = results["forgetting"]
-        for j, value in enumerate(fresh["forgetting"]):
-            label = f"forgetting[{results['sequence'][j]}]"
-            pairs.append((label, saved[j] if j < len(saved) else None, value, True))
-    rows = []
-    for name, old, new, checked in pairs:
-        if reason is not None or not checked:
-            mismatch = False
-        elif isinstance(old, numbers.Real) and isinstance(new, numbers.Real):
-            mismatch = not abs(float(old) - float(new)) <= MISMATCH_TOLERANCE
-        else:
-            mismatch = (old is None) != (new is None) or not isinstance(old, numbers.Real | None)
-        rows.append({"metric": name, "stored": old, "recomputed": new, "mismatch": mismatch})
-    return rows, reason
-
-
 def _fmt(value: Any, digits: int = 4) -> str:
     """A value as escaped HTML text: reals to ``digits`` places, None/NaN as n/a, others as JSON."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -1076,6 +1037,12 @@ def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
         f"diverged {item['path']}: {item['message']} (resuming repeats it): not in any group"
         for item in report.get("diverged", [])
     ]
+    lines += [
+        f"mismatch {item['path']}: {item['metric']} stored {_fmt(item['stored'], 6)}, "
+        f"recomputed from its accuracy matrix {_fmt(item['recomputed'], 6)} (the stored value "
+        "is pooled)"
+        for item in report.get("mismatches", [])
+    ]
     better = {m: s["better"] for g in report["groups"].values() for m, s in g["metrics"].items()}
     headers = ["group", "n", *(_direction(m, better.get(m)) for m in TABLE_METRICS)]
     lines += ["", "| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
@@ -1215,6 +1182,20 @@ def write_sweep_html(report: Mapping[str, Any], folder: str | Path) -> Path:
         _table(headers, rows),
         *(_note(note) for note in _notes(report, summary_metrics)),
     ]
+    if report.get("mismatches"):
+        parts.append(
+            '<p class="bad">Stored metrics that differ from those recomputed from the run\'s own '
+            f"accuracy matrix by more than {MISMATCH_TOLERANCE:g} (the stored values are pooled "
+            "above): "
+            + e(
+                "; ".join(
+                    f"{m['path']}: {m['metric']} stored {_fmt(m['stored'])}, recomputed "
+                    f"{_fmt(m['recomputed'])}"
+                    for m in report["mismatches"]
+                )
+            )
+            + "</p>"
+        )
     poi = report["probability_of_improvement"]
     if poi["pairs"]:
         poi_rows = [

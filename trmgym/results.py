@@ -70,6 +70,8 @@ RESULTS_FILE = "results.json"
 DIVERGED_FILE = "diverged.json"
 REQUIRED_KEYS = ("sequence", "strategy", "seed", "accuracy_matrix", "metrics")
 METRIC_NAMES = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "avg_reasoning_steps")
+#: stored and recomputed metrics further apart than this are a mismatch (:func:`check_metrics`)
+MISMATCH_TOLERANCE = 1e-9
 # Two-sided 95% Student-t critical values t_{0.975, df} for df = 1..30; 1.96 (normal) beyond.
 _T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
           2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
@@ -181,6 +183,46 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def check_metrics(results: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """Compare the stored metrics with :func:`trmgym.metrics.summarize` of the saved matrix.
+
+    Returns:
+        ``(rows, error)``: one row per metric (and per-task forgetting) with ``metric``,
+        ``stored``, ``recomputed`` and ``mismatch`` (differ by more than 1e-9, or only one is
+        missing); ``error`` is the reason the metrics could not be recomputed, else ``None``.
+    """
+    stored = dict(results["metrics"])
+    steps = results.get("reasoning_steps_matrix")
+    try:
+        fresh = metrics.summarize(
+            results["accuracy_matrix"],
+            results.get("random_init_accuracy"),
+            reasoning_steps=steps[-1] if steps else None,
+        )
+    except (TypeError, ValueError) as error:
+        fresh, reason = {}, str(error)
+    else:
+        reason = None
+    pairs = [(name, stored.get(name), fresh.get(name), True) for name in METRIC_NAMES]
+    # Metrics summarize does not compute (e.g. a forward-transfer AUC) are shown, not checked.
+    pairs += [(name, stored[name], None, False) for name in sorted(set(stored) - set(METRIC_NAMES))]
+    if reason is None and isinstance(results.get("forgetting"), list):
+        saved = results["forgetting"]
+        for j, value in enumerate(fresh["forgetting"]):
+            label = f"forgetting[{results['sequence'][j]}]"
+            pairs.append((label, saved[j] if j < len(saved) else None, value, True))
+    rows = []
+    for name, old, new, checked in pairs:
+        if reason is not None or not checked:
+            mismatch = False
+        elif isinstance(old, numbers.Real) and isinstance(new, numbers.Real):
+            mismatch = not abs(float(old) - float(new)) <= MISMATCH_TOLERANCE
+        else:
+            mismatch = (old is None) != (new is None) or not isinstance(old, numbers.Real | None)
+        rows.append({"metric": name, "stored": old, "recomputed": new, "mismatch": mismatch})
+    return rows, reason
 
 
 def write_diverged(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
@@ -883,7 +925,10 @@ def sweep_report(
         "iqm_ci95", "n_defined", "n_undefined", "values"}}, "curriculum_comparison" (runs with
         a curriculum comparison only: :func:`comparison_report`)}}, "n_found", "n_read",
         "skipped": [{"path", "reason"}] (unreadable files, and repeats of a seed within a group:
-        each seed counts once), "unfinished": [run directories with a checkpoint but no
+        each seed counts once), "mismatches": [{"path", "metric", "stored", "recomputed"}: a
+        pooled run's stored metric that differs from the one :func:`check_metrics` recomputes
+        from its accuracy matrix (an edited or corrupt results.json; its stored value is what is
+        pooled)], "unfinished": [run directories with a checkpoint but no
         results.json, in no group: the same command resumes them], "diverged": [{"path",
         "message"}: runs whose training diverged (diverged.json), in no group],
         "probability_of_improvement": {"metric", "better",
@@ -902,9 +947,20 @@ def sweep_report(
     groups = group_runs(loaded)
     named = sorted(zip(group_names(groups), groups), key=lambda item: _natural_text(item[0][0]))
     report_groups: dict[str, Any] = {}
+    mismatches: list[dict[str, Any]] = []
     for (name, distinct), group in named:
         runs = _one_run_per_seed(group["runs"], name, skipped)
         group["runs"] = runs
+        for path, results in runs:  # what `trmgym report <run>` checks, for every pooled run
+            rows, _ = check_metrics(results)
+            mismatches += [
+                {
+                    "path": str(path.parent),
+                    **{k: row[k] for k in ("metric", "stored", "recomputed")},
+                }
+                for row in rows
+                if row["mismatch"]
+            ]
         metric_names = list(METRIC_NAMES)
         for _, results in runs:
             metric_names += sorted(set(results["metrics"]) - set(metric_names))
@@ -943,6 +999,7 @@ def sweep_report(
             "n_read": len(loaded),
             "n_repeats": len(skipped) - unreadable,
             "skipped": skipped,
+            "mismatches": mismatches,
             "unfinished": [str(path) for path, why in stopped if why is None],
             "diverged": [
                 {"path": str(path), "message": why["message"]}

@@ -670,3 +670,29 @@ def test_a_folder_of_only_stopped_runs_says_which_they_are(tmp_path: Path) -> No
         f"{tmp_path}: no readable results.json at any depth; unfinished {cut} (the same command "
         f"resumes it); diverged {tmp_path / 'nan'} (training diverged: NaN)"
     )
+
+
+def test_a_pooled_run_whose_metrics_disagree_with_its_matrix_is_flagged(tmp_path: Path) -> None:
+    """`trmgym report <run>` recomputes the metrics from the matrix; a sweep report does the same
+    for every run it pools, so one edited or corrupt results.json does not pass unseen."""
+    write_run(tmp_path / "naive_0", seed=0)
+    edited = write_run(tmp_path / "naive_1", seed=1, metrics={**METRICS, "bwt": 0.5})
+    report = sweep_report([tmp_path], reps=REPS)
+    assert report["mismatches"] == [
+        {
+            "path": str(edited),
+            "metric": "bwt",
+            "stored": 0.5,
+            "recomputed": pytest.approx(METRICS["bwt"], abs=1e-12),
+        }
+    ]
+    (group,) = report["groups"].values()
+    assert group["metrics"]["bwt"]["values"] == [METRICS["bwt"], 0.5]  # stored values pooled
+    assert (
+        f"mismatch {edited}: bwt stored 0.500000, recomputed from its accuracy matrix -0.250000 (the "
+        "stored value is pooled)" in sweep_markdown(report)
+    )
+    _, written = write_sweep_report([tmp_path], reps=REPS)
+    page = written.with_name("report.html").read_text()
+    assert f"{edited}: bwt stored 0.5000, recomputed -0.2500" in page
+    assert json.loads(written.read_text())["mismatches"] == report["mismatches"]
