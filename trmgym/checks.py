@@ -5,6 +5,19 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import numpy as np
+
+
+def boolean(value: Any, label: str) -> bool:
+    """``value`` as a bool: a Python or numpy bool only, else ValueError naming ``label``.
+
+    ``"no"``, ``"false"``, ``0.0`` or ``None`` are refused rather than read by truthiness
+    (``bool("no")`` is True). Hydra has already turned ``key=false`` into a bool.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{label} must be true or false, got {value!r}")
+    return bool(value)
+
 
 def positive_int(value: Any, label: str, *, allow_none: bool = False) -> int | None:
     """``value`` as an ``int >= 1`` (numpy integers too; never a bool), else ValueError.

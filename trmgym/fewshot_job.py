@@ -53,6 +53,13 @@ def check_fewshot(cfg: Any) -> tuple[Any, Any, Any]:
             "a few-shot experiment meta-trains the TRM network: use agent=trm, "
             f"got agent={getattr(agent, 'name', type(agent).__name__)}"
         )
+    tasks = len(fewshot.families) * fewshot.train_tasks_per_family
+    if set(fewshot.methods) - {"scratch"} and meta.meta_batch > tasks:  # drawn without replacement
+        raise ValueError(
+            f"meta.meta_batch must be <= the meta-training tasks, {tasks} here "
+            f"({len(fewshot.families)} fewshot.families x fewshot.train_tasks_per_family "
+            f"{fewshot.train_tasks_per_family}), got {meta.meta_batch}"
+        )
     if agent.memory is not None and "memory" not in fewshot.methods:
         raise ValueError(
             "agent.memory configures the bank of the `memory` few-shot method, which "

@@ -1,11 +1,11 @@
-"""The shared argument check (trmgym.checks.positive_int)."""
+"""The shared argument checks (trmgym.checks.positive_int, trmgym.checks.boolean)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trmgym.checks import positive_int
+from trmgym.checks import boolean, positive_int
 
 
 def test_accepts_ints_and_numpy_ints_and_returns_int() -> None:
@@ -24,3 +24,44 @@ def test_rejects_and_names_the_key(value: object) -> None:
 def test_the_message_says_null_is_allowed_when_it_is() -> None:
     with pytest.raises(ValueError, match=r"steps must be null or an int >= 1, got 0"):
         positive_int(0, "steps", allow_none=True)
+
+
+def test_boolean_takes_python_and_numpy_bools_only() -> None:
+    assert boolean(True, "x") is True and boolean(np.bool_(False), "x") is False
+
+
+def _replay(**flag: object) -> object:
+    from trmgym.plugins.strategies import Replay
+
+    return Replay(grid_shape=(3, 3), num_tasks=2, **flag)
+
+
+def _memory(**flag: object) -> object:
+    from trmgym.memory.associative import AssociativeMemory
+
+    return AssociativeMemory(capacity=16, key_dim=8, value_dim=8, num_heads=2, **flag)
+
+
+def _reservoir(**flag: object) -> object:
+    from trmgym.memory.replay import ReservoirBuffer
+
+    return ReservoirBuffer(8, {"x": ((2,), np.int64), "task": ((), np.int64)}, **flag)
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0.0, 1, None])
+@pytest.mark.parametrize(
+    ("build", "key", "label"),
+    [
+        (_replay, "task_quota", "strategy.task_quota"),
+        (_replay, "only_past", "strategy.only_past"),
+        (_memory, "normalize", "normalize"),  # bool("no") turned normalisation on
+        (_reservoir, "task_quota", "task_quota"),
+    ],
+)
+def test_a_flag_given_as_anything_but_a_bool_is_refused_not_read_by_truthiness(
+    build, key: str, label: str, value: object
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        build(**{key: value})
+    assert str(refused.value) == f"{label} must be true or false, got {value!r}"
+    build(**{key: np.bool_(False)})  # numpy bools are bools

@@ -383,3 +383,21 @@ def test_every_comparison_key_of_an_experiment_can_be_overridden(experiment: str
     assert set(cfg.curriculum_comparison) == set(CurriculumComparison.__dataclass_fields__)
     assert comparison_workers(cfg) == 1
     assert check_comparison(cfg) == (["lp"], 0.5)
+
+
+def test_a_meta_batch_larger_than_the_meta_training_tasks_is_refused_naming_the_limit() -> None:
+    """Meta-batches are drawn without replacement: numpy's own refusal came mid-run, after the
+    run directory was written, naming neither the key nor the limit."""
+    from trmgym.fewshot_job import check_fewshot
+
+    sizes = ["fewshot.families=[colour_map,translate]", "fewshot.train_tasks_per_family=3"]
+    with pytest.raises(ValueError) as refused:
+        check_fewshot(composed("experiment=fewshot_arcgen", *sizes, "meta.meta_batch=7"))
+    assert str(refused.value) == (
+        "meta.meta_batch must be <= the meta-training tasks, 6 here (2 fewshot.families x "
+        "fewshot.train_tasks_per_family 3), got 7"
+    )
+    check_fewshot(composed("experiment=fewshot_arcgen", *sizes, "meta.meta_batch=6"))
+    # scratch alone meta-trains nothing: no meta-batch is drawn
+    only = "fewshot.methods=[scratch]"
+    check_fewshot(composed("experiment=fewshot_arcgen", *sizes, "meta.meta_batch=7", only))

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from trmgym.checks import boolean
+
 
 class IntrinsicBonus(ABC):
     """An intrinsic reward module. Subclasses: RND, CountBonus, ForwardModelSurprise, CombinedBonus.
@@ -150,9 +152,7 @@ def check_transition(name: str, actions: Any, next_obs: Any) -> None:
 
 def check_bool(value: Any, label: str) -> bool:
     """``value`` as a bool (a Python or numpy bool only: not ``"false"``, ``1`` or ``None``)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{label} must be true or false, got {value!r}")
-    return bool(value)
+    return boolean(value, label)
 
 
 def nonnegative_float(value: Any, label: str, *, positive: bool = False) -> float:

@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trmgym.checks import positive_int
+from trmgym.checks import boolean, positive_int
 
 REPLACEMENTS = ("lru", "importance")
 INDEXES = ("exact", "faiss", "auto")
@@ -200,7 +200,7 @@ class AssociativeMemory(nn.Module):
             _in_range(w, "importance_weights", low=0.0) for w in weights
         )
         self.top_k = positive_int(top_k, "top_k", allow_none=True)
-        self.normalize = bool(normalize)
+        self.normalize = boolean(normalize, "normalize")
         if not isinstance(balance_tasks, bool):
             raise ValueError(f"balance_tasks must be true or false, got {balance_tasks!r}")
         self.balance_tasks = balance_tasks

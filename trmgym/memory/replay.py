@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from trmgym.checks import positive_int
+from trmgym.checks import boolean, positive_int
 
 
 def _check_capacity(capacity: int) -> int:
@@ -231,6 +231,7 @@ class ReservoirBuffer(_FieldStore):
         task_quota: bool = False,
     ) -> None:
         super().__init__(capacity, fields)
+        task_quota = boolean(task_quota, "task_quota")
         if task_quota and "task" not in self.fields:
             raise ValueError("task_quota=True needs a 'task' field in fields")
         self.task_quota = task_quota

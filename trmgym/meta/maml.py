@@ -56,6 +56,7 @@ from torch import nn
 from torch.func import grad, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from trmgym.checks import boolean
 from trmgym.meta.tasks import FewShotBatch, check_count, detached, exact
 
 __all__ = ["ALGORITHMS", "MAML", "check_backend"]
@@ -75,9 +76,7 @@ BACKENDS = ("torchfunc", "learn2learn")
 
 
 def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"meta.{name} must be a bool (True or False), got {value!r}")
-    return value
+    return boolean(value, f"meta.{name}")
 
 
 def _lr_key(name: str) -> str:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trmgym.agents.memory_reader import WRITE_EVERY, MemoryReader, SlotEpisodes, WritePolicy
-from trmgym.checks import positive_int
+from trmgym.checks import boolean, positive_int
 from trmgym.memory.replay import ReservoirBuffer, check_task_quota
 from trmgym.plugins.base import Plugin, PuzzleMemory, TaskDirective
 
@@ -164,6 +164,8 @@ class Replay(Strategy):
     ) -> None:
         super().__init__(seed=seed, sampler=sampler)
         memory_size = _check_positive_int("memory_size", memory_size)
+        task_quota = boolean(task_quota, "strategy.task_quota")
+        only_past = boolean(only_past, "strategy.only_past")
         if task_quota and num_tasks is not None:
             check_task_quota(memory_size, num_tasks)
         self.replay_batch_size = _mixed_count(mix_ratio, batch_size)
