@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -80,6 +81,48 @@ class TrainingDiverged(RuntimeError):
     """The agent's weights became NaN or infinite: every number after it would be meaningless
     (a NaN network solves nothing, so it "forgets" nothing). The last checkpoint, written before
     the chunk that diverged, is kept."""
+
+
+def check_rollouts(
+    agent_config: Any, settings: RunSettings, budgets: Sequence[int], names: Sequence[str]
+) -> None:
+    """PPO trains on whole rollouts of ``agent.n_steps`` steps per row, and every chunk of
+    ``run.eval_every`` steps starts a new one: refuse a task none of whose chunks holds a rollout
+    (it would play its budget and never train), and warn of the steps played but not trained on.
+
+    Raises:
+        ValueError: naming ``agent.n_steps``, ``run.eval_every`` and the task.
+    """
+    n_steps = getattr(agent_config, "n_steps", None)
+    if not isinstance(agent_config, BaselineAgentConfig) or n_steps is None:
+        return
+    if n_steps * settings.batch_size < 2:  # SB3 needs two transitions per rollout
+        raise ValueError(
+            f"agent.n_steps x run.batch_size must be >= 2 (a PPO rollout), got {n_steps} x "
+            f"{settings.batch_size}"
+        )
+    untrained = 0
+    for name, budget in zip(names, budgets, strict=True):
+        chunks = [
+            min(settings.eval_every, budget - start)
+            for start in range(0, budget, settings.eval_every)
+        ]
+        if max(chunks) < n_steps:
+            raise ValueError(
+                f"agent.n_steps={n_steps} is longer than every chunk of task {name!r} "
+                f"(run.eval_every={settings.eval_every}, its budget {budget} steps): each chunk "
+                "starts a new rollout, so PPO would play the task without training once; lower "
+                "agent.n_steps or raise run.eval_every"
+            )
+        untrained += sum(size % n_steps for size in chunks)
+    if untrained:
+        warnings.warn(
+            f"agent.n_steps={n_steps} does not divide every chunk (run.eval_every="
+            f"{settings.eval_every}, task budgets {list(budgets)}): {untrained} of "
+            f"{sum(budgets)} steps are played but not trained on (each chunk starts a new "
+            "rollout); choose agent.n_steps dividing run.eval_every and the budgets",
+            stacklevel=3,
+        )
 
 
 def check_finite_weights(agent: Any, task: str, chunk: int, shown: Mapping[str, Any]) -> None:
@@ -214,6 +257,7 @@ class ContinualRun:
             results_io.task_budget(scaled, {"train_steps": t.train_steps}) for t in tasks
         ]
         self.offsets = [int(x) for x in np.cumsum([0, *self.budgets])]
+        check_rollouts(agent_config, settings, self.budgets, [t.name for t in tasks])
         self.agent_config, self.device = agent_config, device
         self.strategy_config = dict(strategy_config)
         #: ``trm`` or a baseline's name (``sb3_ppo``, ``sb3_dqn``, ``sb3_maskable_ppo``, ``random``)

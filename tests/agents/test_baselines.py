@@ -18,6 +18,7 @@ import trmgym  # noqa: F401 - registers the env ids
 from trmgym import checkpoint
 from trmgym.agents.baselines import (
     RandomAgent,
+    RandomAgentConfig,
     SB3Agent,
     SB3DQNConfig,
     SB3MaskablePPOConfig,
@@ -287,6 +288,7 @@ def test_an_sb3_agent_needs_a_discrete_action_space() -> None:
         (lambda: SB3DQNConfig(exploration_final_eps=-0.1), "agent.exploration_final_eps"),
         (lambda: SB3PPOConfig(net_arch=[0]), "agent.net_arch"),
         (lambda: SB3PPOConfig(name="a2c"), "agent.name"),
+        (lambda: SB3PPOConfig(batch_size=1), "agent.batch_size must be an int >= 2"),
     ],
 )
 def test_bad_agent_settings_name_the_key(config, key: str) -> None:  # noqa: ANN001
@@ -330,3 +332,49 @@ def test_stochastic_evaluation_samples_the_policy_and_dqn_stays_greedy() -> None
     np.testing.assert_array_equal(dqn.act(obs)[0], dqn.act(obs)[0])
     with pytest.raises(ValueError, match="agent.deterministic_eval must be true or false"):
         SB3PPOConfig(deterministic_eval="no")
+
+
+@pytest.mark.parametrize(
+    ("config", "name"),
+    [
+        (SB3PPOConfig, "sb3_dqn"),  # ran PPO, recorded and grouped as DQN
+        (SB3DQNConfig, "sb3_ppo"),
+        (RandomAgentConfig, "sb3_ppo"),
+        (SB3PPOConfig, "random"),  # ran the random agent with PPO's keys ignored
+        (SB3MaskablePPOConfig, "sb3_ppo"),
+    ],
+)
+def test_agent_name_cannot_relabel_or_switch_the_agent(config, name: str) -> None:  # noqa: ANN001
+    with pytest.raises(
+        ValueError,
+        match=rf"agent\.name is fixed by the agent= choice .* got '{name}': choose the agent with agent={name} instead",
+    ):
+        config(name=name)
+
+
+def test_ppo_refuses_chunks_shorter_than_a_rollout_and_warns_of_untrained_steps() -> None:
+    """Every chunk of run.eval_every steps starts a new rollout: with agent.n_steps above every
+    chunk PPO played the whole budget and never trained, in silence."""
+    from trmgym.config import RunSettings
+    from trmgym.experiment import check_rollouts
+
+    settings = RunSettings(train_steps=40, batch_size=16, eval_every=10)
+    with pytest.raises(
+        ValueError,
+        match=r"agent\.n_steps=50 is longer than every chunk of task 'a' \(run\.eval_every=10, its budget 40 steps\)",
+    ):
+        check_rollouts(SB3PPOConfig(n_steps=50), settings, [40], ["a"])
+    with pytest.raises(ValueError, match="of task 'short'"):  # a task shorter than one rollout
+        check_rollouts(SB3PPOConfig(n_steps=10), settings, [40, 5], ["a", "short"])
+    with pytest.warns(UserWarning, match=r"13 of 65 steps are played but not trained on"):
+        check_rollouts(SB3PPOConfig(n_steps=4), settings, [40, 25], ["a", "b"])  # 2 x 4 + 5 x 1
+    with pytest.raises(ValueError, match=r"agent\.n_steps x run\.batch_size must be >= 2"):
+        check_rollouts(
+            SB3PPOConfig(n_steps=1), RunSettings(batch_size=1, eval_every=10), [40], ["a"]
+        )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_rollouts(SB3PPOConfig(n_steps=5), settings, [40, 20], ["a", "b"])  # divides all
+        check_rollouts(SB3DQNConfig(), settings, [7], ["a"])  # DQN trains per step

@@ -48,6 +48,14 @@ class BaselineAgentConfig:
             raise ValueError(
                 f"agent.name must be one of {list(BASELINE_AGENTS)}, got {self.name!r}"
             )
+        own = type(self).__dataclass_fields__["name"].default
+        if type(self) is not BaselineAgentConfig and self.name != own:
+            # the name labels results.json, the banner and report groups, and picks the
+            # algorithm in places: a name that is not the schema's would run one agent as another
+            raise ValueError(
+                f"agent.name is fixed by the agent= choice ({own!r} for agent={own}), got "
+                f"{self.name!r}: choose the agent with agent={self.name} instead"
+            )
 
 
 @dataclass
@@ -104,9 +112,11 @@ class SB3PPOConfig(SB3AgentConfig):
     n_steps: int = 10
     """Env steps per puzzle row per rollout: a rollout is ``n_steps * run.batch_size`` steps
     (choose it dividing ``run.eval_every``: a chunk's steps after its last whole rollout are not
-    trained on)."""
+    trained on, which a run warns of; a chunk shorter than one rollout is refused, since PPO
+    would never train)."""
     batch_size: int = 320
-    """Minibatch size of the PPO epochs (at most one rollout's ``n_steps * run.batch_size``)."""
+    """Minibatch size of the PPO epochs (``>= 2``; at most one rollout's
+    ``n_steps * run.batch_size``)."""
     n_epochs: int = 4
     gae_lambda: float = 0.95
     clip_range: float = 0.2
@@ -118,6 +128,8 @@ class SB3PPOConfig(SB3AgentConfig):
         super().__post_init__()
         for key in ("n_steps", "batch_size", "n_epochs"):
             _positive_int(getattr(self, key), f"agent.{key}")
+        if self.batch_size < 2:  # SB3 normalises advantages over each minibatch (its issue 440)
+            raise ValueError(f"agent.batch_size must be an int >= 2, got {self.batch_size!r}")
         _number_in(self.gae_lambda, "agent.gae_lambda", 0.0, 1.0)
         _number_in(self.clip_range, "agent.clip_range", 0.0, None, low_open=True)
         for key in ("ent_coef", "vf_coef", "max_grad_norm"):
