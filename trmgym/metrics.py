@@ -128,7 +128,8 @@ def _check_unit_interval(array: np.ndarray, name: str) -> None:
     if bad.any():
         index = tuple(int(k) for k in np.argwhere(bad)[0])
         raise ValueError(
-            f"{name} values must lie in [0, 1], got {array[index]!r} at index {index if len(index) > 1 else index[0]}"
+            f"{name} values must lie in [0, 1], got {float(array[index])!r} at index "
+            f"{index if len(index) > 1 else index[0]}"
         )
 
 

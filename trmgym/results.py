@@ -114,6 +114,9 @@ def validate_results(results: Any, source: str) -> dict[str, Any]:
         raise ValueError(f"{source}: 'sequence' must be a non-empty list of task names")
     if not isinstance(results["metrics"], Mapping):
         raise ValueError(f"{source}: 'metrics' must be an object of metric name -> value")
+    seed = results.get("seed")  # groups pool runs by seed: "zero", null or 1.0 passed as seeds
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"{source}: 'seed' must be an int >= 0, got {seed!r}")
     results = _renamed_keys(results)
     size = len(names)
     for key in ("accuracy_matrix", "cell_accuracy_matrix", "reasoning_steps_matrix"):
@@ -1289,6 +1292,9 @@ def scan_runs(
             results = load_results(run_dir)
             check_metric_values(results, str(path))
             check_comparison_block(results, str(path))
+            _, unrecomputable = check_metrics(results)
+            if unrecomputable is not None:  # what the single-run report says it cannot check
+                raise ValueError(f"its metrics cannot be recomputed: {unrecomputable}")
             _overrides(run_dir)
         except ValueError as error:
             skipped.append({"path": str(path), "reason": _reason(error, path)})

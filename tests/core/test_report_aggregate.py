@@ -696,3 +696,35 @@ def test_a_pooled_run_whose_metrics_disagree_with_its_matrix_is_flagged(tmp_path
     page = written.with_name("report.html").read_text()
     assert f"{edited}: bwt stored 0.5000, recomputed -0.2500" in page
     assert json.loads(written.read_text())["mismatches"] == report["mismatches"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        (
+            {"accuracy_matrix": [[1.5, 0.0, 0.0], [0.6, 0.8, 0.0], [0.5, 0.7, 0.95]]},
+            "its metrics cannot be recomputed: accuracy_matrix values must lie in [0, 1], got 1.5",
+        ),
+        (
+            {"accuracy_matrix": [[0.9, 0.0, 0.0], [None, 0.8, 0.0], [0.5, 0.7, 0.95]]},
+            "its metrics cannot be recomputed:",
+        ),
+        ({"random_init_accuracy": [0.0]}, "its metrics cannot be recomputed:"),
+        ({"seed": "zero"}, "'seed' must be an int >= 0, got 'zero'"),
+        ({"seed": None}, "'seed' must be an int >= 0, got None"),
+        ({"seed": 1.0}, "'seed' must be an int >= 0, got 1.0"),
+        ({"seed": True}, "'seed' must be an int >= 0, got True"),
+    ],
+)
+def test_a_run_the_report_cannot_check_is_skipped_with_its_reason_not_pooled(
+    tmp_path: Path, changes: dict, reason: str
+) -> None:
+    """The single-run report said "could not recompute the metrics"; the sweep report pooled
+    such runs' stored numbers (and averaged a 1.5 into the mean matrix) in silence."""
+    write_run(tmp_path / "good", seed=0)
+    bad = write_run(tmp_path / "bad", **changes)
+    report = sweep_report([tmp_path], reps=REPS)
+    assert report["n_read"] == 1
+    (skipped,) = report["skipped"]
+    assert skipped["path"] == str(bad / "results.json")
+    assert skipped["reason"].startswith(reason), skipped["reason"]
