@@ -526,9 +526,8 @@ def _override_key(override: str) -> str:
 def group_names(groups: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """A readable, unique, deterministic name per :func:`group_runs` group, and what it says.
 
-    The name starts with ``strategy=<strategy>`` (unless a Hydra override sets the strategy),
-    then the overrides not shared by every group — a strategy override first, the others sorted —
-    comma-separated (``strategy=replay,run.batch_size=64``). When that does not tell the groups
+    The name starts with ``strategy=<strategy>`` (as the run recorded it), then the overrides
+    not shared by every group, sorted, comma-separated (``strategy=replay,run.batch_size=64``). When that does not tell the groups
     apart, every configuration key whose value differs between groups is added
     (``settings.batch_size=64``); values longer than 40 characters are cut and tagged with a
     hash; a name still shared gets ``#<index>``. Returns ``(name, {key: value})`` per group.
@@ -537,11 +536,11 @@ def group_names(groups: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str
     shared = set.intersection(*map(set, overrides)) if overrides else set()
     parts: list[dict[str, Any]] = []
     for group, own in zip(groups, overrides):
-        part = {}
-        if not any(_override_key(o) == "strategy" for o in own):
-            part["strategy"] = group["config"]["strategy"]
-        distinct = [o for o in own if o not in shared]
-        for override in sorted(distinct, key=lambda o: (_override_key(o) != "strategy", o)):
+        # the strategy always, as the run recorded it — an override every group shares
+        # (`strategy=replay` in each job) left a group with no name at all
+        part = {"strategy": group["config"]["strategy"]}
+        distinct = [o for o in own if o not in shared and _override_key(o) != "strategy"]
+        for override in sorted(distinct):
             key, _, value = override.partition("=")
             part[key] = value
         parts.append(part)

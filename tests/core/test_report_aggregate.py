@@ -728,3 +728,17 @@ def test_a_run_the_report_cannot_check_is_skipped_with_its_reason_not_pooled(
     (skipped,) = report["skipped"]
     assert skipped["path"] == str(bad / "results.json")
     assert skipped["reason"].startswith(reason), skipped["reason"]
+
+
+def test_a_strategy_every_group_sets_by_override_still_names_the_groups(tmp_path: Path) -> None:
+    """`trmgym run -m strategy=replay seed=0,1` plus one run with strategy.mix_ratio=1.0: the
+    shared `strategy=replay` override was dropped as shared, leaving the first group unnamed."""
+    replay = {"name": "replay", "mix_ratio": 0.5}
+    for seed in (0, 1):
+        run = write_run(tmp_path / f"r{seed}", seed=seed, strategy="replay", strategy_config=replay)
+        write_overrides(run, "strategy=replay", f"seed={seed}")
+    mixed = {"name": "replay", "mix_ratio": 1.0}
+    extra = write_run(tmp_path / "mix", seed=0, strategy="replay", strategy_config=mixed)
+    write_overrides(extra, "strategy=replay", "strategy.mix_ratio=1.0", "seed=0")
+    names = [name for name, _ in group_names(group_runs(scan_runs([tmp_path])[0]))]
+    assert sorted(names) == ["strategy=replay", "strategy=replay,strategy.mix_ratio=1.0"]
