@@ -503,3 +503,32 @@ def test_a_continual_run_and_a_fewshot_run_never_share_a_directory(tmp_path: Pat
     refused = _cli(tmp_path, *TINY, "hydra.run.dir=cont")
     assert refused.returncode == 2 and "holds a continual run" in refused.stderr
     assert not (tmp_path / "cont" / "fewshot.json").exists()
+
+
+def test_k1_is_scored_on_the_same_pairs_whatever_other_k_a_run_lists() -> None:
+    """One stream drew every held-out pair after the first max(k_shots) demos, so a run with
+    k_shots=[1] and one with [1, 2, 3] scored k=1 on different demos and query grids."""
+    from trmgym.meta.fewshot import FewShotSplits
+
+    def batches(k_shots: list[int], heldout_families: list[str]) -> dict:
+        config = FewShotConfig(
+            k_shots=k_shots,
+            heldout_families=heldout_families,
+            arc_tasks=0,
+            train_tasks_per_family=3,
+            heldout_tasks_per_family=2,
+            max_size=4,
+        )
+        rng = np.random.default_rng(np.random.SeedSequence(5, spawn_key=(3,)))
+        return FewShotSplits(config).heldout_batches(rng)
+
+    one, three = batches([1], ["flip"]), batches([1, 2, 3], ["flip"])
+    for split in ("heldout_params", "heldout_families"):
+        (a,), (b,) = one[split], three[split]
+        assert torch.equal(a.query_x, b.query_x) and torch.equal(a.query_y, b.query_y)
+        assert torch.equal(a.support_x, b.support_x[:, :1])
+        assert torch.equal(a.support_y, b.support_y[:, :1])
+        assert not torch.equal(b.support_x[:, 0], b.support_x[:, 1])  # fresh pairs, not copies
+    # nor does a split depend on whether the other one is there
+    (alone,) = batches([1], [])["heldout_params"]
+    assert torch.equal(alone.query_x, one["heldout_params"][0].query_x)

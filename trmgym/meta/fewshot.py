@@ -74,7 +74,7 @@ from trmgym.envs.tokens import COLOR_OFFSET, PAD
 from trmgym.meta.episodic import EpisodicLearner, attach_memory, check_memory_method
 from trmgym.meta.maml import ALGORITHMS, MAML
 from trmgym.meta.settings import FewShotConfig, MetaConfig, protocol_dict
-from trmgym.meta.tasks import FewShotBatch, TRMObjective, arcgen_batch
+from trmgym.meta.tasks import FewShotBatch, TRMObjective, arcgen_batch, fixed_arcgen_batch
 from trmgym.workers import spawn_pool, stop_workers
 
 __all__ = [
@@ -150,10 +150,25 @@ class FewShotSplits:
 
     def heldout_batches(self, rng: np.random.Generator) -> dict[str, list[FewShotBatch]]:
         """Each split's held-out tasks: ARCGen splits as one batch with ``max(k_shots)`` support
-        and ``query`` query pairs; ARC tasks one batch each (their own pairs)."""
+        and ``query`` query pairs; ARC tasks one batch each (their own pairs).
+
+        Every ARCGen pair has its own generator (:func:`fixed_arcgen_batch`, one seed drawn from
+        ``rng``): a split's query grids, and the first ``k`` demos of each task, do not depend on
+        ``k_shots`` or on the other split, so ``k = 1`` is scored on the same pairs whichever
+        other k a run lists."""
         config = self.config
+        seed = int(rng.integers(2**63))
         out: dict[str, list[FewShotBatch]] = {
-            split: [arcgen_batch(self.source, ids, max(config.k_shots), config.query, rng)]
+            split: [
+                fixed_arcgen_batch(
+                    self.source,
+                    ids,
+                    max(config.k_shots),
+                    config.query,
+                    seed,
+                    stream=SPLITS.index(split),
+                )
+            ]
             for split, ids in self.heldout.items()
         }
         if self.arc:

@@ -101,6 +101,47 @@ def arcgen_batch(
     return FewShotBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], torch.from_numpy(ids))
 
 
+def fixed_arcgen_batch(
+    source: ARCGenSource,
+    task_ids: Sequence[int] | np.ndarray,
+    k: int,
+    q: int,
+    seed: int,
+    stream: int = 0,
+) -> FewShotBatch:
+    """Like :func:`arcgen_batch`, but each pair comes from its own generator, keyed by
+    ``(stream, task, support|query, index)`` under ``seed``: the query pairs and the first ``j``
+    support pairs of a task are the same whatever ``k``, ``q`` and the other tasks are. A
+    held-out set drawn this way scores ``k = 1`` on the same demos and query grids in a run
+    with ``k_shots=[1]`` as in one with ``[1, 2, 3]`` (one stream drew every pair after the
+    first ``max(k_shots)`` support pairs, so all of them moved with it).
+
+    Args:
+        source, task_ids, k, q: as :func:`arcgen_batch`.
+        seed: an int ``>= 0``, the root of every pair's generator.
+        stream: tells apart batches under one seed (a split's index).
+    """
+    k, q = check_count("k", k), check_count("q", q)
+    ids = np.asarray(task_ids, dtype=np.int64)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"task_ids must be a non-empty 1-D list of task ids, got {task_ids!r}")
+    pairs = [  # [tasks * (k + q)] in task-major order, support then query, as arcgen_batch
+        source.sample_pairs(
+            np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, task, role, i))),
+            np.array([task]),
+        )
+        for task in ids.tolist()
+        for role, count in ((0, k), (1, q))
+        for i in range(count)
+    ]
+    inputs = np.concatenate([p[0] for p in pairs])
+    outputs = np.concatenate([p[1] for p in pairs])
+    cells = source.max_size * source.max_size
+    x = torch.from_numpy(colors_to_tokens_padded(inputs).reshape(len(ids), k + q, cells))
+    y = torch.from_numpy(colors_to_tokens_padded(outputs).reshape(len(ids), k + q, cells))
+    return FewShotBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], torch.from_numpy(ids))
+
+
 class TRMObjective:
     """A TRM's loss and prediction as pure functions of a parameter dict.
 
