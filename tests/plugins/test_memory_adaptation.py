@@ -137,6 +137,31 @@ def test_adaptation_changes_the_weights_inside_and_restores_everything_exactly()
         assert same, key
 
 
+def test_an_adaptation_that_raises_its_own_loss_is_dropped_and_counted() -> None:
+    """Adam's first steps at a high adapt_lr overshoot (5 steps once took a solved task's exact
+    accuracy from 0.99 to 0.03): such weights are dropped, the puzzles answered unadapted."""
+    strategy = Memory(adapt_steps=1, adapt_lr=10.0)  # one huge step: the local loss rises
+    agent, plugins = filled(strategy)
+    model = agent.model
+    weights = tensors(model)
+    slots = torch.nonzero(agent.memory_reader.memory.used).squeeze(1).numpy()
+    inputs, _, tasks = strategy.episodes.get(slots)
+    with plugins.adapted(agent, inputs.reshape(-1, 3, 3), tasks):
+        assert all(torch.equal(v, weights[k]) for k, v in tensors(model).items())
+    assert (strategy.adaptations, strategy.adaptations_reverted) == (1, 1)
+    assert plugins.metrics(model)["memory/adaptations_reverted"] == 1.0
+    good = Memory(adapt_steps=3, adapt_lr=1e-2)  # the local loss falls: kept, not counted
+    agent, plugins = filled(good)
+    with plugins.adapted(agent, inputs.reshape(-1, 3, 3), tasks):
+        assert any(not torch.equal(v, weights[k]) for k, v in tensors(agent.model).items())
+    assert (good.adaptations, good.adaptations_reverted) == (1, 0)
+    state = good.state_dict()  # the counts are checkpointed; older checkpoints start at 0
+    assert (state["adaptations"], state["adaptations_reverted"]) == (1, 0)
+    restored = Memory()
+    restored.load_state_dict({k: v for k, v in state.items() if not k.startswith("adaptations")})
+    assert (restored.adaptations, restored.adaptations_reverted) == (0, 0)
+
+
 def test_an_exception_inside_still_restores_the_weights() -> None:
     strategy = Memory(adapt_steps=2, adapt_lr=1e-2)
     agent, plugins = filled(strategy)

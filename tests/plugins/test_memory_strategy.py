@@ -107,6 +107,7 @@ def test_the_bank_persists_across_tasks() -> None:
         "memory/hit_rate": None,
         "memory/evictions": 0.0,
         "memory/writes": 12.0,
+        "memory/adaptations_reverted": 0.0,
     }
     # a bank that loses its contents between updates (a fresh agent) is refused
     with pytest.raises(RuntimeError, match="replaced or reset"):
@@ -260,7 +261,13 @@ def test_trmgym_run_with_memory_records_it_and_logs_memory_scalars(tmp_path: Pat
     # two tasks of 10 steps in chunks of eval_every=20: one chunk each, logged at its end
     assert {tag: [s for s, _ in values] for tag, values in scalars.items()} == {
         tag: [10, 20]
-        for tag in ("memory/occupancy", "memory/hit_rate", "memory/evictions", "memory/writes")
+        for tag in (
+            "memory/occupancy",
+            "memory/hit_rate",
+            "memory/evictions",
+            "memory/writes",
+            "memory/adaptations_reverted",
+        )
     }
     occupancy = [value for _, value in scalars["memory/occupancy"]]
     writes = [value for _, value in scalars["memory/writes"]]

@@ -364,6 +364,11 @@ class Memory(Strategy):
        any of them), plus ``adapt_l2 / 2 * ||theta - theta_eval||^2`` (MbPA's pull towards the
        global weights). The held-out puzzles are answered with the adapted weights, which are
        then discarded: the weights, their gradients and the bank come back exactly as they were.
+       Adapted weights whose loss on the local set is not below the loss they started from are
+       dropped and the puzzles answered unadapted (``memory/adaptations_reverted`` counts them):
+       Adam's first steps at ``adapt_lr`` can overshoot — on a task the weights already solved,
+       5 steps took the local loss from 0.03 to 0.3 and exact accuracy from 0.99 to 0.03 — and
+       an adaptation that made its own objective worse has no business answering.
 
     The paper adapts per test example; here one adaptation serves one evaluation batch (one
     task's held-out puzzles), on the union of their neighbours — the same retrieval, at the cost
@@ -435,6 +440,10 @@ class Memory(Strategy):
         #: the puzzle behind each slot (allocated with the bank's capacity at the first update)
         self.episodes: SlotEpisodes | None = None
         self._episodes_state: dict[str, Any] | None = None  # loaded before the first update
+        #: local adaptations run, and those whose loss on the local set ended no lower than it
+        #: started, whose weights were dropped (the evaluation answered unadapted)
+        self.adaptations = 0
+        self.adaptations_reverted = 0
 
     def reader_of(self, model: nn.Module) -> MemoryReader:
         """The memory reader of ``model``; ValueError naming ``agent.memory`` when it has none."""
@@ -512,17 +521,31 @@ class Memory(Strategy):
         grads = [p.grad for p in params]
         inputs, targets = stored_inputs[local], stored_targets[local]
         local_tasks = stored_tasks[local] if task is not None else None
+
+        def objective() -> torch.Tensor:
+            loss = _deep_supervision_loss(agent, inputs, targets, local_tasks)
+            if self.adapt_l2 > 0:
+                pull = sum(((p - s) ** 2).sum() for p, s in zip(params, saved))
+                loss = loss + 0.5 * self.adapt_l2 * pull
+            return loss
+
         try:
             with torch.enable_grad():
                 optimizer = torch.optim.Adam(params, lr=self.adapt_lr)
-                for _ in range(self.adapt_steps):
-                    loss = _deep_supervision_loss(agent, inputs, targets, local_tasks)
-                    if self.adapt_l2 > 0:
-                        pull = sum(((p - s) ** 2).sum() for p, s in zip(params, saved))
-                        loss = loss + 0.5 * self.adapt_l2 * pull
+                for step in range(self.adapt_steps):
+                    loss = objective()
+                    if step == 0:
+                        before = float(loss.detach())
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+            with torch.no_grad():
+                after = float(objective())
+                self.adaptations += 1
+                if not after < before:  # Adam's first steps can overshoot: never answer worse
+                    self.adaptations_reverted += 1
+                    for p, s in zip(params, saved):
+                        p.copy_(s)
             yield
         finally:
             with torch.no_grad():
@@ -557,17 +580,30 @@ class Memory(Strategy):
             "memory/hit_rate": bank.hit_rate,
             "memory/evictions": float(bank.evictions),
             "memory/writes": float(bank.writes),
+            "memory/adaptations_reverted": float(self.adaptations_reverted),
         }
 
     def state_dict(self) -> dict[str, Any]:
         # the bank itself is the agent's (its network's state_dict); the puzzles behind its slots
         # are this strategy's
         episodes = self.episodes.state_dict() if self.episodes is not None else self._episodes_state
-        return {**super().state_dict(), "bank_writes": self.bank_writes, "episodes": episodes}
+        counts = {
+            "adaptations": self.adaptations,
+            "adaptations_reverted": self.adaptations_reverted,
+        }
+        return {
+            **super().state_dict(),
+            "bank_writes": self.bank_writes,
+            "episodes": episodes,
+            **counts,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.bank_writes = int(state["bank_writes"])
+        # checkpoints written before these counts were kept start them at 0
+        self.adaptations = int(state.get("adaptations", 0))
+        self.adaptations_reverted = int(state.get("adaptations_reverted", 0))
         self.episodes, self._episodes_state = None, state.get("episodes")
         if self.reader is not None and self._episodes_state is not None:
             self._attach_episodes(self.reader)
