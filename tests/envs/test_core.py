@@ -251,3 +251,25 @@ def test_a_truncated_episode_also_needs_reset() -> None:
         env.step(0)
     env.reset(seed=0)
     env.step(0)  # a new episode steps again
+
+
+def test_an_unknown_keyword_names_what_the_env_and_its_family_take() -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"unknown keyword argument\(s\) \['bogus'\]; the env takes \[.*'max_steps'.*\] and SudokuSource takes \[.*'blanks'.*\]",
+    ):
+        gym.make("trmgym/Sudoku-v0", size=4, bogus=1)
+    with pytest.raises(
+        TypeError,
+        match=r"\['bogus'\]; the env takes \[.*'max_episode_steps'.*\] and MazeSource takes",
+    ):
+        gym.make_vec("trmgym/Maze-v0", num_envs=2, bogus=1)
+
+
+def test_the_vector_env_takes_the_single_env_s_max_steps_too() -> None:
+    """The README and the single env say max_steps=; the vector env's own name is
+    max_episode_steps, and max_steps fell through to the family's source as a TypeError."""
+    vec = gym.make_vec("trmgym/Maze-v0", num_envs=2, size=7, action_mode="walk", max_steps=5)
+    assert vec.max_episode_steps == 5
+    with pytest.raises(TypeError, match="give max_steps or max_episode_steps"):
+        gym.make_vec("trmgym/Maze-v0", num_envs=2, max_steps=5, max_episode_steps=4)

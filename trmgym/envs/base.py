@@ -17,6 +17,18 @@ from trmgym.envs.render import ansi_panels, rgb_panels
 from trmgym.envs.source import PuzzleSource
 
 RENDER_MODES = ["ansi", "rgb_array"]
+#: keywords every single env takes besides its family's own (named when a keyword is unknown)
+ENV_KEYWORDS = (
+    "canvas",
+    "action_mode",
+    "expose_target",
+    "step_cost",
+    "solve_bonus",
+    "holdout",
+    "reward",
+    "max_steps",
+    "render_mode",
+)
 
 
 def render_row(core: PuzzleCore, row: int, render_mode: str, expose_target: bool) -> Any:
@@ -125,6 +137,7 @@ class PuzzleEnv(gym.Env):
             render_mode=render_mode,
             render_modes=RENDER_MODES,
             source_kwargs=source_kwargs,
+            env_keywords=ENV_KEYWORDS,
         )
         self.source = self.core.source
         self.holdout = self.core.holdout

@@ -9,6 +9,7 @@ puzzles from a :class:`~trmgym.envs.source.PuzzleSource`, checking actions, scor
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -466,9 +467,24 @@ def build_core(
     render_mode: str | None,
     render_modes: list[str],
     source_kwargs: dict[str, Any],
+    env_keywords: tuple[str, ...] = (),
 ) -> PuzzleCore:
     """Check the env-level arguments shared by the single and vector envs, then build the
-    family's source and a :class:`PuzzleCore` of ``batch_size`` puzzles over it."""
+    family's source and a :class:`PuzzleCore` of ``batch_size`` puzzles over it.
+
+    Raises:
+        TypeError: a keyword neither the env (``env_keywords``, for the message) nor the
+            family's source takes, naming both lists.
+    """
+    accepted = inspect.signature(source_cls.__init__).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted):
+        own = [p.name for p in accepted if p.name != "self" and p.kind is not p.VAR_POSITIONAL]
+        unknown = sorted(set(source_kwargs) - set(own))
+        if unknown:
+            raise TypeError(
+                f"unknown keyword argument(s) {unknown}; the env takes {sorted(env_keywords)} "
+                f"and {source_cls.__name__} takes {sorted(own)}"
+            )
     if render_mode is not None and render_mode not in render_modes:
         raise ValueError(f"render_mode must be None or one of {render_modes}, got {render_mode!r}")
     if not isinstance(expose_target, bool):

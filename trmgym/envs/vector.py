@@ -17,10 +17,13 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from trmgym.envs.base import RENDER_MODES, render_row
+from trmgym.envs.base import ENV_KEYWORDS, RENDER_MODES, render_row
 from trmgym.envs.core import build_core
 from trmgym.envs.row_options import RowOptions
 from trmgym.envs.source import PuzzleSource
+
+#: keywords every vector env takes besides its family's own (``max_steps`` is an alias)
+VECTOR_ENV_KEYWORDS = (*ENV_KEYWORDS, "num_envs", "max_episode_steps", "autoreset_mode")
 
 
 def _autoreset_mode(value: Any) -> AutoresetMode:
@@ -122,6 +125,14 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
         ):
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         self.num_envs = int(num_envs)
+        if "max_steps" in source_kwargs:  # the single env's name for it (and the README's)
+            if max_episode_steps is not None:
+                raise TypeError(
+                    "give max_steps or max_episode_steps (the same limit), not both: got "
+                    f"max_steps={source_kwargs['max_steps']!r}, "
+                    f"max_episode_steps={max_episode_steps!r}"
+                )
+            max_episode_steps = source_kwargs.pop("max_steps")
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.core = build_core(
@@ -137,6 +148,7 @@ class PuzzleVectorEnv(gym.vector.VectorEnv):
             render_mode=render_mode,
             render_modes=RENDER_MODES,
             source_kwargs=source_kwargs,
+            env_keywords=VECTOR_ENV_KEYWORDS,
         )
         self.source = self.core.source
         self.holdout = self.core.holdout
