@@ -37,7 +37,11 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from trmgym.agents.baseline_configs import BASELINE_AGENTS, BaselineAgentConfig
+from trmgym.agents.baseline_configs import (
+    BASELINE_AGENTS,
+    BaselineAgentConfig,
+    RandomAgentConfig,
+)
 from trmgym.agents.memory_reader import MemoryConfig
 from trmgym.agents.trm_agent import TRMAgentConfig
 from trmgym.checks import positive_int
@@ -543,22 +547,26 @@ def build_curriculum(node: dict[str, Any], seed: int = 0, name: str | None = Non
     return plugin
 
 
-def curriculum_choice() -> str | None:
-    """The ``curriculum=`` choice of the Hydra job running now (``None`` outside one, or when the
-    curriculum node was written inline)."""
+def group_choice(group: str = "curriculum") -> str | None:
+    """The ``<group>=`` choice (``curriculum``, ``curiosity``) of the Hydra job running now
+    (``None`` outside one, or when the node was written inline)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
-    choice = HydraConfig.get().runtime.choices.get("curriculum")
+    choice = HydraConfig.get().runtime.choices.get(group)
     return None if choice in (None, "null") else str(choice)
 
 
-def build_curiosity(node: dict[str, Any], seed: int = 0) -> Plugin:
-    """Instantiate a ``curiosity`` node (:func:`build_plugin_node`)."""
+def build_curiosity(node: dict[str, Any], seed: int = 0, name: str | None = None) -> Plugin:
+    """Instantiate a ``curiosity`` node (:func:`build_plugin_node`); its ``label`` (what the
+    banner shows) is ``name`` (the run's ``curiosity=`` choice: ``episodic_count``, not the
+    ``count`` bonus it configures) or else the bonus's kind."""
     from trmgym.experiment import CURIOSITY_PURPOSE
 
-    return build_plugin_node(node, "curiosity", seed, CURIOSITY_PURPOSE)
+    plugin = build_plugin_node(node, "curiosity", seed, CURIOSITY_PURPOSE)
+    plugin.label = name or getattr(plugin, "kind", "curiosity")
+    return plugin
 
 
 def typed(cfg: Any) -> DictConfig:
@@ -614,7 +622,7 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
     plugin_configs = [OmegaConf.to_container(node, resolve=True) for node in cfg.plugins or []]
     if cfg.get("curriculum") is not None:
         node = curriculum_node(cfg)
-        curriculum = build_curriculum(node, seed=int(cfg.seed), name=curriculum_choice())
+        curriculum = build_curriculum(node, seed=int(cfg.seed), name=group_choice("curriculum"))
         check = getattr(curriculum, "check_tasks", None)
         if check is not None:  # levels the envs refuse fail now, not at the first reset
             check(tasks)
@@ -623,7 +631,7 @@ def build_run(cfg: DictConfig, run_dir: str | Path) -> ContinualRun:
         plugin_configs.append({k: v for k, v in node.items() if k != "name"})
     if cfg.get("curiosity") is not None:
         node = plugin_node(cfg, "curiosity")
-        curiosity = build_curiosity(node, seed=int(cfg.seed))
+        curiosity = build_curiosity(node, seed=int(cfg.seed), name=group_choice("curiosity"))
         check_curiosity(curiosity, agent)
         curiosity.check_tasks(tasks)  # bad bonus arguments fail now, not at the first chunk
         plugins.append(curiosity)
@@ -664,11 +672,20 @@ def check_curiosity(curiosity: Plugin, agent: Any) -> None:
     DQN halting head, so with ``agent.halting=bce`` the bonus would change nothing.
 
     Raises:
-        ValueError: curiosity with the TRM agent and ``agent.halting`` other than ``dqn``.
+        ValueError: curiosity with the TRM agent and ``agent.halting`` other than ``dqn``, or
+            with the random agent.
     """
+    name = getattr(curiosity, "label", getattr(curiosity, "kind", "on"))
+    if isinstance(agent, RandomAgentConfig):
+        raise ValueError(
+            f"curiosity={name} with agent=random: the random agent learns nothing from any "
+            "reward, so the bonus would change nothing (and the run would be labelled a "
+            "curiosity run); use a Stable-Baselines3 agent (agent=sb3_ppo|sb3_dqn|"
+            "sb3_maskable_ppo), or drop curiosity for the random floor"
+        )
     if isinstance(agent, TRMAgentConfig) and agent.halting != "dqn":
         raise ValueError(
-            f"curiosity={getattr(curiosity, 'kind', 'on')} with agent.halting={agent.halting}: "
+            f"curiosity={name} with agent.halting={agent.halting}: "
             "the TRM agent learns from the reward only through its DQN halting head, so the "
             "bonus would change nothing; use agent.halting=dqn or a Stable-Baselines3 agent "
             "(agent=sb3_ppo|sb3_dqn|sb3_maskable_ppo)"

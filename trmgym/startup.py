@@ -338,10 +338,8 @@ def describe_error(error: BaseException, overrides: list[str] | None = None) -> 
             experiment = (_override_of("experiment", overrides or []) or "=quickstart").split(
                 "=", 1
             )[1]
-            hint += (
-                f" (experiment={experiment} sets {key}, a key of the TRM agent; with "
-                f"agent={baseline} use experiment=single_task env.action_mode=edit|walk, "
-                "experiment=curiosity_maze, or experiment=continual sequence=sudoku-edit)"
+            hint += f" (experiment={experiment} sets {key}, {_owners(key)}; " + _baseline_hint(
+                baseline, experiment
             )
         return f"{key}: no such key{hint}"
     if "Config group override must be a string or a list. Got NoneType" in str(error):
@@ -448,6 +446,41 @@ def _node_keys(parent: str, key: str, overrides: list[str]) -> list[str]:
     except Exception:  # noqa: BLE001 - another override is the problem
         return []
     return [str(k) for k in node] if isinstance(node, DictConfig) else []
+
+
+def _owners(key: str) -> str:
+    """Which agents have ``key`` (``agent.<field>``): "a key of the TRM agent", "a key of
+    agent=sb3_ppo|sb3_maskable_ppo", ..."""
+    from trmgym.agents.baseline_configs import BASELINE_AGENTS
+    from trmgym.agents.trm_agent import TRMAgentConfig
+
+    field = key.split(".")[1]
+    names = ["the TRM agent"] if field in TRMAgentConfig.__dataclass_fields__ else []
+    baselines = [n for n, cls in BASELINE_AGENTS.items() if field in cls.__dataclass_fields__]
+    if baselines:
+        names.append("agent=" + "|".join(baselines))
+    return "a key of " + " and ".join(names) if names else "a key of no agent"
+
+
+#: experiments a baseline agent can run, and how to run the setting of one it cannot
+BASELINE_EXPERIMENTS = (
+    "experiment=single_task env.action_mode=edit|walk",
+    "experiment=curiosity_maze",
+    "experiment=continual sequence=sudoku-edit",
+)
+#: an experiment's setting as a single_task command, for an agent that cannot take its keys
+SINGLE_TASK_OF = {
+    "curiosity_maze": "experiment=single_task env=maze env.size=9 env.action_mode=walk "
+    "env.reward=sparse run.train_steps=1500 run.batch_size=64 run.eval_episodes=256",
+}
+
+
+def _baseline_hint(agent: str, experiment: str) -> str:
+    """Where ``agent=<agent>`` runs, given that ``experiment`` sets a key it does not have."""
+    if experiment in SINGLE_TASK_OF:
+        return f"with agent={agent} run its setting as {SINGLE_TASK_OF[experiment]})"
+    others = [e for e in BASELINE_EXPERIMENTS if not e.startswith(f"experiment={experiment}")]
+    return f"with agent={agent} use {', '.join(others[:-1])} or {others[-1]})"
 
 
 def _null_parent(overrides: list[str]) -> str | None:

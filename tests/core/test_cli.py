@@ -143,7 +143,20 @@ def test_a_baseline_agent_on_an_experiment_with_trm_keys_is_told_which_experimen
         "n_steps, batch_size, n_epochs, gae_lambda, clip_range, ent_coef, vf_coef, "
         "max_grad_norm (experiment=quickstart sets agent.model, a key of the TRM agent; with "
         "agent=sb3_ppo use experiment=single_task env.action_mode=edit|walk, "
-        "experiment=curiosity_maze, or experiment=continual sequence=sudoku-edit)\n"
+        "experiment=curiosity_maze or experiment=continual sequence=sudoku-edit)\n"
+    )
+    # an SB3 key on the random agent: owned by the SB3 agents, and the same setting offered
+    # as a single_task command rather than the experiment that just failed
+    result = run_cli(
+        "run", "experiment=curiosity_maze", "agent=random", f"hydra.run.dir={tmp_path / 'q'}"
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "trmgym run: agent.deterministic_eval: no such key; allowed keys of agent: name "
+        "(experiment=curiosity_maze sets agent.deterministic_eval, a key of "
+        "agent=sb3_ppo|sb3_dqn|sb3_maskable_ppo; with agent=random run its setting as "
+        "experiment=single_task env=maze env.size=9 env.action_mode=walk env.reward=sparse "
+        "run.train_steps=1500 run.batch_size=64 run.eval_episodes=256)\n"
     )
 
 

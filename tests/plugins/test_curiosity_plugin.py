@@ -223,6 +223,12 @@ def test_curiosity_with_bce_halting_is_refused_and_check_tasks_builds_the_bonus(
     with pytest.raises(ValueError, match="agent.halting=bce: the TRM agent learns from the rew"):
         check_curiosity(Curiosity("count"), TRMAgentConfig(halting="bce"))
     check_curiosity(Curiosity("count"), TRMAgentConfig(halting="dqn"))
+    from trmgym.agents.baseline_configs import RandomAgentConfig, SB3PPOConfig
+
+    # the random agent learns nothing either: such a run was labelled a curiosity run
+    with pytest.raises(ValueError, match="curiosity=count with agent=random: the random agent"):
+        check_curiosity(Curiosity("count"), RandomAgentConfig())
+    check_curiosity(Curiosity("count"), SB3PPOConfig())
     from trmgym.curricula.sequence import TaskSpec
 
     maze = TaskSpec("m", "trmgym/Maze-v0", {"size": 5, "action_mode": "walk"})
@@ -287,3 +293,16 @@ def test_sb3_ppo_with_curiosity_on_a_walk_maze_resumes_exactly(
     for key in ("accuracy_matrix", "curves", "env_steps", "metrics"):
         assert resumed[key] == whole[key], key
     assert resumed_plugin.bonus.episode_counts == whole_plugin.bonus.episode_counts
+
+
+def test_a_curiosity_is_labelled_by_its_config_choice_not_its_bonus() -> None:
+    """curiosity=episodic_count configures the count bonus: the banner said `curiosity count`."""
+    from trmgym.config import build_curiosity
+
+    node = {
+        "_target_": "trmgym.plugins.curiosity.Curiosity",
+        "bonus": "count",
+        "args": {"episodic": True},
+    }
+    assert build_curiosity(node, name="episodic_count").label == "episodic_count"
+    assert build_curiosity(node).label == "count"  # built in Python, no config choice
