@@ -119,6 +119,10 @@ def test_demo_help_is_short(capsys: pytest.CaptureFixture[str]) -> None:
             ["experiment=curiosity_maze", "seed=4294967296"],
             "trmgym run: seed must be an int in [0, 2**32 - 1] with agent=sb3_ppo, got 4294967296",
         ),
+        (  # the same range below 0: it quoted the TRM's 2**63 - 1
+            ["experiment=curiosity_maze", "seed=-1"],
+            "trmgym run: seed must be an int in [0, 2**32 - 1] with agent=sb3_ppo, got -1",
+        ),
         (  # agent.model holds overrides, added with +: not "no such key" and a wrong list
             ["agent.model.hidden_size=64"],
             "trmgym run: agent.model.hidden_size: no such key; agent.model holds overrides of "

@@ -1354,6 +1354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in args.paths:
             if not path.exists():
                 raise ValueError(f"{path}: no such file or directory")
+            if path.is_file() and path.name not in (RESULTS_FILE, FEWSHOT_FILE):
+                raise ValueError(
+                    f"{path}: a file that is neither {RESULTS_FILE} nor {FEWSHOT_FILE}; give a "
+                    "run directory, one of those files, or a folder of runs"
+                )
         single = args.paths[0]
         if len(args.paths) == 1 and not results_path(single).is_file():
             fewshot = single if single.name == FEWSHOT_FILE else single / FEWSHOT_FILE

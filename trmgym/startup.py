@@ -269,13 +269,14 @@ def check_ranges(cfg: DictConfig, overrides: list[str]) -> None:
     from trmgym.experiment import MAX_SEED
 
     seed = cfg.get("seed")
-    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"seed must be an int in [0, 2**63 - 1], got {seed}")
     agent = OmegaConf.select(cfg, "hydra.runtime.choices.agent", default=None)
-    if str(agent).startswith("sb3") and isinstance(seed, int) and seed > 2**32 - 1:
-        raise UsageError(  # stable-baselines3 seeds numpy's legacy generator
-            f"seed must be an int in [0, 2**32 - 1] with agent={agent}, got {seed}"
-        )
+    if str(agent).startswith("sb3"):  # stable-baselines3 seeds numpy's legacy generator
+        if isinstance(seed, int) and not 0 <= seed <= 2**32 - 1:
+            raise UsageError(
+                f"seed must be an int in [0, 2**32 - 1] with agent={agent}, got {seed}"
+            )
+    elif isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed must be an int in [0, 2**63 - 1], got {seed}")
     bad = next(_non_finite(OmegaConf.to_container(cfg, resolve=False)), None)
     if bad is not None:
         key, value = bad

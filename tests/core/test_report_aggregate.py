@@ -742,3 +742,17 @@ def test_a_strategy_every_group_sets_by_override_still_names_the_groups(tmp_path
     write_overrides(extra, "strategy=replay", "strategy.mix_ratio=1.0", "seed=0")
     names = [name for name, _ in group_names(group_runs(scan_runs([tmp_path])[0]))]
     assert sorted(names) == ["strategy=replay", "strategy=replay,strategy.mix_ratio=1.0"]
+
+
+def test_a_file_that_is_no_results_file_is_named_as_such(tmp_path: Path) -> None:
+    """It was read as its folder's results.json and the error named that path instead."""
+    script = tmp_path / "checkers.py"
+    script.write_text("print('hi')")
+    write_run(tmp_path / "run", seed=0)
+    for argv in ([str(script)], [str(tmp_path / "run"), str(script)]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert str(stop.value) == (
+            f"trmgym report: error: {script}: a file that is neither results.json nor "
+            "fewshot.json; give a run directory, one of those files, or a folder of runs"
+        )
