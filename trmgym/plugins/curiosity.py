@@ -100,7 +100,7 @@ class Curiosity(Plugin):
         self,
         bonus: str = "count",
         *,
-        coef: float = 0.01,
+        coef: float = 0.1,
         update_every: int = 16,
         args: Mapping[str, Any] | None = None,
         parts: Mapping[str, Mapping[str, Any]] | None = None,
