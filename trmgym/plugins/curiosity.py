@@ -78,7 +78,8 @@ class Curiosity(Plugin):
             (:class:`~trmgym.curiosity.RND`), ``"surprise"``
             (:class:`~trmgym.curiosity.ForwardModelSurprise`) or ``"combined"`` (a
             :class:`~trmgym.curiosity.CombinedBonus` of ``parts``).
-        coef: weight of the intrinsic reward, a float ``>= 0`` (reward units per unit bonus).
+        coef: weight of the intrinsic reward, a float ``>= 0`` (reward units per unit bonus;
+            default 0.1, as `curiosity.coef` in every config).
         update_every: training-env steps between the bonus module's training steps (an int
             ``>= 1``; each trains on the transitions since the last).
         args: keyword arguments of the bonus class (e.g. ``{beta: 0.1, episodic: true,
