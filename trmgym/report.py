@@ -57,7 +57,9 @@ from trmgym.results import (
     METRIC_NAMES,
     MISMATCH_TOLERANCE,
     RESULTS_FILE,
+    _natural,
     as_matrix,
+    bootstrap_stats,
     check_metrics,
     forward_transfer,
     json_ready,
@@ -751,6 +753,184 @@ def fewshot_html(doc: Mapping[str, Any], image: Path | None) -> str:
     return "\n".join(parts)
 
 
+def find_fewshot_runs(paths: Sequence[Path]) -> list[Path]:
+    """Folders holding ``fewshot.json`` at or below ``paths`` (or the folder of a given
+    ``fewshot.json``), sorted, each once; a run directory's own subfolders are not searched."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            found += [path.parent] if path.name == FEWSHOT_FILE else []
+            continue
+        for folder, subfolders, files in os.walk(path):
+            if FEWSHOT_FILE in files:
+                found.append(Path(folder))
+                subfolders.clear()
+    return sorted(set(found), key=_natural)
+
+
+def fewshot_sweep(paths: Sequence[Path], *, reps: int = DEFAULT_REPS, seed: int = 0) -> dict:
+    """Few-shot runs below ``paths`` pooled over seeds: runs whose ``fewshot.json`` records the
+    same configuration but for the seed form a group; per method, split, ``k`` and step, the
+    mean query accuracy over the group's seeds with a 95% bootstrap interval
+    (:func:`trmgym.results.bootstrap_stats`, Agarwal et al. 2021).
+
+    Returns:
+        ``{"groups": {name: {"n_runs", "runs", "seeds", "config", "methods": {method: [{"split",
+        "k_shot", "steps", "accuracy" (means), "ci95", "values" (per step, per run)}]}}},
+        "n_found", "skipped": [{"path", "reason"}], "unfinished": [run directories whose
+        fewshot.json is not complete]}``. A seed found twice in a group counts once (the
+        first by path; the repeat is skipped with its reason).
+    """
+    skipped: list[dict[str, str]] = []
+    unfinished: list[str] = []
+    grouped: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    found = find_fewshot_runs(paths)
+    for folder in found:
+        try:
+            doc = load_fewshot(folder)
+        except ValueError as error:
+            skipped.append({"path": str(folder / FEWSHOT_FILE), "reason": str(error)})
+            continue
+        if not doc.get("complete"):
+            unfinished.append(str(folder))
+            continue
+        config = dict(doc.get("config") or {})
+        run_seed = config.pop("seed", None)
+        key = json.dumps(config, sort_keys=True, default=str)
+        runs = grouped.setdefault(key, [])
+        if any((d.get("config") or {}).get("seed") == run_seed for _, d in runs):
+            reason = f"seed {run_seed} is already in its group"
+            skipped.append({"path": str(folder / FEWSHOT_FILE), "reason": reason})
+            continue
+        runs.append((folder, doc))
+    flat = {key: _flatten_config(json.loads(key)) for key in grouped}
+    groups: dict[str, Any] = {}
+    for key, runs in grouped.items():
+        distinct = {
+            k: v
+            for k, v in flat[key].items()
+            if any(other.get(k, object()) != v for other in flat.values())
+        }
+        name = ",".join(f"{k}={v}" for k, v in sorted(distinct.items())) or "fewshot"
+        groups[name] = {
+            "n_runs": len(runs),
+            "runs": [str(folder) for folder, _ in runs],
+            "seeds": [(doc.get("config") or {}).get("seed") for _, doc in runs],
+            "config": distinct,
+            "methods": _pooled_methods([doc for _, doc in runs], reps=reps, seed=seed),
+        }
+    return json_ready(
+        {"groups": groups, "n_found": len(found), "skipped": skipped, "unfinished": unfinished}
+    )
+
+
+def _flatten_config(node: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(node, Mapping):
+        out: dict[str, str] = {}
+        for k, v in node.items():
+            out.update(_flatten_config(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): json.dumps(node, sort_keys=True, default=str)}
+
+
+def _pooled_methods(docs: Sequence[Mapping[str, Any]], *, reps: int, seed: int) -> dict:
+    pooled: dict[str, list[dict[str, Any]]] = {}
+    for method, entries in docs[0]["methods"].items():
+        for entry in entries:
+            where = (entry["split"], entry["k_shot"])
+            runs = [
+                next(
+                    (e for e in d["methods"].get(method, []) if (e["split"], e["k_shot"]) == where),
+                    None,
+                )
+                for d in docs
+            ]
+            means, intervals, values = [], [], []
+            for step in entry["steps"]:
+                scores = [
+                    None
+                    if run is None or step not in run["steps"]
+                    else run["accuracy"][run["steps"].index(step)]
+                    for run in runs
+                ]
+                stats = bootstrap_stats(scores, reps=reps, seed=seed)
+                means.append(stats["mean"])
+                intervals.append(stats["ci95"])
+                values.append(scores)
+            pooled.setdefault(method, []).append(
+                {
+                    "split": entry["split"],
+                    "k_shot": entry["k_shot"],
+                    "steps": list(entry["steps"]),
+                    "accuracy": means,
+                    "ci95": intervals,
+                    "values": values,
+                    "tasks": entry.get("tasks", ""),
+                }
+            )
+    return pooled
+
+
+def fewshot_sweep_markdown(report: Mapping[str, Any]) -> str:
+    """Per group, heldout_params at its largest k: methods x steps, mean [95% CI] over seeds."""
+    lines = [
+        f"found {report['n_found']} {FEWSHOT_FILE}: {len(report['skipped'])} skipped, "
+        f"{len(report['unfinished'])} unfinished"
+    ]
+    lines += [f"skipped {s['path']}: {s['reason']}" for s in report["skipped"]]
+    lines += [
+        f"unfinished {p}: fewshot.json not complete (the same command resumes it)"
+        for p in report["unfinished"]
+    ]
+    for name, group in report["groups"].items():
+        entries = [
+            (method, e)
+            for method, es in group["methods"].items()
+            for e in es
+            if e["split"] == "heldout_params"
+        ]
+        if not entries:
+            continue
+        k = max(e["k_shot"] for _, e in entries)
+        rows = [(m, e) for m, e in entries if e["k_shot"] == k]
+        steps = sorted({s for _, e in rows for s in e["steps"]})
+        lines += [
+            "",
+            f"{name}: {group['n_runs']} seed(s) {group['seeds']}; heldout_params, k = {k}, "
+            "query exact accuracy, mean [95% CI]",
+            "",
+            "| method | " + " | ".join(f"{s} steps" for s in steps) + " |",
+            "|" + " --- |" * (len(steps) + 1),
+        ]
+        for method, e in rows:
+            cells = dict(zip(e["steps"], zip(e["accuracy"], e["ci95"])))
+            shown = []
+            for s in steps:
+                if s not in cells or cells[s][0] is None:
+                    shown.append("")
+                    continue
+                mean, ci = cells[s]
+                shown.append(f"{mean:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+            lines.append(f"| {method} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_fewshot_sweep(report: Mapping[str, Any], folder: Path) -> Path:
+    """Write ``report_fewshot.json`` and ``report_fewshot.html`` (a section per group, with its
+    pooled plot) into ``folder``; returns the JSON's path."""
+    plots = folder / "plots"
+    parts = [f"<h1>{html.escape('trmgym few-shot sweep report: ' + str(folder))}</h1>"]
+    for k, (name, group) in enumerate(report["groups"].items()):
+        plots.mkdir(exist_ok=True)
+        image = plots / f"fewshot_group{k}.png"
+        plot_fewshot(group, image)
+        parts.append(f"<h2>{html.escape(name)}: {group['n_runs']} seed(s) {group['seeds']}</h2>")
+        parts.append(fewshot_html(group, image))
+    _write_html(folder / "report_fewshot.html", "trmgym few-shot sweep report", parts)
+    text = json.dumps(json_ready(report), indent=2, allow_nan=False)
+    return _write_text(folder / "report_fewshot.json", text + "\n")
+
+
 def fewshot_matrix_html(results: Mapping[str, Any]) -> str:
     """``eval.fewshot``: few-shot accuracy of the run's model before training and after each task
     (rows), per split and ``k`` (columns), after the most adaptation steps."""
@@ -1230,15 +1410,15 @@ def _write_text(path: Path, text: str) -> Path:
     return write_text_atomic(path, text)
 
 
-def _report_folder(paths: Sequence[Path]) -> Path:
-    """Where the sweep report goes: the first folder given, unless it is a run directory (whose
-    report.html is the run's own), then the folders' common parent."""
+def _report_folder(paths: Sequence[Path], run_file: str = RESULTS_FILE) -> Path:
+    """Where the sweep report goes: the first folder given, unless it is a run directory (it
+    holds ``run_file``; its report.html is the run's own), then the folders' common parent."""
     first = paths[0].parent if paths[0].is_file() else paths[0]
-    if not (first / RESULTS_FILE).is_file():
+    if not (first / run_file).is_file():
         return first
     common = Path(os.path.commonpath([str(p.resolve()) for p in paths]))
     common = common.parent if common.is_file() else common
-    if (common / RESULTS_FILE).is_file():
+    if (common / run_file).is_file():
         raise ValueError(
             f"{common} is a run directory: give the folder that holds the runs, so the sweep's "
             "report.html does not replace the run's own"
@@ -1371,10 +1551,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.reference is not None:
             raise ValueError("--reference needs exactly one run directory (or results.json)")
         sys.stderr.write(f"trmgym report: {args.reps} bootstrap replications per interval\n")
-        report, out = write_sweep_report(args.paths, reps=args.reps, seed=args.seed)
-        where = " below " + ", ".join(map(str, args.paths))
-        sys.stdout.write(sweep_markdown(report, where))
-        sys.stdout.write(f"report: {out} and {out.with_name('report.html')}\n")
+        few = fewshot_sweep(args.paths, reps=args.reps, seed=args.seed)
+        try:
+            report, out = write_sweep_report(args.paths, reps=args.reps, seed=args.seed)
+        except ValueError:
+            if not few["groups"]:  # neither kind of run: the continual report's reasons
+                raise
+        else:
+            where = " below " + ", ".join(map(str, args.paths))
+            sys.stdout.write(sweep_markdown(report, where))
+            sys.stdout.write(f"report: {out} and {out.with_name('report.html')}\n")
+        if few["groups"]:  # few-shot runs (fewshot.json), pooled over seeds
+            sys.stdout.write(fewshot_sweep_markdown(few))
+            written = write_fewshot_sweep(few, _report_folder(args.paths, FEWSHOT_FILE))
+            sys.stdout.write(f"report: {written} and {written.with_suffix('.html')}\n")
         return 0
     except ValueError as error:
         raise SystemExit(f"trmgym report: error: {error}") from None
