@@ -1218,6 +1218,11 @@ def sweep_markdown(report: Mapping[str, Any], where: str = "") -> str:
         for item in report.get("diverged", [])
     ]
     lines += [
+        f"failed {item['path']}: no results.json and no checkpoint; its cli.log ends: "
+        f"{item['message']}"
+        for item in report.get("failed", [])
+    ]
+    lines += [
         f"mismatch {item['path']}: {item['metric']} stored {_fmt(item['stored'], 6)}, "
         f"recomputed from its accuracy matrix {_fmt(item['recomputed'], 6)} (the stored value "
         "is pooled)"
@@ -1349,6 +1354,13 @@ def write_sweep_html(report: Mapping[str, Any], folder: str | Path) -> Path:
             else ""
         )
         + (
+            f"; {len(report['failed'])} job(s) with no results.json nor checkpoint (failed when "
+            "started), in no group: "
+            + e("; ".join(f"{d['path']}: {d['message']}" for d in report["failed"]))
+            if report.get("failed")
+            else ""
+        )
+        + (
             f"; {len(report['diverged'])} run(s) whose training diverged (diverged.json), in no "
             "group: " + e("; ".join(f"{d['path']}: {d['message']}" for d in report["diverged"]))
             if report.get("diverged")
@@ -1450,6 +1462,7 @@ def write_sweep_report(
             f"unfinished {path} (the same command resumes it)" for path in report["unfinished"]
         ]
         stopped += [f"diverged {d['path']} ({d['message']})" for d in report["diverged"]]
+        stopped += [f"failed {d['path']} ({d['message']})" for d in report["failed"]]
         raise ValueError(
             f"{where}: no readable {RESULTS_FILE} at any depth"
             + (f" ({reasons})" if reasons else "")

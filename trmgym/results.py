@@ -228,6 +228,16 @@ def check_metrics(results: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str
     return rows, reason
 
 
+def _last_line(log: Path) -> str:
+    """The last non-empty line of a run's cli.log (what a failed job said), or why there is none."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    except OSError:
+        return "no results.json, no checkpoint and no readable cli.log"
+    said = [line for line in lines if line]
+    return said[-1] if said else "no results.json, no checkpoint; its cli.log is empty"
+
+
 def write_diverged(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
     """Write ``record`` (``task``, ``chunk``, ``env_steps``, ``message``) as
     ``run_dir/diverged.json`` (:data:`DIVERGED_FILE`), atomically."""
@@ -931,7 +941,10 @@ def sweep_report(
         pooled run's stored metric that differs from the one :func:`check_metrics` recomputes
         from its accuracy matrix (an edited or corrupt results.json; its stored value is what is
         pooled)], "unfinished": [run directories with a checkpoint but no
-        results.json, in no group: the same command resumes them], "diverged": [{"path",
+        results.json, in no group: the same command resumes them], "failed": [{"path",
+        "message"}: job directories with a cli.log but no results.json nor checkpoint (a job
+        that failed when it started, or one starting now), with the log's last line],
+        "diverged": [{"path",
         "message"}: runs whose training diverged (diverged.json), in no group],
         "probability_of_improvement": {"metric", "better",
         "definition", "pairs": [{"x", "y", "p_x_better", "ci95", "n_x", "n_y"}]}, "bootstrap"}``,
@@ -945,6 +958,7 @@ def sweep_report(
     unfinished: list[Path] = []
     loaded, skipped, n_found = scan_runs(paths, unfinished)
     stopped = [(path, read_diverged(path)) for path in unfinished]
+    has_checkpoint = {path: (path / "checkpoints" / "last.pt").is_file() for path in unfinished}
     unreadable = len(skipped)
     groups = group_runs(loaded)
     named = sorted(zip(group_names(groups), groups), key=lambda item: _natural_text(item[0][0]))
@@ -1002,7 +1016,14 @@ def sweep_report(
             "n_repeats": len(skipped) - unreadable,
             "skipped": skipped,
             "mismatches": mismatches,
-            "unfinished": [str(path) for path, why in stopped if why is None],
+            "unfinished": [
+                str(path) for path, why in stopped if why is None and has_checkpoint[path]
+            ],
+            "failed": [
+                {"path": str(path), "message": _last_line(path / "cli.log")}
+                for path, why in stopped
+                if why is None and not has_checkpoint[path]
+            ],
             "diverged": [
                 {"path": str(path), "message": why["message"]}
                 for path, why in stopped
@@ -1222,8 +1243,8 @@ def _walk_runs(
     root: Path, errors: list[dict[str, str]], unfinished: list[Path] | None = None
 ) -> list[Path]:
     """Folders holding results.json at ``root`` or any depth below; unreadable folders ->
-    ``errors``; folders with a checkpoint (``checkpoints/last.pt``) or a ``diverged.json`` but
-    no results.json — runs that have not finished — -> ``unfinished``."""
+    ``errors``; folders with a checkpoint (``checkpoints/last.pt``), a ``diverged.json`` or a
+    ``cli.log`` but no results.json — runs that have not finished — -> ``unfinished``."""
 
     def unreadable(error: OSError) -> None:
         errors.append({"path": str(error.filename), "reason": f"cannot list ({error.strerror})"})
@@ -1233,8 +1254,12 @@ def _walk_runs(
         if RESULTS_FILE in files:
             found.append(Path(folder))
             subfolders.clear()  # a run's own checkpoints/, tb/, plots/, .hydra/ hold no runs
-        elif DIVERGED_FILE in files or (
-            "checkpoints" in subfolders and (Path(folder) / "checkpoints" / "last.pt").is_file()
+        elif (
+            DIVERGED_FILE in files
+            or "cli.log" in files  # a job that failed before its first checkpoint leaves its log
+            or (
+                "checkpoints" in subfolders and (Path(folder) / "checkpoints" / "last.pt").is_file()
+            )
         ):
             if unfinished is not None:
                 unfinished.append(Path(folder))

@@ -756,3 +756,24 @@ def test_a_file_that_is_no_results_file_is_named_as_such(tmp_path: Path) -> None
             f"trmgym report: error: {script}: a file that is neither results.json nor "
             "fewshot.json; give a run directory, one of those files, or a folder of runs"
         )
+
+
+def test_a_sweep_job_that_failed_when_it_started_is_named_with_its_last_log_line(
+    tmp_path: Path,
+) -> None:
+    """A job refused when its run was built keeps only its cli.log (and lock): no checkpoint, so
+    it was not "unfinished" either, and its grid point vanished from the report."""
+    write_seeds(tmp_path, "naive", [0.5, 0.6])
+    job = tmp_path / "replay_0"
+    job.mkdir()
+    (job / "cli.log").write_text("[INFO] start\ntrmgym run: job 1: strategy=replay needs ...\n\n")
+    (job / ".trmgym.lock").write_text("")
+    report = sweep_report([tmp_path], reps=REPS)
+    assert report["unfinished"] == [] and report["diverged"] == []
+    assert report["failed"] == [
+        {"path": str(job), "message": "trmgym run: job 1: strategy=replay needs ..."}
+    ]
+    assert (
+        f"failed {job}: no results.json and no checkpoint; its cli.log ends: trmgym run: job 1"
+        in sweep_markdown(report)
+    )
