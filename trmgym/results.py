@@ -1254,6 +1254,8 @@ def _walk_runs(
         if RESULTS_FILE in files:
             found.append(Path(folder))
             subfolders.clear()  # a run's own checkpoints/, tb/, plots/, .hydra/ hold no runs
+        elif "fewshot.json" in files:  # a few-shot run: `trmgym report` pools those apart
+            subfolders.clear()
         elif (
             DIVERGED_FILE in files
             or "cli.log" in files  # a job that failed before its first checkpoint leaves its log

@@ -768,6 +768,10 @@ def test_a_sweep_job_that_failed_when_it_started_is_named_with_its_last_log_line
     job.mkdir()
     (job / "cli.log").write_text("[INFO] start\ntrmgym run: job 1: strategy=replay needs ...\n\n")
     (job / ".trmgym.lock").write_text("")
+    fewshot = tmp_path / "fewshot_0"  # a few-shot run has a cli.log too: not a failed job
+    fewshot.mkdir()
+    (fewshot / "cli.log").write_text("few-shot transfer: ...\n")
+    (fewshot / "fewshot.json").write_text('{"methods": {}, "complete": true}')
     report = sweep_report([tmp_path], reps=REPS)
     assert report["unfinished"] == [] and report["diverged"] == []
     assert report["failed"] == [
