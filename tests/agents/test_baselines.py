@@ -270,12 +270,12 @@ def test_dqn_exploration_runs_over_the_task_budget() -> None:
 
 
 def test_an_sb3_agent_needs_a_discrete_action_space() -> None:
-    env = native(2, env_id="trmgym/Sudoku-v0", size=4, blanks=4)
+    env = SB3VecEnv(native(2, env_id="trmgym/Sudoku-v0", size=4, blanks=4), seed=0)
     with pytest.raises(TypeError, match="agent=sb3_ppo needs a Discrete action space"):
         SB3Agent(
             SB3PPOConfig(),
-            observation_space=env.single_observation_space,
-            action_space=env.single_action_space,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
             num_envs=2,
         )
 
@@ -378,13 +378,3 @@ def test_ppo_refuses_chunks_shorter_than_a_rollout_and_warns_of_untrained_steps(
         warnings.simplefilter("error")
         check_rollouts(SB3PPOConfig(n_steps=5), settings, [40, 20], ["a", "b"])  # divides all
         check_rollouts(SB3DQNConfig(), settings, [7], ["a"])  # DQN trains per step
-
-
-def test_the_sb3_adapter_refuses_a_grid_mode_env_up_front() -> None:
-    """A Dict action (grid mode) was accepted and failed later, inside SB3."""
-    vec = gym.make_vec("trmgym/Sudoku-v0", num_envs=2, size=4, blanks=4, autoreset_mode="same_step")
-    with pytest.raises(
-        ValueError,
-        match=r"SB3VecEnv needs a Discrete action per row: make the env with action_mode='edit'",
-    ):
-        SB3VecEnv(vec)

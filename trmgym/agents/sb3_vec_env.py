@@ -106,14 +106,6 @@ class SB3VecEnv(VecEnv):
                 "SB3VecEnv needs a vector env made with autoreset_mode='same_step' (SB3 expects "
                 f"the next puzzle's observation in the step that ends one), got {mode!r}"
             )
-        if not isinstance(env.single_action_space, spaces.Discrete):
-            # SB3's algorithms act in Box, Discrete, MultiDiscrete or MultiBinary spaces; the
-            # grid mode's Dict action failed later, inside SB3
-            raise ValueError(
-                "SB3VecEnv needs a Discrete action per row: make the env with "
-                "action_mode='edit' (or 'walk' for Maze), got action space "
-                f"{env.single_action_space}"
-            )
         observation_space = env.single_observation_space
         if task_label is not None:
             if num_labels is None or not 0 <= int(task_label) < int(num_labels):
