@@ -57,6 +57,7 @@ from trmgym.results import (
     METRIC_NAMES,
     MISMATCH_TOLERANCE,
     RESULTS_FILE,
+    _flatten,
     _natural,
     as_matrix,
     bootstrap_stats,
@@ -803,7 +804,13 @@ def fewshot_sweep(paths: Sequence[Path], *, reps: int = DEFAULT_REPS, seed: int 
             skipped.append({"path": str(folder / FEWSHOT_FILE), "reason": reason})
             continue
         runs.append((folder, doc))
-    flat = {key: _flatten_config(json.loads(key)) for key in grouped}
+    flat = {  # the configuration keys, as results.group_names reads them
+        key: {
+            k: json.dumps(v, sort_keys=True, default=str)
+            for k, v in _flatten(json.loads(key)).items()
+        }
+        for key in grouped
+    }
     groups: dict[str, Any] = {}
     for key, runs in grouped.items():
         distinct = {
@@ -822,15 +829,6 @@ def fewshot_sweep(paths: Sequence[Path], *, reps: int = DEFAULT_REPS, seed: int 
     return json_ready(
         {"groups": groups, "n_found": len(found), "skipped": skipped, "unfinished": unfinished}
     )
-
-
-def _flatten_config(node: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(node, Mapping):
-        out: dict[str, str] = {}
-        for k, v in node.items():
-            out.update(_flatten_config(v, f"{prefix}{k}."))
-        return out
-    return {prefix.rstrip("."): json.dumps(node, sort_keys=True, default=str)}
 
 
 def _pooled_methods(docs: Sequence[Mapping[str, Any]], *, reps: int, seed: int) -> dict:
