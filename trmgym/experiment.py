@@ -910,16 +910,13 @@ class ContinualRun:
         # finished after all (a resume with other code): the mark of a divergence is history
         (self.run_dir / results_io.DIVERGED_FILE).unlink(missing_ok=True)
         logger.log_hparams(results, self.offsets[-1])  # TensorBoard's HPARAMS tab
-        plots = report.write_plots(self.run_dir)
-        logger.image(
-            "cl/accuracy_matrix",
-            report.plot_accuracy_matrix(results),
-            self.offsets[-1],
-        )
-        logger.image("cl/curves", report.plot_curves(results), self.offsets[-1])
+        images: dict[str, Any] = {}  # each figure drawn once: the PNG and TensorBoard's image
+        plots = report.write_plots(self.run_dir, images=images)
+        logger.image("cl/accuracy_matrix", images["accuracy_matrix"], self.offsets[-1])
+        logger.image("cl/curves", images["curves"], self.offsets[-1])
         if isinstance(results.get("curriculum"), dict) and results["curriculum"].get("history"):
-            logger.image("curriculum/plot", report.plot_curriculum(results), self.offsets[-1])
-        html = report.write_report(self.run_dir)
+            logger.image("curriculum/plot", images["curriculum"], self.offsets[-1])
+        html = report.write_report(self.run_dir, plots)
         names = [t.name for t in self.tasks]
         logger.print(matrix_table(names, R, "accuracy matrix (exact solve)"))
         logger.print(metrics_table(results["metrics"]))

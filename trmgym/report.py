@@ -37,6 +37,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -106,15 +107,18 @@ def _finish(figure: Figure, path: str | Path | None) -> np.ndarray:
     """Save ``figure`` as PNG (when ``path``) and return its pixels as ``[H, W, 3]`` uint8."""
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # the pixels drawn above, as savefig would write them (it would draw the figure again)
         write_atomic(  # a report being read never shows half a picture
             path,
-            lambda handle: figure.savefig(
-                handle, format="png", dpi=_DPI, metadata={"Software": None}
+            lambda handle: imsave(
+                handle, pixels, format="png", origin="upper", dpi=figure.dpi,
+                metadata={"Software": None},
             ),
-        )
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+        )  # fmt: skip
+    return pixels[..., :3].copy()
 
 
 def _title(results: Mapping[str, Any]) -> str:
@@ -447,9 +451,16 @@ def _plot_comparison(axes: Any, block: Mapping[str, Any], curves: Mapping[str, A
         text.set_parse_math(False)
 
 
-def write_plots(run_dir: str | Path) -> dict[str, Path]:
+def write_plots(
+    run_dir: str | Path, *, images: dict[str, np.ndarray] | None = None
+) -> dict[str, Path]:
     """Write ``plots/accuracy_matrix.png`` and ``plots/curves.png`` for a run directory, and
     ``plots/curriculum.png`` when its results.json has a ``curriculum`` block.
+
+    Args:
+        run_dir: the run directory (or its results.json).
+        images: a dict to fill with each plot's pixels, ``[H, W, 3]`` uint8 under the same keys
+            as the paths (what TensorBoard is given), so no figure is drawn twice.
 
     Returns:
         ``{"accuracy_matrix": path, "curves": path}``, plus ``"curriculum": path`` if written.
@@ -463,10 +474,14 @@ def write_plots(run_dir: str | Path) -> dict[str, Path]:
     if "curriculum" in results:  # checked first: a malformed block names the file, drawing nothing
         curriculum_block(results, str(results_path(run_dir)))
         paths["curriculum"] = plots / "curriculum.png"
-    plot_accuracy_matrix(results, paths["accuracy_matrix"])
-    plot_curves(results, paths["curves"])
+    drawn = {
+        "accuracy_matrix": plot_accuracy_matrix(results, paths["accuracy_matrix"]),
+        "curves": plot_curves(results, paths["curves"]),
+    }
     if "curriculum" in paths:
-        plot_curriculum(results, paths["curriculum"])
+        drawn["curriculum"] = plot_curriculum(results, paths["curriculum"])
+    if images is not None:
+        images.update(drawn)
     return paths
 
 
@@ -972,8 +987,13 @@ def write_fewshot_report(run_dir: str | Path) -> Path:
     return _write_html(folder / "report.html", "trmgym few-shot report", parts)
 
 
-def write_report(run_dir: str | Path) -> Path:
+def write_report(run_dir: str | Path, plots: Mapping[str, Path] | None = None) -> Path:
     """Write a self-contained ``report.html`` (and the plots) for a run directory.
+
+    Args:
+        run_dir: the run directory (or its results.json).
+        plots: what :func:`write_plots` returned for it, when it has just written them (they
+            are embedded as they are); by default the plots are written first.
 
     Returns:
         The path of ``report.html``.
@@ -983,7 +1003,7 @@ def write_report(run_dir: str | Path) -> Path:
     """
     results = load_results(run_dir)
     folder = results_path(run_dir).parent
-    plots = write_plots(folder)
+    plots = dict(plots) if plots is not None else write_plots(folder)
     names, e = results["sequence"], html.escape
     tasks = results.get("tasks") or [{"name": name} for name in names]
     settings = results.get("settings") or {}

@@ -218,13 +218,13 @@ def test_a_plot_interrupted_while_saved_is_a_whole_png(
 
     from trmgym import report
 
-    real_savefig = Figure.savefig
+    real_imsave = report.imsave  # the PNG writer of report._finish
 
-    def savefig_with_ctrl_c(self, *args, **kwargs):
+    def imsave_with_ctrl_c(*args, **kwargs):
         ctrl_c()
-        return real_savefig(self, *args, **kwargs)
+        return real_imsave(*args, **kwargs)
 
-    monkeypatch.setattr(Figure, "savefig", savefig_with_ctrl_c)
+    monkeypatch.setattr(report, "imsave", imsave_with_ctrl_c)
     figure = Figure(figsize=(2, 1))
     figure.add_subplot().plot([0, 1], [1, 0])
     path = tmp_path / "plots" / "curve.png"

@@ -134,6 +134,25 @@ def test_write_plots_makes_pngs_matching_the_returned_pixels(tmp_path: Path) -> 
     assert not (run / "plots" / "None").exists()
 
 
+def test_the_pngs_hold_exactly_the_pixels_given_to_tensorboard(tmp_path: Path) -> None:
+    """write_plots(images=...) hands back what it drew, so a run's end draws each figure once:
+    the PNG on disk and TensorBoard's image are the same pixels; write_report embeds the plots
+    it is given instead of drawing them again."""
+    from matplotlib.image import imread
+
+    run = write_run(tmp_path / "run")
+    images: dict = {}
+    paths = write_plots(run, images=images)
+    assert set(images) == set(paths) == {"accuracy_matrix", "curves"}
+    for name, path in paths.items():
+        on_disk = (imread(path)[..., :3] * 255).round().astype(np.uint8)
+        assert np.array_equal(on_disk, images[name]), name
+    stamps = {name: path.stat().st_mtime_ns for name, path in paths.items()}
+    html = write_report(run, paths).read_text()
+    assert {name: path.stat().st_mtime_ns for name, path in paths.items()} == stamps
+    assert html.count("data:image/png;base64,") == 2
+
+
 def test_plots_accept_missing_cells_and_mathtext_like_names(tmp_path: Path) -> None:
     upper_missing = [[0.9, None, None], [0.6, 0.8, None], [0.5, 0.7, 0.95]]
     results = make_results(
