@@ -257,10 +257,10 @@ def _non_finite(value: Any, key: str = "") -> Iterator[tuple[str, float]]:
 
 
 def check_ranges(cfg: DictConfig, overrides: list[str]) -> None:
-    """The range checks of the ``run`` and ``agent`` schemas and the sequence's task entries
-    (what :func:`trmgym.config.build_run` checks first), for one job of a command line, so that
-    every value of a sweep is checked before its first job starts. A strategy's arguments and
-    env options are checked when each job builds its run.
+    """The range checks of the ``run`` and ``agent`` schemas, the sequence's task entries (what
+    :func:`trmgym.config.build_run` checks first) and ``curriculum_comparison``, for one job of
+    a command line, so that every value of a sweep is checked before its first job starts. A
+    strategy's arguments and env options are checked when each job builds its run.
 
     Raises:
         UsageError: naming the key (and the job's overrides in a sweep).
@@ -285,6 +285,10 @@ def check_ranges(cfg: DictConfig, overrides: list[str]) -> None:
         OmegaConf.to_object(cfg.run)
         OmegaConf.to_object(cfg.agent)
         build_tasks(cfg)
+        if cfg.get("curriculum_comparison") is not None:  # its keys, values and run kind
+            from trmgym.comparison import check_comparison
+
+            check_comparison(cfg)
     except (ValueError, TypeError) as error:
         raise UsageError(_first_line(str(error))) from None
 

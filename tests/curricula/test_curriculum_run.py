@@ -129,7 +129,7 @@ def test_curriculum_comparison_runs_each_curriculum_and_records_steps_to_thresho
 #: a tiny comparison long enough to interrupt while both curricula train
 LONG_COMPARISON = [
     "experiment=single_task", "env=sudoku", "env.size=4", "env.blanks=2",
-    "run.train_steps=480", "run.eval_every=3", "run.eval_episodes=8", "run.batch_size=8",
+    "run.train_steps=160", "run.eval_every=3", "run.eval_episodes=8", "run.batch_size=8",
     "run.max_reasoning_steps=2", "+agent.model.hidden_size=32", "+agent.model.num_heads=2",
     "curriculum=ramp", "curriculum.levels={blanks:[1,2]}", "console=false", "device=cpu",
     "run.threads=2",
@@ -192,7 +192,7 @@ def test_curricula_trained_side_by_side_match_one_after_the_other_and_resume_exa
         time.sleep(0.05)  # interrupt once both have a checkpoint
     process.send_signal(signal.SIGINT)  # the main process only: it ends its worker
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err  # 160 chunks: not finished 0.05 s after the first
+    assert process.returncode == 130, err  # 54 chunks: not finished 0.05 s after the first
     assert "Traceback" not in err
     assert not (cut / "results.json").exists()
     arm_saved = (checkpoints[1] / "last.pt").stat().st_mtime_ns
@@ -234,13 +234,77 @@ def test_workers_above_the_threads_given_say_so_and_log_apart(tmp_path: Path) ->
     assert "strategy naive + curriculum ramp" in main_log  # the main run logs after it, as before
 
 
+#: the command line every refused comparison below is added to
+BAD_BASE = [
+    "experiment=single_task", "env=sudoku", "env.size=4", "env.blanks=2", "console=false",
+    "device=cpu",
+]  # fmt: skip
+RAMP = ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["curriculum_comparison={against:[uniform]}"], "needs a curriculum to compare"),
         (
-            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
-             "curriculum_comparison={against:[ramp]}"],
+            ["curriculum_comparison={against:[uniform]}"],
+            "curriculum_comparison needs a curriculum to compare (e.g. curriculum=ramp); "
+            "curriculum is null",
+        ),
+        (
+            [*RAMP, "curriculum_comparison={against:[uniform],threshold:0}"],
+            "curriculum_comparison.threshold must be a number in (0, 1], got 0",
+        ),
+        (
+            [*RAMP, "curriculum_comparison={against:[uniform],treshold:0.5}"],
+            "curriculum_comparison.treshold: no such key; allowed keys: ['against', 'threshold', "
+            "'workers']",
+        ),
+        (
+            [*RAMP, "curriculum_comparison={against:[uniform],workers:0}"],
+            "curriculum_comparison.workers must be an int >= 1, got 0",
+        ),
+        (
+            [*RAMP, "curriculum_comparison={against:[uniform],workers:true}"],
+            "curriculum_comparison.workers must be an int >= 1, got True",
+        ),
+        (
+            [*RAMP, "curriculum_comparison={against:[uniform],workers:1.5}"],
+            "curriculum_comparison.workers must be an int >= 1, got 1.5",
+        ),
+        (  # every job of a sweep is checked before the first one starts
+            ["-m", *RAMP,
+             "curriculum_comparison={against:[uniform],threshold:0.5},{against:[uniform],"
+             "threshold:0}"],
+            "curriculum_comparison.threshold must be a number in (0, 1], got 0",
+        ),
+    ],
+)  # fmt: skip
+def test_a_bad_comparison_is_refused_at_start_up_before_hydra_makes_anything(
+    tmp_path: Path,
+    overrides: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refused by the start-up checks (in this process: nothing of Hydra's is set up yet), with
+    no run or sweep directory made."""
+    from trmgym.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    where = "hydra.sweep.dir=sweep" if "-m" in overrides else "hydra.run.dir=run"
+    with pytest.raises(SystemExit) as stop:
+        main(["run", *BAD_BASE, where, *overrides])
+    assert stop.value.code == 2
+    line = capsys.readouterr().err
+    assert line.startswith(f"trmgym run: {message}") and line.count("\n") == 1, line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            [*RAMP, "curriculum_comparison={against:[ramp]}"],
             "the run's own curriculum",
         ),
         (  # named by the config chosen, not by its class (arc_stages is a Staged)
@@ -254,46 +318,19 @@ def test_workers_above_the_threads_given_say_so_and_log_apart(tmp_path: Path) ->
             "temperature,",
         ),
         (
-            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
-             "curriculum_comparison={against:[unifrom]}"],
+            [*RAMP, "curriculum_comparison={against:[unifrom]}"],
             "no curriculum 'unifrom'; allowed: ['arc_stages', 'lp', 'plr', 'ramp'",
-        ),
-        (
-            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
-             "curriculum_comparison={against:[uniform],threshold:0}"],
-            "curriculum_comparison.threshold must be a number in (0, 1], got 0",
-        ),
-        (
-            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
-             "curriculum_comparison={against:[uniform],treshold:0.5}"],
-            "curriculum_comparison.treshold: no such key; allowed keys: ['against', 'threshold', "
-            "'workers']",
-        ),
-        (
-            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
-             "curriculum_comparison={against:[uniform],workers:0}"],
-            "curriculum_comparison.workers must be an int >= 1, got 0",
-        ),
-        (
-            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
-             "curriculum_comparison={against:[uniform],workers:true}"],
-            "curriculum_comparison.workers must be an int >= 1, got True",
-        ),
-        (
-            ["curriculum=ramp", "curriculum.levels={blanks:[1,2]}",
-             "curriculum_comparison={against:[uniform],workers:1.5}"],
-            "curriculum_comparison.workers must be an int >= 1, got 1.5",
         ),
     ],
 )  # fmt: skip
 def test_a_bad_comparison_is_refused_in_one_line_before_anything_runs(
     tmp_path: Path, overrides: list[str], message: str
 ) -> None:
+    """Refused when the run is built (a subprocess: Hydra has set up the run's logging by then)."""
     run_dir = tmp_path / "bad"
     command = [
-        sys.executable, "-m", "trmgym.cli", "run", "experiment=single_task", "env=sudoku",
-        "env.size=4", "env.blanks=2", "console=false", "device=cpu",
-        f"hydra.run.dir={run_dir}", *overrides,
+        sys.executable, "-m", "trmgym.cli", "run", *BAD_BASE, f"hydra.run.dir={run_dir}",
+        *overrides,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
